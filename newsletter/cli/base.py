@@ -1,0 +1,92 @@
+"""What every command shares: the app state, the consoles, and error translation."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from newsletter.config import Settings, load_settings
+from newsletter.errors import NewsletterError
+from newsletter.store import Store, open_store
+
+
+def out() -> Console:
+    """Console for results (stdout). Made per call so test runners can capture it."""
+    return Console(highlight=False, soft_wrap=True)
+
+
+def err() -> Console:
+    """Console for progress and warnings (stderr)."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class AppState:
+    """Root options, and the settings and store built from them on first use."""
+
+    config: Path | None = None
+    debug: bool = False
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _settings: Settings | None = None
+    _store: Store | None = None
+
+    def settings(self, overrides: Mapping[str, Any] | None = None) -> Settings:
+        """The settings; ``overrides`` are this command's flags (the top layer)."""
+        if overrides:
+            clean = {
+                k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()
+            }
+            clean = {k: v for k, v in clean.items() if v}
+            if clean:
+                self._settings = load_settings(
+                    config=self.config, environ=self.environ, overrides=clean
+                )
+                return self._settings
+        if self._settings is None:
+            self._settings = load_settings(config=self.config, environ=self.environ)
+        return self._settings
+
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings())
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
+
+def state(ctx: typer.Context) -> AppState:
+    obj = ctx.find_object(AppState)
+    if obj is None:  # a command invoked without the root callback (tests of one command)
+        obj = AppState()
+        ctx.obj = obj
+    return obj
+
+
+class SliceGroup(TyperGroup):
+    """The root group: turns every NewsletterError into one line and exit status 1."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            app_state = ctx.find_object(AppState)
+            if app_state is not None and app_state.debug:
+                traceback.print_exc()
+            message = " ".join(str(exc).split()) or exc.__class__.__name__
+            typer.echo(f"Error: {message}", err=True)
+            ctx.exit(1)
+        finally:
+            app_state = ctx.find_object(AppState)
+            if app_state is not None:
+                app_state.close()

@@ -1,0 +1,9 @@
+"""The command modules, registered on the root app in one place."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add every part's commands. A new part adds one line here."""

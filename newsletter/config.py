@@ -1,0 +1,441 @@
+"""Settings: one typed object, built in one place.
+
+Layers, lowest first: defaults < ``slice.toml`` < environment (``SLICE_*``) < flags.
+Secrets (the signing key, the SMTP password, the DKIM key, API keys) are read
+from the environment only; a secret written in ``slice.toml`` is an error.
+
+Nothing else in the package reads ``os.environ``: the CLI passes the environment
+in, and tests pass a dict.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from newsletter.errors import ConfigError
+
+CONFIG_NAME = "slice.toml"
+
+
+class Section(BaseModel):
+    """A table of slice.toml: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class NewsletterSettings(Section):
+    name: str = Field(
+        "My Research Weekly", description="Name of the newsletter, shown in every email and page."
+    )
+    tagline: str = Field(
+        "The week's new papers, picked for you.", description="One line under the name."
+    )
+    promise: str = Field(
+        "One email a week. We respect your privacy. Unsubscribe at any time.",
+        description="What a reader is promised next to the signup form.",
+    )
+    language: str = Field(
+        "en", description="Language of emails and pages (the HTML lang attribute)."
+    )
+    from_address: str = Field(
+        "My Research Weekly <newsletter@example.org>",
+        description="The From header of every email: 'Name <address>'.",
+    )
+    reply_to: str = Field("", description="Reply-To address; empty for none.")
+    list_id: str = Field(
+        "",
+        description="List-Id header (RFC 2919), e.g. 'weekly.example.org'; empty derives it from from_address.",
+    )
+    unsubscribe_mailto: str = Field(
+        "",
+        description="Address for mailto: unsubscribe requests; empty derives unsubscribe@<from domain>.",
+    )
+    postal_address: str = Field(
+        "",
+        description="The sender's postal address, printed in every email's footer (bulk-mail law asks for it).",
+    )
+    editor_address: str = Field(
+        "", description="Where `slice send --to` proofs go when no address is given."
+    )
+
+
+class PathSettings(Section):
+    templates: Path = Field(
+        Path("templates"), description="Project templates; they override the package's."
+    )
+    subscribers: Path = Field(
+        Path("subscribers"), description="Subscriber data: the SQLite database, CSV files."
+    )
+    outbox: Path = Field(
+        Path("outbox"), description="Composed issues, one folder each; dry-run .eml files."
+    )
+
+
+class DatabaseSettings(Section):
+    url: str = Field(
+        "sqlite:///subscribers/slice.db",
+        description="SQLAlchemy URL (env SLICE_DATABASE_URL); a relative SQLite path is relative to the project.",
+    )
+    busy_timeout_ms: int = Field(
+        10_000, ge=0, description="How long SQLite waits for a lock before giving up."
+    )
+
+
+class WebSettings(Section):
+    base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Public URL of `slice serve`, used in every link in emails (env SLICE_BASE_URL).",
+    )
+    host: str = Field("127.0.0.1", description="Address `slice serve` listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `slice serve` listens on.")
+    confirm_ttl_hours: float = Field(72, gt=0, description="How long a confirmation link works.")
+    resend_interval_minutes: float = Field(
+        60,
+        ge=0,
+        description="A pending address gets at most one confirmation email per this interval.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class SmtpSettings(Section):
+    host: str = Field("127.0.0.1", description="SMTP relay host (env SLICE_SMTP_HOST).")
+    port: int = Field(1025, ge=1, le=65535, description="SMTP relay port (env SLICE_SMTP_PORT).")
+    username: str = Field(
+        "", description="Login name; the password comes from SLICE_SMTP_PASSWORD."
+    )
+    tls: Literal["none", "starttls", "tls"] = Field(
+        "none", description="none, starttls or tls (env SLICE_SMTP_TLS)."
+    )
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for the relay on each step.")
+    helo_name: str = Field("", description="Name sent in EHLO; empty uses this machine's name.")
+
+
+class SendSettings(Section):
+    rate: float = Field(
+        10.0, ge=0, description="Messages per second across all connections; 0 for no limit."
+    )
+    hourly_cap: int = Field(
+        0, ge=0, description="At most this many messages per hour (a relay quota); 0 for none."
+    )
+    daily_cap: int = Field(0, ge=0, description="At most this many messages per day; 0 for none.")
+    concurrency: int = Field(4, ge=1, le=64, description="SMTP connections used at once.")
+    max_attempts: int = Field(
+        5, ge=1, description="Tries per reader before a deferred message counts as failed."
+    )
+    retry_base_seconds: float = Field(
+        30.0, ge=0, description="First retry delay; it doubles on each try, with jitter."
+    )
+
+
+class DkimSettings(Section):
+    selector: str = Field(
+        "", description="DKIM selector (env SLICE_DKIM_SELECTOR); the key is SLICE_DKIM_KEY."
+    )
+    domain: str = Field("", description="DKIM signing domain, d= (env SLICE_DKIM_DOMAIN).")
+
+
+class ComposeSettings(Section):
+    max_papers: int = Field(10, ge=1, description="Papers in an issue.")
+    per_source_cap: int = Field(6, ge=1, description="At most this many papers from one source.")
+    featured: int = Field(2, ge=0, description="How many top papers render as featured stories.")
+    abstract_chars: int = Field(
+        1200, ge=100, description="Longer abstracts are cut at a sentence, with a link."
+    )
+    max_authors: int = Field(
+        6, ge=1, description="Longer author lists show the first few and 'et al.'."
+    )
+
+
+class ProfileSettings(Section):
+    """What the newsletter covers: weighted terms and terms that exclude a paper."""
+
+    terms: dict[str, float] = Field(
+        default_factory=dict, description='Terms and their weights, e.g. { "deep learning" = 2.0 }.'
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="A paper with any of these terms is left out."
+    )
+    recency_weight: float = Field(
+        0.1, ge=0, description="How much a newer paper gains over an older one."
+    )
+    learn_from_editor: bool = Field(
+        True, description="Let past pins and removals raise or lower similar papers."
+    )
+
+
+class SourceSettings(BaseModel):
+    """One entry of ``[[sources]]``: a name, a kind, and the kind's own options.
+
+    The options are checked by the source kind itself (see `newsletter.sources`).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    kind: str
+    enabled: bool = True
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class FetchSettings(Section):
+    contact_email: str = Field(
+        "", description="Contact address sent to sources that ask for one (PubMed's email=)."
+    )
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for a source's answer.")
+    retries: int = Field(4, ge=0, description="Retries on 429, 5xx and connection errors.")
+    lookback_days: int = Field(
+        8, ge=1, description="`slice fetch` without --since reaches back this far."
+    )
+
+
+class Secrets(BaseModel):
+    """Values read from the environment only. Never written anywhere."""
+
+    model_config = ConfigDict(frozen=True)
+
+    secret_key: str = ""
+    smtp_password: str = ""
+    dkim_key_path: str = ""
+    pubmed_api_key: str = ""
+
+    def __repr__(self) -> str:  # never print a secret by accident
+        shown = {k: ("***" if v else "") for k, v in self.model_dump().items()}
+        return f"Secrets({shown})"
+
+    __str__ = __repr__
+
+
+class Settings(Section):
+    """Everything Slice needs to know, typed. Built by `load_settings`."""
+
+    newsletter: NewsletterSettings = Field(default_factory=NewsletterSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    send: SendSettings = Field(default_factory=SendSettings)
+    dkim: DkimSettings = Field(default_factory=DkimSettings)
+    compose: ComposeSettings = Field(default_factory=ComposeSettings)
+    profile: ProfileSettings = Field(default_factory=ProfileSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    sources: list[SourceSettings] = Field(default_factory=list)
+
+    # Not from slice.toml: where the project lives, and the secrets.
+    project_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    config_file: Path | None = Field(None, exclude=True)
+    secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+
+    # --- derived values ----------------------------------------------------
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.project_dir / path
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.resolve(self.paths.templates)
+
+    @property
+    def subscribers_dir(self) -> Path:
+        return self.resolve(self.paths.subscribers)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.resolve(self.paths.outbox)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, with a relative SQLite path made absolute against the project."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith("sqlite:////"):
+            rest = url[len(prefix) :]
+            if rest and not rest.startswith(":memory:") and not rest.startswith("file:"):
+                return prefix + str(self.resolve(Path(rest)))
+        return url
+
+    @property
+    def confirm_ttl(self) -> timedelta:
+        return timedelta(hours=self.web.confirm_ttl_hours)
+
+    def require_secret_key(self) -> str:
+        key = self.secrets.secret_key
+        if not key:
+            raise ConfigError(
+                "SLICE_SECRET_KEY is not set: set it to a long random string, e.g. "
+                "export SLICE_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if len(key) < 16:
+            raise ConfigError("SLICE_SECRET_KEY is too short: use at least 16 random characters.")
+        return key
+
+
+# Environment variables and the setting each one sets. Kept as data so that the
+# README's table and `slice init` can be generated from it.
+ENV_SETTINGS: dict[str, tuple[str, str]] = {
+    "SLICE_DATABASE_URL": ("database", "url"),
+    "SLICE_BASE_URL": ("web", "base_url"),
+    "SLICE_SMTP_HOST": ("smtp", "host"),
+    "SLICE_SMTP_PORT": ("smtp", "port"),
+    "SLICE_SMTP_USERNAME": ("smtp", "username"),
+    "SLICE_SMTP_TLS": ("smtp", "tls"),
+    "SLICE_DKIM_SELECTOR": ("dkim", "selector"),
+    "SLICE_DKIM_DOMAIN": ("dkim", "domain"),
+}
+
+ENV_SECRETS: dict[str, str] = {
+    "SLICE_SECRET_KEY": "secret_key",
+    "SLICE_SMTP_PASSWORD": "smtp_password",
+    "SLICE_DKIM_KEY": "dkim_key_path",
+    "SLICE_PUBMED_API_KEY": "pubmed_api_key",
+    "NCBI_API_KEY": "pubmed_api_key",
+}
+
+# Keys that look like secrets; finding one in slice.toml is an error that says
+# which variable to use instead.
+_SECRET_KEYS = {
+    "secret_key": "SLICE_SECRET_KEY",
+    "password": "SLICE_SMTP_PASSWORD",
+    "smtp_password": "SLICE_SMTP_PASSWORD",
+    "key": "SLICE_DKIM_KEY",
+    "private_key": "SLICE_DKIM_KEY",
+    "api_key": "SLICE_PUBMED_API_KEY",
+}
+
+
+def find_config(config: Path | None, environ: Mapping[str, str], cwd: Path) -> Path | None:
+    """Where slice.toml is: the flag, then SLICE_CONFIG, then the working folder."""
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError(
+                f"{config}: no such settings file; check --config or run `slice init`."
+            )
+        return config.resolve()
+    from_env = environ.get("SLICE_CONFIG")
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(f"SLICE_CONFIG={from_env}: no such settings file.")
+        return path.resolve()
+    candidate = cwd / CONFIG_NAME
+    return candidate.resolve() if candidate.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _check_no_secrets(data: Mapping[str, Any], path: Path, where: str = "") -> None:
+    for key, value in data.items():
+        dotted = f"{where}.{key}" if where else key
+        if key in _SECRET_KEYS and where != "profile.terms":
+            var = _SECRET_KEYS[key]
+            raise ConfigError(
+                f"{path}: '{dotted}' is a secret and is read from the environment only: "
+                f"remove it from the file and set {var}."
+            )
+        if isinstance(value, Mapping):
+            _check_no_secrets(value, path, dotted)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    _check_no_secrets(item, path, f"{dotted}[{i}]")
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(exc: ValidationError, origin: str, env_origin: Mapping[tuple[str, ...], str]) -> str:
+    """One line for the first problem: which key, where it came from, what is wrong."""
+    err = exc.errors()[0]
+    loc = tuple(str(p) for p in err["loc"])
+    dotted = ".".join(p if not p.isdigit() else f"[{p}]" for p in loc).replace(".[", "[")
+    where = env_origin.get(loc, origin)
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown setting '{dotted}'; check its spelling (`slice init` writes every setting)."
+    value = err.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
+    return f"{where}: setting '{dotted}': {err['msg']}{shown}."
+
+
+def load_settings(
+    *,
+    config: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build the settings from every layer. The only place settings are made.
+
+    ``overrides`` holds command-line flags as nested dicts (``{"smtp": {"port": 2525}}``).
+    """
+    environ = environ or {}
+    cwd = (cwd or Path.cwd()).resolve()
+    path = find_config(config, environ, cwd)
+
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        data = _read_toml(path)
+        _check_no_secrets(data, path)
+        origin = str(path)
+
+    env_layer: dict[str, Any] = {}
+    env_origin: dict[tuple[str, ...], str] = {}
+    for var, (section, key) in ENV_SETTINGS.items():
+        if var in environ and environ[var] != "":
+            env_layer.setdefault(section, {})[key] = environ[var]
+            env_origin[(section, key)] = var
+    data = _merge(data, env_layer)
+    if overrides:
+        data = _merge(data, overrides)
+
+    secrets: dict[str, str] = {}
+    for var, field in ENV_SECRETS.items():
+        if environ.get(var) and not secrets.get(field):
+            secrets[field] = environ[var]
+
+    project_dir = path.parent if path is not None else cwd
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin, env_origin)) from None
+    settings.project_dir = project_dir
+    settings.config_file = path
+    settings.secrets = Secrets(**secrets)
+    names = [s.name for s in settings.sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(
+            f"{origin}: two sources are named '{dupes[0]}'; give each [[sources]] a unique name."
+        )
+    return settings

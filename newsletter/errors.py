@@ -1,0 +1,117 @@
+"""The one error family of Slice.
+
+Every error the library raises on purpose is a `NewsletterError`. The CLI turns
+them into one line and exit status 1 (see `newsletter.cli`); `--debug` shows the
+traceback. Messages say what went wrong *and* how to fix it.
+
+Errors that are also a built-in kind inherit that built-in too, so callers that
+catch `TimeoutError` or `ValueError` keep working.
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Root of every error Slice raises on purpose."""
+
+
+# --- settings and project -------------------------------------------------
+
+
+class ConfigError(NewsletterError):
+    """A setting is missing, unknown or of the wrong type."""
+
+
+class ProjectExistsError(NewsletterError, FileExistsError):
+    """`slice init` was pointed at a folder that already holds a project."""
+
+
+# --- store ----------------------------------------------------------------
+
+
+class StoreError(NewsletterError):
+    """The database could not be opened or used."""
+
+
+class MigrationError(StoreError):
+    """A schema migration failed; the database is left at the last good version."""
+
+
+# --- sources and ingest ---------------------------------------------------
+
+
+class SourceError(NewsletterError):
+    """A paper source could not be read."""
+
+
+class SourceTimeout(SourceError, TimeoutError):
+    """A paper source did not answer in time."""
+
+
+class SourceHTTPError(SourceError, ConnectionError):
+    """A paper source answered with an HTTP error or an error page."""
+
+
+class ParseError(SourceError, ValueError):
+    """A payload or file is not in the format it claims to be."""
+
+
+class UnknownFormatError(ParseError):
+    """A file's content matches none of the formats Slice reads."""
+
+
+# --- compose --------------------------------------------------------------
+
+
+class ComposeError(NewsletterError):
+    """An issue could not be selected or rendered."""
+
+
+class NoPapersError(ComposeError):
+    """The chosen window holds no papers."""
+
+
+class TemplateError(ComposeError):
+    """A template is broken; the message names its file and line."""
+
+
+class IssueNotFoundError(NewsletterError, FileNotFoundError):
+    """No composed issue of that id exists in the outbox."""
+
+
+# --- subscribers and tokens -----------------------------------------------
+
+
+class SubscriberError(NewsletterError):
+    """A subscriber operation was refused."""
+
+
+class InvalidAddressError(SubscriberError, ValueError):
+    """An email address is not deliverable as written."""
+
+
+class TokenError(NewsletterError, ValueError):
+    """A confirm or unsubscribe token is forged, truncated or for another purpose."""
+
+
+class TokenExpiredError(TokenError):
+    """A token was genuine but is past its lifetime."""
+
+
+class ImportFileError(SubscriberError, ValueError):
+    """A subscriber import file cannot be read at all (encoding, header)."""
+
+
+# --- sending --------------------------------------------------------------
+
+
+class SendError(NewsletterError):
+    """A send could not start or had to stop."""
+
+
+class RelayRefusedError(SendError, ConnectionError):
+    """The SMTP relay refuses everything (authentication, repeated 421s); the send stopped early."""
+
+
+class HeaderInjectionError(SendError, ValueError):
+    """A value meant for a mail header holds a line break or control character."""

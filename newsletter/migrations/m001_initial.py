@@ -1,0 +1,121 @@
+"""The first schema: papers, subscribers, issues and the delivery ledger."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Connection
+
+
+def upgrade(conn: Connection) -> None:
+    meta = MetaData()
+    Table(
+        "papers",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("title", Text, nullable=False),
+        Column("authors", JSON, nullable=False),
+        Column("abstract", Text, nullable=False),
+        Column("source", String, nullable=False),
+        Column("kind", String, nullable=False),
+        Column("published", Date, nullable=False),
+        Column("url", Text, nullable=False),
+        Column("journal", Text, nullable=False),
+        Column("doi", String, nullable=True, unique=True),
+        Column("arxiv_id", String, nullable=True, unique=True),
+        Column("pmid", String, nullable=True, unique=True),
+        Column("pmcid", String, nullable=True, unique=True),
+        Column("title_key", Text, nullable=False),
+        Column("seen_in", JSON, nullable=False),
+        Column(
+            "published_version_id",
+            Integer,
+            ForeignKey("papers.id", ondelete="SET NULL"),
+            nullable=True,
+        ),
+        Column("extra", JSON, nullable=False),
+        Column("first_seen", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Index("ix_papers_source", "source"),
+        Index("ix_papers_kind", "kind"),
+        Index("ix_papers_published", "published"),
+        Index("ix_papers_title_key", "title_key"),
+        Index("ix_papers_first_seen", "first_seen"),
+    )
+    Table(
+        "subscribers",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("uid", String, nullable=False, unique=True),
+        Column("email", String, nullable=False),
+        Column("email_key", String, nullable=False, unique=True),
+        Column("name", String, nullable=False),
+        Column("status", String, nullable=False),
+        Column("consent_source", String, nullable=False),
+        Column("confirm_ip", String, nullable=True),
+        Column("confirm_nonce", String, nullable=True),
+        Column("confirm_sent_at", DateTime(timezone=True), nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("confirmed_at", DateTime(timezone=True), nullable=True),
+        Column("unsubscribed_at", DateTime(timezone=True), nullable=True),
+        Column("status_reason", String, nullable=False),
+        Index("ix_subscribers_status", "status"),
+    )
+    Table(
+        "issues",
+        meta,
+        Column("id", String, primary_key=True),
+        Column("number", Integer, nullable=False),
+        Column("subject", Text, nullable=False),
+        Column("window_start", Date, nullable=False),
+        Column("window_end", Date, nullable=False),
+        Column("status", String, nullable=False),
+        Column("composed_at", DateTime(timezone=True), nullable=False),
+        Column("send_started_at", DateTime(timezone=True), nullable=True),
+        Column("sent_at", DateTime(timezone=True), nullable=True),
+        Index("ix_issues_number", "number"),
+    )
+    Table(
+        "deliveries",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column(
+            "issue_id",
+            String,
+            ForeignKey("issues.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column(
+            "subscriber_id",
+            Integer,
+            ForeignKey("subscribers.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column("status", String, nullable=False),
+        Column("message_id", String, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+        Column("last_code", Integer, nullable=True),
+        Column("last_error", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("sent_at", DateTime(timezone=True), nullable=True),
+        UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
+        Index("ix_deliveries_issue_id", "issue_id"),
+        Index("ix_deliveries_subscriber_id", "subscriber_id"),
+        Index("ix_deliveries_status", "status"),
+    )
+    meta.create_all(conn)

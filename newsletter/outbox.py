@@ -1,0 +1,86 @@
+"""The outbox: the contract between `slice compose` and `slice send`.
+
+``outbox/<issue-id>/`` holds:
+
+- ``issue.json``    the editable selection (compose reads it back and keeps edits)
+- ``message.json``  what compose rendered last: subject, preheader, number, dates
+- ``email.html``    the email's HTML, with per-reader placeholders
+- ``issue.txt``     the plain-text part, with per-reader placeholders
+- ``issue.html``    the web copy: no reader's data, no placeholders
+- ``dry-run/``      ``slice send --dry-run`` writes one .eml per reader here
+
+The issue is rendered once; at send time each reader's values replace the
+placeholders below and nothing is rendered again. Placeholders use only
+``[A-Z_]``, so HTML escaping, MJML, CSS inlining and URL contexts leave them
+alone. Text from papers never contains them (compose removes the marker).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.errors import IssueNotFoundError
+
+# Per-reader values filled in at send time.
+UNSUBSCRIBE_URL = "__SLICE_UNSUBSCRIBE_URL__"
+FIRST_NAME = "__SLICE_FIRST_NAME__"  # the reader's first name, or the fallback ("there")
+PLACEHOLDERS = (UNSUBSCRIBE_URL, FIRST_NAME)
+PLACEHOLDER_MARK = "__SLICE_"
+
+ISSUE_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
+
+
+def strip_placeholders(text: str) -> str:
+    """Make untrusted text unable to pose as a placeholder."""
+    return text.replace(PLACEHOLDER_MARK, "__SLICE\u200b_")
+
+
+@dataclass(frozen=True)
+class IssueFolder:
+    """Paths of one issue's files in the outbox."""
+
+    root: Path
+    issue_id: str
+
+    @classmethod
+    def of(cls, outbox: Path, issue_id: str) -> IssueFolder:
+        if not ISSUE_ID.match(issue_id):
+            raise IssueNotFoundError(
+                f"{issue_id!r} is not an issue id (like 2025-W24); `ls outbox/` lists composed issues."
+            )
+        return cls(outbox / issue_id, issue_id)
+
+    @property
+    def selection(self) -> Path:
+        return self.root / "issue.json"
+
+    @property
+    def message(self) -> Path:
+        return self.root / "message.json"
+
+    @property
+    def email_html(self) -> Path:
+        return self.root / "email.html"
+
+    @property
+    def text(self) -> Path:
+        return self.root / "issue.txt"
+
+    @property
+    def web_html(self) -> Path:
+        return self.root / "issue.html"
+
+    @property
+    def dry_run(self) -> Path:
+        return self.root / "dry-run"
+
+    def require_rendered(self) -> None:
+        """Raise a helpful error unless compose has rendered this issue."""
+        missing = [p.name for p in (self.message, self.email_html, self.text) if not p.is_file()]
+        if missing:
+            raise IssueNotFoundError(
+                f"issue {self.issue_id} is not composed ({', '.join(missing)} missing in {self.root}); "
+                f"run `slice compose` first."
+            )

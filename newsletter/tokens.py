@@ -1,0 +1,71 @@
+"""Signed, URL-safe tokens for the links in emails.
+
+Every token is an HMAC-signed payload (itsdangerous) with a salt per purpose,
+so a token made for one purpose never passes as another. Payloads carry the
+subscriber's random ``uid``, never a database id.
+
+- Confirm tokens carry a timestamp and the subscriber's current
+  ``confirm_nonce``: they expire, and they work once (confirming clears the
+  nonce; sending a new link replaces it).
+- Unsubscribe tokens never expire, so the link in a years-old email still works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from newsletter.errors import TokenError, TokenExpiredError
+
+_CONFIRM = "slice.confirm.v1"
+_UNSUBSCRIBE = "slice.unsubscribe.v1"
+
+
+@dataclass(frozen=True)
+class ConfirmClaim:
+    uid: str
+    nonce: str
+
+
+class Tokens:
+    """Makes and reads the tokens; the only holder of the secret key."""
+
+    def __init__(self, secret_key: str) -> None:
+        if not secret_key:
+            raise TokenError("no secret key: set SLICE_SECRET_KEY")
+        self._confirm = URLSafeTimedSerializer(secret_key, salt=_CONFIRM)
+        self._unsubscribe = URLSafeSerializer(secret_key, salt=_UNSUBSCRIBE)
+
+    def confirm_token(self, uid: str, nonce: str) -> str:
+        return str(self._confirm.dumps([uid, nonce]))
+
+    def read_confirm(self, token: str, *, max_age: timedelta) -> ConfirmClaim:
+        """The claim in a confirm token. Raises TokenExpiredError or TokenError."""
+        try:
+            payload = self._confirm.loads(token, max_age=int(max_age.total_seconds()))
+        except SignatureExpired:
+            raise TokenExpiredError("this confirmation link has expired") from None
+        except BadSignature:
+            raise TokenError("this confirmation link is not valid") from None
+        if not (
+            isinstance(payload, list)
+            and len(payload) == 2
+            and all(isinstance(p, str) for p in payload)
+        ):
+            raise TokenError("this confirmation link is not valid")
+        return ConfirmClaim(uid=payload[0], nonce=payload[1])
+
+    def unsubscribe_token(self, uid: str) -> str:
+        return str(self._unsubscribe.dumps(uid))
+
+    def read_unsubscribe(self, token: str) -> str:
+        """The subscriber uid in an unsubscribe token. Raises TokenError."""
+        try:
+            payload = self._unsubscribe.loads(token)
+        except BadSignature:
+            raise TokenError("this unsubscribe link is not valid") from None
+        if not isinstance(payload, str):
+            raise TokenError("this unsubscribe link is not valid")
+        return payload

@@ -1,0 +1,117 @@
+"""The CLI frame: help everywhere, `slice init`, and how errors reach a person."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from newsletter import __version__
+from newsletter.cli import app
+
+
+def all_commands() -> list[list[str]]:
+    """Every command path, e.g. ['subscribers', 'add']."""
+    root = get_command(app)
+    found: list[list[str]] = []
+
+    def walk(group: Any, path: list[str]) -> None:
+        if hasattr(group, "commands"):
+            for name, sub in group.commands.items():
+                found.append([*path, name])
+                walk(sub, [*path, name])
+
+    walk(root, [])
+    return found
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"slice {__version__}"
+
+
+def test_root_help_lists_commands() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for path in all_commands():
+        if len(path) == 1:
+            assert path[0] in result.stdout
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=lambda p: " ".join(p))
+def test_every_command_has_help(path: list[str]) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    command = get_command(app)
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    assert command.help and len(command.help.strip()) > 15, (
+        f"`slice {' '.join(path)}` needs a real help text"
+    )
+
+
+def test_init_creates_a_project(tmp_path: Path) -> None:
+    target = tmp_path / "weekly"
+    result = CliRunner().invoke(app, ["init", str(target), "--name", "Radiology AI Weekly"])
+    assert result.exit_code == 0, result.output
+    assert (target / "slice.toml").is_file()
+    for folder in ("templates", "subscribers", "outbox"):
+        assert (target / folder).is_dir()
+    assert 'name = "Radiology AI Weekly"' in (target / "slice.toml").read_text()
+    assert "created" in result.stdout
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "weekly"
+    CliRunner().invoke(app, ["init", str(target)])
+    (target / "slice.toml").write_text('[newsletter]\nname = "Mine"\n')
+    result = CliRunner().invoke(app, ["init", str(target)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+    assert "already exists" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert (target / "slice.toml").read_text() == '[newsletter]\nname = "Mine"\n'
+
+
+def test_library_error_is_one_line_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "slice.toml").write_text("[smtp]\nprot = 25\n")
+    result = CliRunner().invoke(
+        app, ["--config", str(tmp_path / "slice.toml"), "init", str(tmp_path / "new")]
+    )
+    # init needs no settings, so it works even with a broken slice.toml elsewhere
+    assert result.exit_code == 0
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    CliRunner().invoke(app, ["init", str(tmp_path)])
+    plain = CliRunner().invoke(app, ["init", str(tmp_path)])
+    debug = CliRunner().invoke(app, ["--debug", "init", str(tmp_path)])
+    assert plain.exit_code == debug.exit_code == 1
+    assert "Traceback" not in plain.stderr
+    assert "Traceback" in debug.stderr and "ProjectExistsError" in debug.stderr
+
+
+def test_usage_error_is_exit_2() -> None:
+    result = CliRunner().invoke(app, ["init", "--no-such-flag"])
+    assert result.exit_code == 2
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    """The installed `slice` entry point, as a new user runs it."""
+    exe = Path(sys.executable).parent / "slice"
+    result = subprocess.run(
+        [str(exe), "init", str(tmp_path / "p")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    again = subprocess.run(
+        [str(exe), "init", str(tmp_path / "p")], capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 1
+    assert again.stderr.count("\n") == 1 and again.stderr.startswith("Error: ")
