@@ -3,7 +3,8 @@
 ``outbox/<issue-id>/`` holds:
 
 - ``issue.json``    the editable selection (compose reads it back and keeps edits)
-- ``message.json``  what compose rendered last: subject, preheader, number, dates
+- ``message.json``  what compose rendered last (see `RenderedIssue`): subject, preheader,
+                    number, dates; ``send`` takes the subject from here, not from issue.json
 - ``email.html``    the email's HTML, with per-reader placeholders
 - ``issue.txt``     the plain-text part, with per-reader placeholders
 - ``issue.html``    the web copy: no reader's data, no placeholders
@@ -17,8 +18,9 @@ alone. Text from papers never contains them (compose removes the marker).
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from newsletter.errors import IssueNotFoundError
@@ -35,6 +37,30 @@ ISSUE_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 def strip_placeholders(text: str) -> str:
     """Make untrusted text unable to pose as a placeholder."""
     return text.replace(PLACEHOLDER_MARK, "__SLICE\u200b_")
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """The contents of message.json: what send needs besides the HTML and text."""
+
+    issue_id: str
+    number: int
+    subject: str
+    preheader: str
+    date: str  # ISO date printed on the issue
+    window_start: str  # ISO date
+    window_end: str  # ISO date
+    web_url: str  # absolute URL of the web copy (/issues/<id>)
+    paper_count: int
+    rendered_at: str  # ISO timestamp
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> RenderedIssue:
+        data = json.loads(text)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -75,6 +101,11 @@ class IssueFolder:
     @property
     def dry_run(self) -> Path:
         return self.root / "dry-run"
+
+    def read_rendered(self) -> RenderedIssue:
+        """message.json, read back; raises IssueNotFoundError if compose has not run."""
+        self.require_rendered()
+        return RenderedIssue.from_json(self.message.read_text(encoding="utf-8"))
 
     def require_rendered(self) -> None:
         """Raise a helpful error unless compose has rendered this issue."""
