@@ -10,6 +10,8 @@ catch `TimeoutError` or `ValueError` keep working.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class NewsletterError(Exception):
     """Root of every error Slice raises on purpose."""
@@ -73,6 +75,17 @@ class NoPapersError(ComposeError):
 
 class TemplateError(ComposeError):
     """A template is broken; the message names its file and line."""
+
+
+class MjmlError(TemplateError):
+    """MJML that would compile into a broken or unsafe email; lists each problem with its line."""
+
+    def __init__(self, problems: Sequence[object], *, where: str = "MJML") -> None:
+        self.problems = list(problems)
+        self.where = where
+        shown = "; ".join(str(p) for p in self.problems[:3])
+        more = f" (and {len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
+        super().__init__(f"{where}: {shown}{more}")
 
 
 class IssueNotFoundError(NewsletterError, FileNotFoundError):
