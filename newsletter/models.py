@@ -86,6 +86,8 @@ class Paper(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("papers.id", ondelete="SET NULL"), nullable=True),
     )
+    # the journal DOI a preprint server reports for this preprint (m010)
+    published_doi: str | None = Field(default=None, index=True)
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     first_seen: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from newsletter.cli import papers
+
 
 def register(app: typer.Typer) -> None:
     """Add every part's commands. A new part adds one line here."""
+    papers.register(app)

@@ -1,0 +1,206 @@
+"""`slice fetch`, `slice ingest`, `slice papers`: papers in, and what is stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from newsletter.cli.base import err, out, state
+from newsletter.errors import NewsletterError
+from newsletter.ingest import IngestResult, ingest_files
+from newsletter.papers import PaperQuery, as_record, iso_week, list_papers
+from newsletter.sources.files import FORMATS
+from newsletter.sources.runner import fetch_window, run_fetch
+from newsletter.text import plain_text
+
+
+class FetchFailed(NewsletterError):
+    """One or more sources or files could not be read; the others were stored."""
+
+
+def _date(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date; write YYYY-MM-DD.", param_hint=flag
+        ) from None
+
+
+def results_table(results: Sequence[IngestResult], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("source")
+    for name in ("fetched", "new", "updated", "duplicates merged", "linked", "rejected"):
+        table.add_column(name, justify="right")
+    for r in results:
+        if r.error:
+            table.add_row(r.origin, "failed", "-", "-", "-", "-", "-")
+            continue
+        table.add_row(
+            r.origin,
+            str(r.fetched),
+            str(r.new),
+            str(r.updated),
+            str(r.merged),
+            str(r.linked),
+            str(len(r.rejected)),
+        )
+    return table
+
+
+def _report(results: Sequence[IngestResult], title: str, what: str) -> None:
+    out().print(results_table(results, title))
+    console = err()
+    for r in results:
+        for warning in r.warnings:
+            console.print(f"Warning: {r.origin}: {warning}")
+        for rejection in r.rejected[:20]:
+            console.print(f"Rejected: {r.origin}: {rejection.where}: {rejection.reason}")
+        if len(r.rejected) > 20:
+            console.print(f"Rejected: {r.origin}: ... and {len(r.rejected) - 20} more")
+    failed = [r for r in results if r.error]
+    if failed:
+        kept = "; the others were stored" if len(failed) < len(results) else ""
+        reasons = "; ".join(f"{r.error}" for r in failed)
+        raise FetchFailed(f"{len(failed)} {what} failed{kept}: {reasons}")
+
+
+def fetch(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="First day to fetch (YYYY-MM-DD).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last day to fetch (YYYY-MM-DD); default today.")
+    ] = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="Only this source (by name); repeatable.")
+    ] = None,
+) -> None:
+    """Fetch new papers from the sources in slice.toml and store them (one record per work)."""
+    app = state(ctx)
+    settings = app.settings()
+    window = fetch_window(
+        since=_date(since, "--since"),
+        until=_date(until, "--until"),
+        today=date.today(),
+        lookback_days=settings.fetch.lookback_days,
+    )
+    store = app.store()
+    with (
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[n]} records"),
+            TimeElapsedColumn(),
+            console=err(),
+            transient=False,
+        ) as progress,
+        httpx.Client() as client,
+    ):
+        tasks: dict[str, TaskID] = {}
+
+        def started(name: str) -> None:
+            tasks[name] = progress.add_task(name, total=None, n=0)
+
+        def moved(name: str, n: int) -> None:
+            progress.update(tasks[name], n=n)
+
+        def done(result: IngestResult) -> None:
+            status = "failed" if result.error else "done"
+            progress.update(
+                tasks[result.origin],
+                total=1,
+                completed=1,
+                n=result.fetched,
+                description=f"{result.origin} ({status})",
+            )
+
+        report = run_fetch(
+            settings,
+            store,
+            client=client,
+            window=window,
+            only=source or (),
+            on_start=started,
+            on_progress=moved,
+            on_done=done,
+        )
+    _report(report.results, f"Fetched {window.since} to {window.until}", "source(s)")
+
+
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files to read: PubMed XML, arXiv Atom/RSS, bioRxiv JSON, RSS, Slice JSON/JSONL/CSV."
+        ),
+    ],
+    format: Annotated[
+        str | None, typer.Option("--format", help=f"Skip detection: one of {', '.join(FORMATS)}.")
+    ] = None,
+) -> None:
+    """Store papers from local files; the format is detected from each file's content."""
+    if format is not None and format not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    results = ingest_files(state(ctx).store(), files, fmt=format)
+    _report(results, "Ingested", "file(s)")
+
+
+def papers(
+    ctx: typer.Context,
+    week: Annotated[
+        str | None, typer.Option(help="Only papers published in this ISO week, e.g. 2025-W24.")
+    ] = None,
+    search: Annotated[
+        str, typer.Option(help="Only papers whose title, abstract or authors hold these words.")
+    ] = "",
+    source: Annotated[
+        str, typer.Option(help="Only papers from this source (arxiv, pubmed, or a source's name).")
+    ] = "",
+    limit: Annotated[int, typer.Option(min=1, help="At most this many papers.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print paper records as JSON.")] = False,
+) -> None:
+    """List the stored papers, newest first."""
+    since, until = iso_week(week) if week else (None, None)
+    with state(ctx).store().read() as session:
+        found = list_papers(
+            session, PaperQuery(since=since, until=until, search=search, source=source, limit=limit)
+        )
+    if as_json:
+        typer.echo(json.dumps([as_record(p) for p in found], ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{len(found)} paper(s)", title_justify="left")
+    for column in ("published", "source", "kind", "title", "id"):
+        table.add_column(column, overflow="fold")
+    for p in found:
+        ident = (
+            p.doi
+            or (f"PMID {p.pmid}" if p.pmid else "")
+            or (f"arXiv {p.arxiv_id}" if p.arxiv_id else "")
+        )
+        table.add_row(p.published.isoformat(), p.source, p.kind, plain_text(p.title), ident)
+    out().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(fetch)
+    app.command()(ingest)
+    app.command()(papers)

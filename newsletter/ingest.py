@@ -1,0 +1,430 @@
+"""Paper records into the store: validated, deduplicated, one record per work.
+
+A record matches a stored paper by, in order: normalized DOI, PMID, PMCID,
+arXiv id without version, and last the normalized title with the same first
+author and a year at most one apart. A match from another source is merged
+(missing fields and identifiers filled in); the same source reporting again
+updates its own fields; nothing new changes nothing, so re-ingesting the same
+data leaves the database as it was.
+
+A preprint and its journal version are two works that know each other: the
+preprint's ``published_version_id`` points at the journal paper (found by the
+journal DOI the preprint server reports, or by title, first author and year
+when the kinds differ). They are never merged. `preprint_for` and
+`journal_version_of` read the link.
+
+Each call of `ingest` is one transaction: a file or a source is stored whole,
+or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import or_
+from sqlmodel import Session, select
+
+from newsletter.errors import NewsletterError, ParseError
+from newsletter.models import Paper, PaperKind, utcnow
+from newsletter.sources.arxiv import arxiv_id as split_arxiv_id
+from newsletter.sources.base import PaperRecord
+from newsletter.store import Store
+from newsletter.text import plain_text, sanitize, surname, title_key
+
+KINDS = frozenset(k.value for k in PaperKind)
+IDS = ("doi", "pmid", "pmcid", "arxiv_id")
+_DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.I)
+
+
+# --- identifiers ------------------------------------------------------------
+
+
+def normalize_doi(value: str | None) -> str | None:
+    """'https://doi.org/10.1101/ABC' → '10.1101/abc'; None when it is not a DOI."""
+    if not value:
+        return None
+    doi = _DOI_PREFIX.sub("", value.strip()).strip().rstrip(".").lower()
+    return doi if re.match(r"^10\.\d{4,9}/\S+$", doi) else None
+
+
+def normalize_pmid(value: str | None) -> str | None:
+    text = (value or "").strip()
+    return text if text.isdigit() and text != "0" else None
+
+
+def normalize_pmcid(value: str | None) -> str | None:
+    text = (value or "").strip().upper()
+    if text.isdigit():
+        text = "PMC" + text
+    return text if re.fullmatch(r"PMC\d+", text) else None
+
+
+def normalize_arxiv_id(value: str | None) -> str | None:
+    ident, _version = split_arxiv_id(value or "")
+    return ident or None
+
+
+# --- results ----------------------------------------------------------------
+
+
+@dataclass
+class Rejection:
+    where: str
+    reason: str
+
+
+@dataclass
+class IngestResult:
+    """What one file or one source brought: counts, rejections, and any failure."""
+
+    origin: str
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    merged: int = 0
+    linked: int = 0
+    unchanged: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "fetched": self.fetched,
+            "new": self.new,
+            "updated": self.updated,
+            "merged": self.merged,
+            "linked": self.linked,
+            "unchanged": self.unchanged,
+            "rejected": [{"where": r.where, "reason": r.reason} for r in self.rejected],
+            "warnings": list(self.warnings),
+            "error": self.error,
+        }
+
+
+# --- validation -------------------------------------------------------------
+
+
+def validate(record: PaperRecord) -> str | None:
+    """Normalize the record in place; the reason it must be rejected, or None."""
+    problem = record.extra.pop("problem", None)
+    if problem:
+        return str(problem)
+    record.title = sanitize(record.title).strip()
+    record.abstract = sanitize(record.abstract).strip()
+    if not plain_text(record.title).strip():
+        return "no title"
+    if record.published is None:
+        return "no publication date"
+    if not isinstance(record.published, date):
+        return "publication date is not a date"
+    record.kind = (record.kind or "").strip().lower()
+    if record.kind not in KINDS:
+        return f"kind must be 'paper' or 'preprint', not {record.kind!r}"
+    record.source = (record.source or "").strip().lower()
+    if not record.source:
+        return "no source"
+    normalizers: dict[str, Callable[[str | None], str | None]] = {
+        "doi": normalize_doi,
+        "pmid": normalize_pmid,
+        "pmcid": normalize_pmcid,
+        "arxiv_id": normalize_arxiv_id,
+    }
+    for key, normalize in normalizers.items():
+        raw = getattr(record, key)
+        if raw in (None, ""):
+            setattr(record, key, None)
+            continue
+        value = normalize(str(raw))
+        if value is None:
+            return f"{key} {raw!r} is not valid"
+        setattr(record, key, value)
+    record.published_doi = normalize_doi(record.published_doi)
+    if record.published_doi == record.doi:
+        record.published_doi = None
+    record.authors = [a for a in (" ".join(str(n).split()) for n in record.authors) if a]
+    record.extra.pop("position", None)
+    return None
+
+
+# --- merging ----------------------------------------------------------------
+
+
+def _year_close(a: date, b: date) -> bool:
+    return abs(a.year - b.year) <= 1
+
+
+def _same_first_author(a: list[str], b: list[str]) -> bool:
+    if not a or not b:
+        return True
+    return surname(a[0]) == surname(b[0])
+
+
+def _conflicting_ids(paper: Paper, record: PaperRecord) -> bool:
+    return any(
+        getattr(paper, key) and getattr(record, key) and getattr(paper, key) != getattr(record, key)
+        for key in IDS
+    )
+
+
+class Merger:
+    """Adds records to a session one at a time, finding each one's stored twin."""
+
+    def __init__(self, session: Session, *, origin: str, now: datetime) -> None:
+        self.session = session
+        self.origin = origin
+        self.now = now
+        self.stamp = f"{origin}@{now.date().isoformat()}"
+
+    def add(self, record: PaperRecord) -> str:
+        """Store one valid record: 'new', 'merged', 'updated', 'linked' or 'unchanged'."""
+        existing = self._by_ids(record)
+        linked_to: Paper | None = None
+        if existing is None:
+            existing, linked_to = self._by_title(record)
+        if existing is not None:
+            return self._merge(existing, record)
+        paper = Paper(
+            title=record.title,
+            authors=list(record.authors),
+            abstract=record.abstract,
+            source=record.source,
+            kind=record.kind,
+            published=record.published or date.today(),
+            url=record.url,
+            journal=record.journal,
+            doi=record.doi,
+            arxiv_id=record.arxiv_id,
+            pmid=record.pmid,
+            pmcid=record.pmcid,
+            title_key=title_key(record.title),
+            seen_in=[self.stamp],
+            published_doi=record.published_doi,
+            extra=dict(record.extra),
+            first_seen=self.now,
+            updated_at=self.now,
+        )
+        self.session.add(paper)
+        self.session.flush()
+        linked = self._link(paper, linked_to)
+        return "linked" if linked else "new"
+
+    def _by_ids(self, record: PaperRecord) -> Paper | None:
+        clauses = [
+            getattr(Paper, key) == getattr(record, key) for key in IDS if getattr(record, key)
+        ]
+        if not clauses:
+            return None
+        found = list(self.session.exec(select(Paper).where(or_(*clauses))))
+        for key in IDS:  # the order of trust: DOI, PMID, PMCID, arXiv id
+            value = getattr(record, key)
+            for paper in found:
+                if value and getattr(paper, key) == value:
+                    return paper
+        return None
+
+    def _by_title(self, record: PaperRecord) -> tuple[Paper | None, Paper | None]:
+        """(the same work, or None; a counterpart of the other kind to link, or None)."""
+        key = title_key(record.title)
+        if len(key) < 12:  # too short to tell works apart
+            return None, None
+        counterpart = None
+        assert record.published is not None
+        for paper in self.session.exec(select(Paper).where(Paper.title_key == key)):
+            if not _year_close(paper.published, record.published):
+                continue
+            if not _same_first_author(paper.authors, record.authors):
+                continue
+            if paper.kind != record.kind:
+                counterpart = counterpart or paper
+                continue
+            if _conflicting_ids(paper, record):
+                continue
+            return paper, None
+        return None, counterpart
+
+    def _link(self, paper: Paper, counterpart: Paper | None) -> bool:
+        """Link a new paper with its preprint / journal version. True when a link was made."""
+        made = False
+        if counterpart is not None:
+            preprint, journal = (
+                (paper, counterpart) if paper.kind == "preprint" else (counterpart, paper)
+            )
+            if preprint.published_version_id is None:
+                preprint.published_version_id = journal.id
+                preprint.updated_at = self.now
+                made = True
+        if paper.kind == "preprint" and paper.published_doi and paper.published_version_id is None:
+            target = self.session.exec(
+                select(Paper).where(Paper.doi == paper.published_doi)
+            ).first()
+            if target is not None and target.id != paper.id:
+                paper.published_version_id = target.id
+                made = True
+        if paper.kind == "paper" and paper.doi:
+            waiting = self.session.exec(
+                select(Paper).where(
+                    Paper.published_doi == paper.doi,
+                    Paper.published_version_id.is_(None),  # type: ignore[union-attr]
+                )
+            )
+            for preprint in waiting:
+                preprint.published_version_id = paper.id
+                preprint.updated_at = self.now
+                made = True
+        if made:
+            self.session.flush()
+        return made
+
+    def _merge(self, paper: Paper, record: PaperRecord) -> str:
+        changed = False
+        same_source = record.source == paper.source
+        newer = same_source and _version(record.extra) >= _version(paper.extra)
+        for key in IDS:
+            value = getattr(record, key)
+            if value and not getattr(paper, key) and not self._taken(key, value):
+                setattr(paper, key, value)
+                changed = True
+        if record.published_doi and not paper.published_doi:
+            paper.published_doi = record.published_doi
+            changed = True
+        fields: dict[str, Any] = {
+            "title": record.title,
+            "abstract": record.abstract,
+            "authors": list(record.authors),
+            "url": record.url,
+            "journal": record.journal,
+        }
+        for name, value in fields.items():
+            if not value:
+                continue
+            current = getattr(paper, name)
+            if current == value:
+                continue
+            if not current or newer:
+                setattr(paper, name, value)
+                changed = True
+        if newer and record.published and record.published != paper.published:
+            paper.published = record.published
+            changed = True
+        if paper.title_key != title_key(paper.title):
+            paper.title_key = title_key(paper.title)
+        extra = dict(paper.extra)
+        for name, value in record.extra.items():
+            if name not in extra or (newer and extra[name] != value):
+                extra[name] = value
+        if extra != paper.extra:
+            paper.extra = extra
+            changed = True
+        new_origin = not any(s.split("@", 1)[0] == self.origin for s in paper.seen_in)
+        if new_origin:
+            paper.seen_in = [*paper.seen_in, self.stamp]
+        if changed or new_origin:
+            paper.updated_at = self.now
+            self.session.flush()
+        linked = self._link(paper, None) if changed else False
+        if new_origin:
+            return "merged"
+        if linked:
+            return "linked"
+        return "updated" if changed else "unchanged"
+
+    def _taken(self, key: str, value: str) -> bool:
+        return (
+            self.session.exec(select(Paper.id).where(getattr(Paper, key) == value)).first()
+            is not None
+        )
+
+
+def _version(extra: dict[str, Any]) -> int:
+    raw = str(extra.get("version", "0")).lstrip("v")
+    return int(raw) if raw.isdigit() else 0
+
+
+# --- the entry point --------------------------------------------------------
+
+
+def ingest(
+    store: Store,
+    records: Iterable[PaperRecord],
+    *,
+    origin: str,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Store ``records`` in one transaction; a record that fails validation is counted, not stored.
+
+    An exception while the records are read (a truncated file, a source that
+    stops answering) rolls the whole transaction back and propagates.
+    """
+    result = IngestResult(origin=origin)
+    moment = now or utcnow()
+    with store.write() as session:
+        merger = Merger(session, origin=origin, now=moment)
+        for record in records:
+            result.fetched += 1
+            where = record.ref()
+            reason = validate(record)
+            if reason:
+                result.rejected.append(Rejection(where, reason))
+                continue
+            outcome = merger.add(record)
+            setattr(result, outcome, getattr(result, outcome) + 1)
+            if progress is not None and result.fetched % 500 == 0:
+                progress(result.fetched)
+    return result
+
+
+# --- reading the links ------------------------------------------------------
+
+
+def preprint_for(session: Session, paper: Paper) -> Paper | None:
+    """The preprint of a journal paper, if one is stored (the newest posted first)."""
+    if paper.id is None:
+        return None
+    statement = (
+        select(Paper)
+        .where(Paper.published_version_id == paper.id, Paper.kind == PaperKind.PREPRINT.value)
+        .order_by(Paper.published.desc())  # type: ignore[attr-defined]
+    )
+    return session.exec(statement).first()
+
+
+def journal_version_of(session: Session, preprint: Paper) -> Paper | None:
+    """The journal version a preprint links to, if stored."""
+    if preprint.published_version_id is None:
+        return None
+    return session.get(Paper, preprint.published_version_id)
+
+
+def ingest_files(
+    store: Store,
+    paths: Iterable[Path],
+    *,
+    fmt: str | None = None,
+    now: datetime | None = None,
+) -> list[IngestResult]:
+    """Each file in its own transaction; a file that cannot be read is a result with an error."""
+    from newsletter.sources.files import read_file
+
+    results = []
+    for path in paths:
+        origin = f"file:{path.name}"
+        try:
+            if not path.is_file():
+                raise ParseError(f"{path}: no such file")
+            result = ingest(store, read_file(path, fmt), origin=origin, now=now)
+        except NewsletterError as exc:
+            result = IngestResult(origin=origin, error=" ".join(str(exc).split()))
+        results.append(result)
+    return results

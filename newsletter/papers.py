@@ -1,0 +1,92 @@
+"""Reading stored papers: the listing behind `slice papers`, in the paper-record shape."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import String, cast, or_
+from sqlmodel import Session, col, select
+
+from newsletter.errors import ConfigError
+from newsletter.models import Paper
+
+
+def iso_week(text: str) -> tuple[date, date]:
+    """'2025-W24' → (Monday, Sunday) of that ISO week."""
+    match = re.fullmatch(r"\s*(\d{4})-?W(\d{1,2})\s*", text, re.I)
+    if not match:
+        raise ConfigError(f"--week {text!r}: write the ISO week as YYYY-Www, e.g. 2025-W24.")
+    try:
+        monday = date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
+    except ValueError:
+        raise ConfigError(
+            f"--week {text!r}: {match.group(1)} has no week {match.group(2)}."
+        ) from None
+    return monday, monday + timedelta(days=6)
+
+
+@dataclass(frozen=True)
+class PaperQuery:
+    since: date | None = None
+    until: date | None = None
+    search: str = ""
+    source: str = ""
+    limit: int = 100
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_papers(session: Session, query: PaperQuery) -> list[Paper]:
+    """Stored papers, newest first, filtered by date window, source and words."""
+    statement = select(Paper)
+    if query.since:
+        statement = statement.where(Paper.published >= query.since)
+    if query.until:
+        statement = statement.where(Paper.published <= query.until)
+    if query.source:
+        wanted = query.source.strip().lower()
+        statement = statement.where(
+            or_(
+                col(Paper.source) == wanted, cast(Paper.seen_in, String).ilike(_like(f'"{wanted}@'))
+            )
+        )
+    for word in query.search.split():
+        pattern = _like(word)
+        statement = statement.where(
+            or_(
+                col(Paper.title).ilike(pattern, escape="\\"),
+                col(Paper.abstract).ilike(pattern, escape="\\"),
+                cast(Paper.authors, String).ilike(pattern, escape="\\"),
+            )
+        )
+    statement = statement.order_by(col(Paper.published).desc(), col(Paper.id).desc()).limit(
+        query.limit
+    )
+    return list(session.exec(statement))
+
+
+def as_record(paper: Paper) -> dict[str, Any]:
+    """A stored paper in the paper-record shape (what `slice papers --json` prints)."""
+    return {
+        "id": paper.id,
+        "title": paper.title,
+        "authors": list(paper.authors),
+        "abstract": paper.abstract,
+        "source": paper.source,
+        "kind": paper.kind,
+        "published": paper.published.isoformat(),
+        "url": paper.url,
+        "journal": paper.journal,
+        "doi": paper.doi,
+        "arxiv_id": paper.arxiv_id,
+        "pmid": paper.pmid,
+        "pmcid": paper.pmcid,
+        "published_doi": paper.published_doi,
+        "published_version_id": paper.published_version_id,
+        "seen_in": list(paper.seen_in),
+    }

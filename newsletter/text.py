@@ -1,0 +1,552 @@
+"""Text hygiene for paper records, applied once, at ingest.
+
+Titles and abstracts are stored as small HTML fragments that keep only
+``<i> <b> <sub> <sup>`` (sanitized with nh3, never with regexes). MathML and
+TeX become readable text, hard wraps collapse to single spaces, and paragraph
+breaks survive as one blank line (``"\\n\\n"``). Structured abstracts keep their
+section labels ("Background: ..."), each section a paragraph.
+
+`plain_text` turns a stored fragment back into plain text (for the text/plain
+email part and for search).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable
+
+import lxml.html
+import nh3
+from lxml import etree
+
+ALLOWED_TAGS = frozenset({"i", "b", "sub", "sup"})
+_RENAME = {"em": "i", "strong": "b", "italic": "i", "bold": "b"}
+
+# --- sanitizing -------------------------------------------------------------
+
+
+def sanitize(fragment: str) -> str:
+    """Keep only <i> <b> <sub> <sup> (no attributes); text stays escaped HTML."""
+    return nh3.clean(fragment, tags=set(ALLOWED_TAGS), attributes={}, strip_comments=True)
+
+
+def plain_text(fragment: str) -> str:
+    """A stored fragment as plain text: tags dropped, entities decoded."""
+    if "<" not in fragment and "&" not in fragment:
+        return fragment
+    return html.unescape(nh3.clean(fragment, tags=set(), attributes={}))
+
+
+# --- MathML -----------------------------------------------------------------
+
+_COMBINING = {
+    ".": "\u0307",
+    "˙": "\u0307",
+    "¨": "\u0308",
+    "^": "\u0302",
+    "~": "\u0303",
+    "¯": "\u0304",
+    "→": "\u20d7",
+}
+
+
+def _local(tag: object) -> str:
+    if not isinstance(tag, str):
+        return ""
+    tag = tag.rsplit("}", 1)[-1]
+    return tag.rsplit(":", 1)[-1].lower()
+
+
+def mathml_to_text(element: etree._Element) -> str:
+    """Readable text (with <sub>/<sup> markup) for a MathML element."""
+    return " ".join(_math(element).split())
+
+
+def _math(el: etree._Element) -> str:
+    name = _local(el.tag)
+    kids = [k for k in el if isinstance(k.tag, str)]
+    if name in ("mi", "mn", "mo", "mtext", "ms"):
+        return "".join(el.itertext())
+    if name in ("msub", "msup", "msubsup") and kids:
+        base = _math(kids[0])
+        out = base
+        if name in ("msub", "msubsup") and len(kids) > 1:
+            out += f"<sub>{_math(kids[1])}</sub>"
+        if name == "msup" and len(kids) > 1:
+            out += f"<sup>{_math(kids[1])}</sup>"
+        if name == "msubsup" and len(kids) > 2:
+            out += f"<sup>{_math(kids[2])}</sup>"
+        return out
+    if name in ("mover", "munder", "munderover") and kids:
+        base = _math(kids[0])
+        accent = _math(kids[1]).strip() if len(kids) > 1 else ""
+        if name == "mover" and accent in _COMBINING and len(base) >= 1:
+            return base + _COMBINING[accent]
+        return base + "".join(_math(k) for k in kids[1:])
+    if name == "mfrac" and len(kids) == 2:
+        return f"{_math(kids[0])}/{_math(kids[1])}"
+    if name == "msqrt":
+        return "√(" + "".join(_math(k) for k in kids) + ")"
+    if name == "mmultiscripts" and kids:
+        base = _math(kids[0])
+        pre: list[str] = []
+        post: list[str] = []
+        target = post
+        for k in kids[1:]:
+            if _local(k.tag) == "mprescripts":
+                target = pre
+                continue
+            target.append("" if _local(k.tag) == "none" else _math(k))
+        out = ""
+        if pre:
+            sub, sup = pre[0::2], pre[1::2]
+            out += "".join(f"<sub>{s}</sub>" for s in sub if s)
+            out += "".join(f"<sup>{s}</sup>" for s in sup if s)
+        out += base
+        if post:
+            sub, sup = post[0::2], post[1::2]
+            out += "".join(f"<sub>{s}</sub>" for s in sub if s)
+            out += "".join(f"<sup>{s}</sup>" for s in sup if s)
+        return out
+    if name == "none":
+        return ""
+    return "".join(_math(k) for k in kids) if kids else "".join(el.itertext())
+
+
+# --- TeX --------------------------------------------------------------------
+
+_TEX_SYMBOLS = {
+    "alpha": "α",
+    "beta": "β",
+    "gamma": "γ",
+    "delta": "δ",
+    "epsilon": "ε",
+    "varepsilon": "ε",
+    "zeta": "ζ",
+    "eta": "η",
+    "theta": "θ",
+    "kappa": "κ",
+    "lambda": "λ",
+    "mu": "μ",
+    "nu": "ν",
+    "xi": "ξ",
+    "pi": "π",
+    "rho": "ρ",
+    "sigma": "σ",
+    "tau": "τ",
+    "phi": "φ",
+    "varphi": "φ",
+    "chi": "χ",
+    "psi": "ψ",
+    "omega": "ω",
+    "Gamma": "Γ",
+    "Delta": "Δ",
+    "Theta": "Θ",
+    "Lambda": "Λ",
+    "Sigma": "Σ",
+    "Phi": "Φ",
+    "Psi": "Ψ",
+    "Omega": "Ω",
+    "Pi": "Π",
+    "times": "×",
+    "cdot": "·",
+    "pm": "±",
+    "mp": "∓",
+    "leq": "≤",
+    "le": "≤",
+    "geq": "≥",
+    "ge": "≥",
+    "neq": "≠",
+    "ne": "≠",
+    "approx": "≈",
+    "sim": "~",
+    "simeq": "≃",
+    "infty": "∞",
+    "to": "→",
+    "rightarrow": "→",
+    "leftarrow": "←",
+    "Rightarrow": "⇒",
+    "in": "∈",
+    "partial": "∂",
+    "nabla": "∇",
+    "sum": "Σ",
+    "prod": "Π",
+    "int": "∫",
+    "sqrt": "√",
+    "ell": "ℓ",
+    "hbar": "ħ",
+    "circ": "°",
+    "degree": "°",
+    "langle": "⟨",
+    "rangle": "⟩",
+    "ldots": "…",
+    "dots": "…",
+    "cdots": "⋯",
+    "prime": "′",
+    "%": "%",
+    "&": "&",
+    "_": "_",
+    "#": "#",
+    "$": "$",
+    "{": "{",
+    "}": "}",
+    ",": " ",
+    ";": " ",
+    "quad": " ",
+    "qquad": " ",
+    "textasciitilde": "~",
+    "log": "log",
+    "exp": "exp",
+    "sin": "sin",
+    "cos": "cos",
+    "max": "max",
+    "min": "min",
+    "lim": "lim",
+    "AA": "Å",
+}
+_TEX_ACCENTS = {
+    "'": "\u0301",
+    "`": "\u0300",
+    '"': "\u0308",
+    "^": "\u0302",
+    "~": "\u0303",
+    "c": "\u0327",
+    "v": "\u030c",
+    "=": "\u0304",
+    ".": "\u0307",
+    "u": "\u0306",
+    "H": "\u030b",
+    "r": "\u030a",
+}
+_TEX_STYLE = {
+    "textit": "i",
+    "emph": "i",
+    "mathit": "i",
+    "textbf": "b",
+    "mathbf": "b",
+    "boldsymbol": "b",
+}
+_ACCENT_RE = re.compile(
+    r"""\\(['`"^~=.]|[cvuHr](?=[{\s]))\s*(?:\{\s*([A-Za-z]|\\[ij])\s*\}|([A-Za-z]))"""
+)
+_STYLE_RE = re.compile(r"\\(textit|emph|mathit|textbf|mathbf|boldsymbol)\s*\{([^{}]*)\}")
+_PLAIN_RE = re.compile(
+    r"\\(mathrm|text|textrm|mathcal|mathbb|mathsf|mathtt|operatorname|texttt|textsc|mbox|rm|bf|it)\s*\{([^{}]*)\}"
+)
+_SCRIPT_RE = re.compile(r"([_^])\s*(\{[^{}]*\}|\\[A-Za-z]+|[^\s{}\\])")
+_COMMAND_RE = re.compile(r"\\([A-Za-z]+|[%&_#${},;])")
+_MATH_RE = re.compile(r"(?<!\\)\$\$?(.+?)(?<!\\)\$\$?", re.S)
+
+
+def _accent(match: re.Match[str]) -> str:
+    letter = match.group(2) or match.group(3) or ""
+    letter = {"\\i": "i", "\\j": "j"}.get(letter, letter)
+    return unicodedata.normalize("NFC", letter + _TEX_ACCENTS[match.group(1)])
+
+
+def _tex_math(body: str) -> str:
+    body = _STYLE_RE.sub(
+        lambda m: f"<{_TEX_STYLE[m.group(1)]}>{m.group(2)}</{_TEX_STYLE[m.group(1)]}>", body
+    )
+    body = _PLAIN_RE.sub(lambda m: m.group(2), body)
+
+    def script(m: re.Match[str]) -> str:
+        arg = m.group(2)
+        arg = arg[1:-1] if arg.startswith("{") else arg
+        tag = "sub" if m.group(1) == "_" else "sup"
+        return f"<{tag}>{_tex_commands(arg).strip()}</{tag}>"
+
+    body = _SCRIPT_RE.sub(script, body)
+    body = _tex_commands(body)
+    return body.replace("{", "").replace("}", "")
+
+
+def _tex_commands(text: str) -> str:
+    return _COMMAND_RE.sub(lambda m: _TEX_SYMBOLS.get(m.group(1), m.group(1)), text)
+
+
+def tex_to_text(text: str) -> str:
+    """TeX inside (already HTML-escaped) text as readable text with <sub>/<sup>/<i>/<b>."""
+    if "\\" not in text and "$" not in text:
+        return text
+    text = _ACCENT_RE.sub(_accent, text)
+    text = _MATH_RE.sub(lambda m: _tex_math(m.group(1)), text)
+    text = _STYLE_RE.sub(
+        lambda m: f"<{_TEX_STYLE[m.group(1)]}>{m.group(2)}</{_TEX_STYLE[m.group(1)]}>", text
+    )
+    text = _PLAIN_RE.sub(lambda m: m.group(2), text)
+    text = re.sub(r"\\([%&_#$])", r"\1", text)
+    text = re.sub(r"\{\\(?:it|em)\s+([^{}]*)\}", r"<i>\1</i>", text)
+    text = re.sub(r"\{\\bf\s+([^{}]*)\}", r"<b>\1</b>", text)
+    return text.replace("``", "“").replace("''", "”").replace("~", " ")
+
+
+# --- whitespace, paragraphs, headings --------------------------------------
+
+
+def collapse(text: str) -> str:
+    """Hard wraps and runs of whitespace become single spaces; blank lines stay paragraph breaks."""
+    paragraphs = re.split(r"\n\s*\n", text.strip())
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
+
+
+SECTION_HEADINGS = (
+    "Background and Aims",
+    "Background and Purpose",
+    "Background and Objectives",
+    "Background",
+    "Introduction",
+    "Context",
+    "Importance",
+    "Rationale",
+    "Motivation",
+    "Objectives",
+    "Objective",
+    "Aims",
+    "Aim",
+    "Purpose",
+    "Goal",
+    "Hypothesis",
+    "Study Design",
+    "Design, Setting, and Participants",
+    "Design",
+    "Setting",
+    "Settings",
+    "Participants",
+    "Patients",
+    "Population",
+    "Interventions",
+    "Intervention",
+    "Exposures",
+    "Exposure",
+    "Main Outcomes and Measures",
+    "Main Outcome Measures",
+    "Outcome Measures",
+    "Outcomes",
+    "Materials and Methods",
+    "Methods and Findings",
+    "Methods and Materials",
+    "Methodology",
+    "Methods",
+    "Method",
+    "Approach",
+    "Data Sources",
+    "Study Selection",
+    "Data Extraction",
+    "Measurements",
+    "Analysis",
+    "Findings",
+    "Results",
+    "Result",
+    "Interpretation",
+    "Discussion",
+    "Conclusions and Relevance",
+    "Conclusions",
+    "Conclusion",
+    "Significance",
+    "Implications",
+    "Limitations",
+    "Trial Registration",
+    "Registration",
+    "Funding",
+    "Evidence before this study",
+    "Added value of this study",
+    "Implications of all the available evidence",
+    "Summary",
+    "What is already known",
+)
+_HEADINGS = "|".join(re.escape(h) for h in sorted(SECTION_HEADINGS, key=len, reverse=True))
+# A heading glued to the next sentence ("BackgroundA range ..."), at the start of
+# the abstract or after the end of the previous sentence.
+_GLUED = re.compile(
+    rf"(^|(?<=[.!?)\]])\s*|\n\s*)(?P<h>{_HEADINGS})(?P<next>[A-Z0-9][a-z0-9 ,(])", re.M
+)
+
+
+def split_glued_headings(text: str) -> str:
+    """'BackgroundA range...' → 'Background: A range...', each section its own paragraph.
+
+    Headings are recognised at the start of a paragraph; after the end of a
+    sentence only when the abstract itself opens with a glued heading.
+    """
+    found = list(_GLUED.finditer(text))
+    structured = bool(found) and found[0].start("h") == 0
+    out: list[str] = []
+    last = 0
+    for m in found:
+        start = m.start("h")
+        at_paragraph = start == 0 or "\n" in text[max(0, m.start()) : start]
+        if not (structured or at_paragraph):
+            continue
+        out.append(text[last:start].rstrip())
+        if start:
+            out.append("\n\n")
+        out.append(f"{m.group('h')}: {m.group('next')}")
+        last = m.end("next")
+    out.append(text[last:])
+    return "".join(out).strip()
+
+
+def label(raw: str) -> str:
+    """A structured-abstract label in sentence case: 'OBJECTIVES' → 'Objectives'."""
+    raw = " ".join(raw.split()).rstrip(":")
+    if raw.isupper():
+        raw = raw.capitalize()
+    return raw
+
+
+def labelled(sections: Iterable[tuple[str, str]]) -> str:
+    """Join (label, text) sections into paragraphs 'Label: text'."""
+    parts = []
+    for name, body in sections:
+        body = body.strip()
+        if not body:
+            continue
+        parts.append(f"{label(name)}: {body}" if name.strip() else body)
+    return "\n\n".join(parts)
+
+
+# --- markup cleanup ---------------------------------------------------------
+
+
+def _fix_tree(root: lxml.html.HtmlElement) -> None:
+    for el in list(root.iter()):
+        if not isinstance(el.tag, str):
+            continue
+        name = _local(el.tag)
+        if name == "math":
+            text = mathml_to_text(el)
+            _replace_with_markup(el, text)
+            continue
+        if name in _RENAME:
+            el.tag = _RENAME[name]
+            name = el.tag
+        if name in ("i", "b"):
+            _unglue(el)
+
+
+def _replace_with_markup(el: etree._Element, markup: str) -> None:
+    parent = el.getparent()
+    if parent is None:
+        return
+    tail = el.tail or ""
+    holder = lxml.html.fragment_fromstring(f" {markup} ", create_parent="span")
+    index = parent.index(el)
+    parent.remove(el)
+    holder.tail = tail
+    parent.insert(index, holder)  # span is dropped by the sanitizer, its content kept
+
+
+def _unglue(el: etree._Element) -> None:
+    """'at the<i>TERT</i>gene' → 'at the <i>TERT</i> gene' (words glued to markup)."""
+    inner = "".join(el.itertext())
+    if not inner:
+        return
+    prev = el.getprevious()
+    parent = el.getparent()
+    if prev is not None:
+        before = prev.tail or ""
+        if before and before[-1].isalpha() and inner[0].isalpha():
+            prev.tail = before + " "
+    elif parent is not None:
+        before = parent.text or ""
+        if before and before[-1].isalpha() and inner[0].isalpha():
+            parent.text = before + " "
+    tail = el.tail or ""
+    if tail and tail[0].isalpha() and inner[-1].isalpha():
+        el.tail = " " + tail
+
+
+def clean_markup(fragment: str) -> str:
+    """An HTML fragment (PubMed XML, RSS HTML) as a clean stored fragment."""
+    if "<" in fragment:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+        _fix_tree(root)
+        fragment = lxml.html.tostring(root, encoding="unicode")
+        fragment = (
+            fragment[len("<div>") : -len("</div>")] if fragment.startswith("<div>") else fragment
+        )
+    return collapse(sanitize(fragment))
+
+
+def clean_plain(text: str, *, tex: bool = True) -> str:
+    """Plain text (arXiv Atom, bioRxiv JSON) as a clean stored fragment."""
+    escaped = html.escape(text, quote=False)
+    if tex:
+        escaped = tex_to_text(escaped)
+    return collapse(sanitize(escaped))
+
+
+def clean_title(fragment: str) -> str:
+    """A title: one line, no trailing period (a trailing '...' or abbreviation stays)."""
+    title = " ".join(fragment.split())
+    if title.startswith("[") and title.rstrip(".").endswith("]"):
+        title = title.rstrip(".")[1:-1]  # PubMed marks translated titles with brackets
+    if (
+        title.endswith(".")
+        and not title.endswith("..")
+        and not re.search(r"\b(?:al|vs|etc|[A-Z])\.$", title)
+    ):
+        title = title[:-1].rstrip()
+    return title
+
+
+def clean_abstract(text: str) -> str:
+    """An abstract after markup cleanup: glued section headings separated."""
+    return split_glued_headings(text)
+
+
+# --- names ------------------------------------------------------------------
+
+_INITIALS = re.compile(r"^(?:[A-Z][a-z]?\.?[\s-]*){1,4}$")
+
+
+def normalize_name(name: str) -> str:
+    """'Bruce, E. A.' → 'E. A. Bruce'; whitespace tidied; collective names kept as they are."""
+    name = " ".join(html.unescape(name).split()).strip(" ,;")
+    if name.count(",") == 1:
+        last, first = (p.strip() for p in name.split(","))
+        if last and first and not re.search(r"\b(?:Jr|Sr|II|III|IV)\.?$", first):
+            return f"{first} {last}"
+    return name
+
+
+def split_authors(value: str) -> list[str]:
+    """An author string as a list: 'Last, F.; Last, F.' or 'A Name, B Name and C Name'."""
+    value = " ".join(value.split())
+    if not value:
+        return []
+    if ";" in value:
+        parts = value.split(";")
+    else:
+        pieces = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", value) if p.strip()]
+        # 'Last, F., Last, F.' pairs: every second piece is initials
+        if (
+            len(pieces) >= 2
+            and len(pieces) % 2 == 0
+            and all(_INITIALS.match(p) for p in pieces[1::2])
+        ):
+            parts = [f"{a}, {b}" for a, b in zip(pieces[0::2], pieces[1::2], strict=True)]
+        else:
+            parts = pieces
+    return [n for n in (normalize_name(p) for p in parts) if n]
+
+
+def fold(text: str) -> str:
+    """Lowercase ASCII-ish form for comparisons: accents, markup and punctuation dropped."""
+    text = unicodedata.normalize("NFKD", plain_text(text))
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    return " ".join(re.sub(r"[^\w]+", " ", text).split())
+
+
+def title_key(title: str) -> str:
+    """The normalized title used for the last-resort duplicate check."""
+    return fold(title)
+
+
+def surname(name: str) -> str:
+    """The folded family name of an author ('E. A. Bruce' → 'bruce')."""
+    folded = fold(name)
+    return folded.split()[-1] if folded else ""
