@@ -1,15 +1,224 @@
-"""The public archive: papers (GET /), issues, and the Atom feed."""
+"""The public archive: papers (GET / and /papers), sent issues, and the Atom feed.
+
+Every page is plain server-rendered HTML from the templates in ``web/``
+(the project's templates/ override them). Whatever a visitor puts in the URL,
+the answer is a normal page: bad parameters are dropped with a note.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import nh3
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
+from sqlmodel import Session, col, select
+
+from newsletter.config import Settings
+from newsletter.errors import IssueNotFoundError
+from newsletter.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
+from newsletter.search import (
+    PER_PAGE_CHOICES,
+    SearchPage,
+    known_sources,
+    parse_params,
+    search_papers,
+)
 
 router = APIRouter()
 
+SOURCE_LABELS = {
+    "arxiv": "arXiv",
+    "pubmed": "PubMed",
+    "medrxiv": "medRxiv",
+    "biorxiv": "bioRxiv",
+    "rss": "RSS",
+    "file": "File",
+}
+PUBLIC_STATUSES = (IssueStatus.SENT.value, IssueStatus.SENDING.value)
+_INLINE_TAGS = {"i", "b", "sub", "sup"}
+_MAX_AUTHORS = 8
+
+
+@dataclass(frozen=True)
+class PaperView:
+    """A paper as the archive shows it."""
+
+    id: int
+    title: Markup
+    url: str
+    authors: str
+    source: str
+    source_label: str
+    kind: str
+    published: date
+    journal: str
+    abstract: Markup
+
+
+def inline_markup(text: str) -> Markup:
+    """Title or abstract text with only <i> <b> <sub> <sup> kept (as the paper record allows)."""
+    return Markup(nh3.clean(text, tags=_INLINE_TAGS, attributes={}))  # noqa: S704
+
+
+def paper_link(paper: Paper) -> str:
+    """The paper's page: its URL if it is a web address, else one made from its identifiers."""
+    if paper.url.startswith(("https://", "http://")):
+        return paper.url
+    if paper.doi:
+        return f"https://doi.org/{paper.doi}"
+    if paper.pmid:
+        return f"https://pubmed.ncbi.nlm.nih.gov/{paper.pmid}/"
+    if paper.arxiv_id:
+        return f"https://arxiv.org/abs/{paper.arxiv_id}"
+    return ""
+
+
+def author_line(authors: list[str]) -> str:
+    names = [str(a) for a in authors if str(a).strip()]
+    if len(names) > _MAX_AUTHORS:
+        return (
+            ", ".join(names[: _MAX_AUTHORS - 1])
+            + f" … {names[-1]} (+{len(names) - _MAX_AUTHORS} more)"
+        )
+    return ", ".join(names)
+
+
+def view(paper: Paper) -> PaperView:
+    return PaperView(
+        id=paper.id or 0,
+        title=inline_markup(paper.title),
+        url=paper_link(paper),
+        authors=author_line(paper.authors),
+        source=paper.source,
+        source_label=SOURCE_LABELS.get(paper.source, paper.source),
+        kind=paper.kind,
+        published=paper.published,
+        journal=paper.journal,
+        abstract=inline_markup(paper.abstract),
+    )
+
+
+def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    template = request.app.state.templates.get_template(name)
+    html = template.render(newsletter=settings.newsletter, request=request, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def _session(request: Request) -> Session:
+    return request.app.state.store.read()  # type: ignore[no-any-return]
+
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request) -> str:
-    settings = request.app.state.settings
-    template = request.app.state.templates.get_template("web/index.html")
-    return str(template.render(newsletter=settings.newsletter, request=request))
+@router.get("/papers", response_class=HTMLResponse)
+def papers(request: Request) -> HTMLResponse:
+    """The stored papers, newest first, with search, filters and pages."""
+    params, notes = parse_params(request.query_params)
+    with _session(request) as session:
+        page: SearchPage = search_papers(session, params)
+        sources = known_sources(session)
+        any_papers = bool(page.total) or session.scalar(select(Paper.id).limit(1)) is not None
+    if params.source and params.source not in sources:
+        sources.append(params.source)
+    return _render(
+        request,
+        "web/index.html",
+        page=page,
+        params=params,
+        notes=[*notes, *page.notes],
+        papers=[view(p) for p in page.papers],
+        sources=[(s, SOURCE_LABELS.get(s, s)) for s in sources],
+        per_page_choices=PER_PAGE_CHOICES,
+        any_papers=any_papers,
+    )
+
+
+def _sent_issues(session: Session) -> list[Issue]:
+    stmt = (
+        select(Issue)
+        .where(col(Issue.status).in_(PUBLIC_STATUSES))
+        .order_by(col(Issue.window_start).desc(), col(Issue.number).desc())
+    )
+    return list(session.exec(stmt))
+
+
+def _rendered(settings: Settings, issue_id: str) -> RenderedIssue | None:
+    try:
+        folder = IssueFolder.of(settings.outbox_dir, issue_id)
+        return RenderedIssue.from_json(folder.message.read_text(encoding="utf-8"))
+    except (IssueNotFoundError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@router.get("/issues", response_class=HTMLResponse)
+def issues(request: Request) -> HTMLResponse:
+    """Every issue that has gone out, newest first."""
+    settings: Settings = request.app.state.settings
+    with _session(request) as session:
+        rows = _sent_issues(session)
+    entries = [(issue, _rendered(settings, issue.id)) for issue in rows]
+    return _render(request, "web/issues.html", entries=entries)
+
+
+@router.get("/issues/{issue_id:path}", response_class=HTMLResponse)
+def issue_page(request: Request, issue_id: str) -> HTMLResponse:
+    """The web copy of a sent issue, as compose wrote it (no reader's data in it)."""
+    settings: Settings = request.app.state.settings
+    with _session(request) as session:
+        issue = session.get(Issue, issue_id) if len(issue_id) <= 64 else None
+    if issue is None or issue.status not in PUBLIC_STATUSES:
+        return _render(request, "web/issue_missing.html", 404, issue_id=issue_id, reason="unknown")
+    try:
+        folder = IssueFolder.of(settings.outbox_dir, issue.id)
+        html = folder.web_html.read_text(encoding="utf-8")
+    except (IssueNotFoundError, OSError, UnicodeDecodeError):
+        return _render(request, "web/issue_missing.html", 404, issue_id=issue.id, reason="files")
+    # The web copy has no placeholders; should one slip in, it gets no reader's value.
+    html = html.replace(UNSUBSCRIBE_URL, f"{settings.web.base_url}/").replace(FIRST_NAME, "there")
+    return HTMLResponse(html, headers={"X-Content-Type-Options": "nosniff"})
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    issue: Issue
+    rendered: RenderedIssue | None
+    url: str
+    updated: str  # RFC 3339, UTC
+
+
+def _atom_time(moment: datetime | None) -> str:
+    moment = moment or utcnow()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@router.get("/feed.xml")
+def feed(request: Request) -> Response:
+    """An Atom feed of the sent issues."""
+    settings: Settings = request.app.state.settings
+    with _session(request) as session:
+        rows = _sent_issues(session)[:50]
+    entries = [
+        FeedEntry(
+            issue=issue,
+            rendered=_rendered(settings, issue.id),
+            url=f"{settings.web.base_url}/issues/{issue.id}",
+            updated=_atom_time(issue.sent_at or issue.send_started_at or issue.composed_at),
+        )
+        for issue in rows
+    ]
+    updated = max((e.updated for e in entries), default=_atom_time(None))
+    template = request.app.state.templates.get_template("web/feed.xml")
+    body = template.render(
+        newsletter=settings.newsletter,
+        base_url=settings.web.base_url,
+        entries=entries,
+        updated=updated,
+    )
+    return Response(body, media_type="application/atom+xml; charset=utf-8")
