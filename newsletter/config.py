@@ -173,6 +173,11 @@ class ProfileSettings(Section):
     learn_from_editor: bool = Field(
         True, description="Let past pins and removals raise or lower similar papers."
     )
+    editor_weight: float = Field(
+        3.0,
+        ge=0,
+        description="Most points the editor's past choices can add to or take from a paper.",
+    )
 
 
 class SourceSettings(BaseModel):

@@ -1,0 +1,252 @@
+"""How a paper looks in an issue: its link, authors, badge, date and abstract.
+
+Everything that comes from a paper is untrusted. HTML is re-sanitized here (only
+``<i> <b> <sub> <sup>`` survive, without attributes), per-reader placeholder markers
+are defused (`newsletter.outbox.strip_placeholders`), and braces are written as
+character references so nothing from a paper can look like template syntax to the
+MJML lint. Links are built from identifiers, and a stored URL is used only if it is
+absolute http(s).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import textwrap
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import quote
+
+import nh3
+from markupsafe import Markup, escape
+
+from newsletter.models import Paper, PaperKind
+from newsletter.outbox import strip_placeholders
+
+SAFE_TAGS = {"i", "b", "sub", "sup"}
+SOURCE_LABELS = {
+    "pubmed": "PubMed",
+    "arxiv": "arXiv",
+    "medrxiv": "medRxiv",
+    "biorxiv": "bioRxiv",
+    "rss": "RSS",
+}
+KNOWN_LABELS = {
+    "abstract", "aim", "aims", "background", "conclusion", "conclusions", "context", "design",
+    "discussion", "evidence acquisition", "findings", "importance", "interpretation",
+    "introduction", "key points", "limitations", "main outcome measures", "main outcomes",
+    "materials and methods", "method", "methods", "objective", "objectives", "participants",
+    "patients", "purpose", "rationale and objectives", "results", "setting", "significance",
+    "study design", "summary", "clinical relevance statement", "clinical relevance",
+    "data sources", "funding", "trial registration", "question", "meaning", "approach",
+    "motivation", "availability",
+}  # fmt: skip
+_LABEL = re.compile(r"(^|(?<=[.!?] ))([A-Z][A-Za-z][A-Za-z ,/&()-]{0,48}):(?= )")
+_SENTENCE_END = re.compile(r"[.!?](?:</(?:i|b|sub|sup)>)?(?= [A-Z0-9(<])")
+
+
+def _defuse(text: str) -> str:
+    """Markup-safe text from a paper: no placeholder markers, no template braces."""
+    return strip_placeholders(text).replace("{", "&#123;").replace("}", "&#125;")
+
+
+def clean_html(fragment: str) -> str:
+    """A paper's HTML fragment with only safe inline markup."""
+    return nh3.clean(fragment, tags=SAFE_TAGS, attributes={}, strip_comments=True)
+
+
+def plain(fragment: str) -> str:
+    """A paper's fragment as plain text (for the text part and subjects)."""
+    text = html.unescape(nh3.clean(fragment, tags=set(), attributes={}))
+    return strip_placeholders(text)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def inline_html(fragment: str) -> Markup:
+    """A title or short text: safe markup kept, on one line."""
+    return Markup(_defuse(one_line(clean_html(fragment))))  # noqa: S704 - sanitized by nh3
+
+
+def editor_html(text: str) -> Markup:
+    """The editor's plain text (intro, notes): escaped, paragraphs kept."""
+    paragraphs = [one_line(p) for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    safe = [_defuse(str(escape(p))) for p in paragraphs]
+    return Markup("".join(f"<p>{p}</p>" for p in safe))  # noqa: S704 - each part escaped
+
+
+def paper_link(paper: Paper) -> str:
+    """The title's link: the journal DOI, else PubMed, arXiv, or the source's own page."""
+    doi = (paper.doi or "").strip()
+    if doi and paper.kind == PaperKind.PAPER.value:
+        return f"https://doi.org/{quote(doi, safe='/:;()._-')}"
+    if paper.pmid and paper.pmid.strip().isdigit():
+        return f"https://pubmed.ncbi.nlm.nih.gov/{paper.pmid.strip()}/"
+    if paper.arxiv_id:
+        return f"https://arxiv.org/abs/{quote(paper.arxiv_id.strip(), safe='/.-')}"
+    url = (paper.url or "").strip()
+    if url.startswith(("https://", "http://")) and not re.search(r"[\s<>\"']", url):
+        return strip_placeholders(url)
+    if doi:
+        return f"https://doi.org/{quote(doi, safe='/:;()._-')}"
+    return ""
+
+
+def short_authors(authors: list[str], limit: int) -> str:
+    """ "A, B, C" or, past ``limit`` names, the first three and "et al."."""
+    names = [one_line(plain(a)) for a in authors if a and a.strip()]
+    if len(names) > limit:
+        return ", ".join(names[: min(3, limit)]) + " et al."
+    return ", ".join(names)
+
+
+def source_label(source: str) -> str:
+    return SOURCE_LABELS.get(source.lower(), source)
+
+
+def kind_label(kind: str) -> str:
+    return "Preprint" if kind == PaperKind.PREPRINT.value else "Paper"
+
+
+def date_label(day: date) -> str:
+    return f"{day:%b} {day.day}, {day.year}"
+
+
+def long_date(day: date) -> str:
+    return f"{day:%B} {day.day}, {day.year}"
+
+
+def _visible_cut(fragment: str, limit: int) -> tuple[str, bool]:
+    """Cut an HTML fragment after at most ``limit`` visible characters, at a sentence end if
+    one is near, else at a word. Returns the cut fragment and whether anything was cut."""
+    visible = 0
+    positions: list[int] = []  # index in fragment after each visible character
+    i = 0
+    while i < len(fragment):
+        ch = fragment[i]
+        if ch == "<":
+            end = fragment.find(">", i)
+            i = len(fragment) if end < 0 else end + 1
+            continue
+        if ch == "&":
+            end = fragment.find(";", i, i + 10)
+            i = i + 1 if end < 0 else end + 1
+        else:
+            i += 1
+        visible += 1
+        positions.append(i)
+    if visible <= limit:
+        return fragment, False
+    hard = positions[limit - 1]
+    head = fragment[:hard]
+    ends = [m.end() for m in _SENTENCE_END.finditer(head + " A")]
+    ends = [e for e in ends if e <= hard]
+    if ends and ends[-1] >= hard * 0.5:
+        cut = head[: ends[-1]]
+    else:
+        space = head.rfind(" ")
+        cut = (head[:space] if space > hard * 0.5 else head).rstrip(" ,;:") + "…"
+    return clean_html(cut), True
+
+
+def abstract_html(abstract: str, limit: int) -> tuple[Markup, bool]:
+    """The abstract as paragraphs, structured labels in bold; cut if longer than ``limit``."""
+    body = clean_html(abstract.strip())
+    body, trimmed = _visible_cut(body, limit)
+    out: list[str] = []
+    for para in re.split(r"\n\s*\n", body):
+        para = one_line(para)
+        if not para:
+            continue
+        para = _LABEL.sub(_bold_label, para)
+        out.append(f"<p>{_defuse(para)}</p>")
+    return Markup("".join(out)), trimmed  # noqa: S704 - sanitized by nh3, labels added here
+
+
+def _bold_label(match: re.Match[str]) -> str:
+    label = match.group(2)
+    at_start = match.group(1) == ""
+    known = label.lower() in KNOWN_LABELS
+    if known or (at_start and len(label.split()) <= 4):
+        return f"{match.group(1)}<b>{label}:</b>"
+    return match.group(0)
+
+
+def abstract_text(abstract: str, limit: int, *, width: int = 72) -> tuple[str, bool]:
+    """The abstract as wrapped plain text, cut like `abstract_html`."""
+    body, trimmed = _visible_cut(clean_html(abstract.strip()), limit)
+    paragraphs = [one_line(plain(p)) for p in re.split(r"\n\s*\n", body)]
+    wrapped = [textwrap.fill(p, width=width, break_long_words=False) for p in paragraphs if p]
+    return "\n\n".join(wrapped), trimmed
+
+
+@dataclass(frozen=True)
+class PaperCard:
+    """What the templates show for one paper (HTML fields are sanitized Markup)."""
+
+    id: int
+    title_html: Markup
+    title_text: str
+    url: str
+    authors: str
+    source: str
+    kind: str
+    date: str
+    journal: str
+    abstract_html: Markup
+    abstract_text: str
+    trimmed: bool
+    preprint_url: str
+    anchor: str
+    score: float
+    featured: bool
+    headline: str
+    why_it_matters: str
+    details: list[str]
+    takeaway: str
+    note: str
+
+
+def make_card(
+    paper: Paper,
+    *,
+    abstract_chars: int,
+    max_authors: int,
+    preprint: Paper | None = None,
+    score: float = 0.0,
+    featured: bool = False,
+    headline: str = "",
+    why_it_matters: str = "",
+    details: list[str] | None = None,
+    takeaway: str = "",
+    note: str = "",
+) -> PaperCard:
+    assert paper.id is not None
+    body_html, trimmed = abstract_html(paper.abstract, abstract_chars)
+    body_text, _ = abstract_text(paper.abstract, abstract_chars)
+    editor = strip_placeholders
+    return PaperCard(
+        id=paper.id,
+        title_html=inline_html(paper.title),
+        title_text=one_line(plain(paper.title)),
+        url=paper_link(paper),
+        authors=short_authors(list(paper.authors or []), max_authors),
+        source=source_label(paper.source),
+        kind=kind_label(paper.kind),
+        date=date_label(paper.published),
+        journal=one_line(plain(paper.journal or "")),
+        abstract_html=body_html,
+        abstract_text=body_text,
+        trimmed=trimmed,
+        preprint_url=paper_link(preprint) if preprint is not None else "",
+        anchor=f"paper-{paper.id}",
+        score=score,
+        featured=featured,
+        headline=one_line(editor(headline)),
+        why_it_matters=one_line(editor(why_it_matters)),
+        details=[one_line(editor(d)) for d in (details or []) if d.strip()],
+        takeaway=one_line(editor(takeaway)),
+        note=one_line(editor(note)),
+    )

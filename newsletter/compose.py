@@ -1,0 +1,382 @@
+"""`slice compose`: select the window's papers and render the issue into the outbox.
+
+The steps stay apart: read the candidates from the store, `newsletter.select` ranks
+them (a pure function), issue.json records the selection and the editor's edits,
+then `newsletter.render` renders everything in memory. Only when every part has
+rendered are the files written (each to a temporary name, then renamed), so a broken
+template leaves the previous render as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from newsletter import choices
+from newsletter.config import Settings
+from newsletter.errors import ComposeError, NoPapersError
+from newsletter.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
+from newsletter.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.outbox import IssueFolder
+from newsletter.render import Rendered, render_issue
+from newsletter.select import (
+    EditorModel,
+    Profile,
+    Selection,
+    SelectOptions,
+    Window,
+    dedupe,
+    in_window,
+    plain,
+)
+from newsletter.select import select as select_papers
+from newsletter.store import Store
+
+__all__ = ["ComposeResult", "compose_issue", "load_candidates"]
+
+
+@dataclass
+class ComposeResult:
+    """What a compose did: the issue, where it went, and how the papers were chosen."""
+
+    issue_id: str
+    folder: IssueFolder
+    issue: IssueFile
+    selection: Selection
+    rendered: Rendered
+    reselected: bool
+    model_terms: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return self.rendered.sizes
+
+
+def load_candidates(session: Session, window: Window) -> list[Paper]:
+    """Papers published, or first seen, in the window; one entry per work."""
+    first = datetime.combine(window.start, time.min, tzinfo=UTC)
+    after = datetime.combine(window.end + timedelta(days=1), time.min, tzinfo=UTC)
+    query = select(Paper).where(
+        or_(
+            col(Paper.published).between(window.start, window.end),
+            (col(Paper.first_seen) >= first) & (col(Paper.first_seen) < after),
+        )
+    )
+    papers = [p for p in session.exec(query.order_by(col(Paper.id))) if in_window(p, window)]
+    version_ids = {p.published_version_id for p in papers if p.published_version_id is not None}
+    versions = {
+        p.id: p
+        for p in session.exec(select(Paper).where(col(Paper.id).in_(version_ids)))
+        if p.id is not None
+    }
+    return dedupe(papers, versions)
+
+
+def _editor_model(session: Session, issue_id: str, settings: Settings) -> EditorModel | None:
+    if not settings.profile.learn_from_editor:
+        return None
+    examples = choices.training_set(session, except_issue=issue_id)
+    if not any(c.weight >= choices.WEIGHTS["pinned"] for c in examples):
+        return None  # only the profile's own picks on record: nothing the editor taught
+    return EditorModel.train(examples)
+
+
+def _next_number(session: Session) -> int:
+    top = session.exec(select(func.max(Issue.number))).one()
+    return int(top or 0) + 1
+
+
+def _check_ids(session: Session, ids: Sequence[int], flag: str) -> None:
+    if not ids:
+        return
+    found = set(session.exec(select(Paper.id).where(col(Paper.id).in_(list(ids)))))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ComposeError(
+            f"{flag} {missing[0]}: no paper with that id is stored; `slice papers` lists the ids."
+        )
+
+
+def _entry(paper: Paper, score: float, *, featured: bool) -> PaperEntry:
+    assert paper.id is not None
+    return PaperEntry(
+        id=paper.id, score=round(score, 3), title=plain(paper.title)[:200], featured=featured
+    )
+
+
+def _fresh_issue(
+    selection: Selection,
+    *,
+    issue_id: str,
+    number: int,
+    featured: int,
+    window: Window,
+    pins: Sequence[int],
+) -> IssueFile:
+    return IssueFile(
+        id=issue_id,
+        number=number,
+        date=window.end + timedelta(days=1),
+        window=WindowDates(start=window.start, end=window.end),
+        papers=[
+            _entry(s.paper, s.score, featured=i < featured) for i, s in enumerate(selection.chosen)
+        ],
+        pinned=list(dict.fromkeys(pins)),
+        proposed=[s.paper_id for s in selection.chosen if s.status == "selected"],
+    )
+
+
+def _apply_overrides(
+    issue: IssueFile,
+    selection: Selection,
+    *,
+    pins: Sequence[int],
+    excludes: Sequence[int],
+    max_papers: int,
+) -> IssueFile:
+    """Keep the editor's issue.json and apply this run's --pin and --exclude."""
+    by_id = {s.paper_id: s for s in selection.ranked}
+    papers = [p for p in issue.papers if p.id not in set(excludes)]
+    present = {p.id for p in papers}
+    for pid in pins:
+        if pid in present:
+            continue
+        scored = by_id.get(pid)
+        score = scored.score if scored else 0.0
+        at = next(
+            (i for i, p in enumerate(papers) if not p.featured and p.score < score), len(papers)
+        )
+        if scored is not None:
+            entry = _entry(scored.paper, score, featured=False)
+        else:
+            entry = PaperEntry(id=pid, score=0.0)
+        papers.insert(at, entry)
+        present.add(pid)
+    if excludes:
+        # fill the freed places with the next papers of the ranking
+        excluded = set(issue.excluded) | set(excludes)
+        for s in selection.ranked:
+            if len(papers) >= max_papers:
+                break
+            if s.status in ("selected", "below") and s.paper_id not in present | excluded:
+                papers.append(_entry(s.paper, s.score, featured=False))
+                present.add(s.paper_id)
+    return issue.model_copy(
+        update={
+            "papers": papers,
+            "pinned": list(dict.fromkeys([*(p for p in issue.pinned if p not in excludes), *pins])),
+            "excluded": list(
+                dict.fromkeys([*(e for e in issue.excluded if e not in pins), *excludes])
+            ),
+        }
+    )
+
+
+def _choices_of(issue: IssueFile, selection: Selection) -> dict[int, str]:
+    """What the editor did in this issue, for the learning history."""
+    listed = [p.id for p in issue.papers]
+    proposed = set(issue.proposed)
+    out: dict[int, str] = {}
+    chosen = {s.paper_id for s in selection.chosen}
+    for s in selection.ranked[: len(chosen) + 20]:
+        if s.paper_id not in chosen and s.status in ("below", "capped"):
+            out[s.paper_id] = "passed"
+    for pid in proposed:
+        if pid not in listed:
+            out[pid] = "excluded"
+    for pid in issue.excluded:
+        out[pid] = "excluded"
+    for pid in listed:
+        out[pid] = "pinned" if (pid in issue.pinned or pid not in proposed) else "kept"
+    return out
+
+
+def _write_atomically(files: dict[Path, str]) -> None:
+    """Write every file under a temporary name first, then rename them all into place."""
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            temps.append((tmp, path))
+    except OSError as exc:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise ComposeError(
+            f"cannot write the outbox: {exc}; the previous render is unchanged."
+        ) from exc
+    for tmp, path in temps:
+        os.replace(tmp, path)
+
+
+def compose_issue(
+    settings: Settings,
+    store: Store,
+    *,
+    window: Window,
+    max_papers: int | None = None,
+    pins: Sequence[int] = (),
+    excludes: Sequence[int] = (),
+    reselect: bool = False,
+    now: datetime | None = None,
+) -> ComposeResult:
+    """Select and render the issue for ``window`` into ``outbox/<issue-id>/``."""
+    issue_id = window.issue_id
+    folder = IssueFolder.of(settings.outbox_dir, issue_id)
+    limit = max_papers or settings.compose.max_papers
+    clash = set(pins) & set(excludes)
+    if clash:
+        raise ComposeError(
+            f"paper {min(clash)} is both pinned and excluded; drop one of the two flags."
+        )
+
+    with store.read() as session:
+        row = session.get(Issue, issue_id)
+        if row is not None and row.status != IssueStatus.COMPOSED.value:
+            raise ComposeError(
+                f"issue {issue_id} is {row.status}; a sent issue is not composed again "
+                "(compose another week with --week)."
+            )
+        _check_ids(session, pins, "--pin")
+        _check_ids(session, excludes, "--exclude")
+        existing = (
+            read_issue_file(folder.selection)
+            if folder.selection.is_file() and not reselect
+            else None
+        )
+        candidates = load_candidates(session, window)
+        earlier = choices.in_other_issues(session, issue_id)
+        candidates = [p for p in candidates if p.id not in earlier or p.id in pins]
+        if not candidates and existing is None:
+            total = session.exec(select(func.count()).select_from(Paper)).one()
+            raise NoPapersError(
+                f"no papers in {window} ({total} papers stored in all); fetch papers with `slice fetch` "
+                "or choose another window with --week or --since/--until."
+            )
+        pinned_all = [*pins, *(existing.pinned if existing else [])]
+        extra = [p for p in session.exec(select(Paper).where(col(Paper.id).in_(pinned_all)))]
+        known = {p.id for p in candidates}
+        candidates += [p for p in extra if p.id not in known]
+        model = _editor_model(session, issue_id, settings)
+        profile = Profile.from_settings(
+            settings.profile.terms, settings.profile.exclude, settings.profile.recency_weight
+        )
+        options = SelectOptions(
+            max_papers=limit,
+            per_source_cap=settings.compose.per_source_cap,
+            pins=tuple(dict.fromkeys(pinned_all)),
+            excludes=tuple(dict.fromkeys([*excludes, *(existing.excluded if existing else [])])),
+            editor_weight=settings.profile.editor_weight,
+        )
+        selection = select_papers(candidates, window, profile, options=options, editor=model)
+        number = row.number if row is not None else _next_number(session)
+        if existing is not None:
+            issue = _apply_overrides(
+                existing, selection, pins=pins, excludes=excludes, max_papers=limit
+            )
+        else:
+            issue = _fresh_issue(
+                selection,
+                issue_id=issue_id,
+                number=number,
+                featured=settings.compose.featured,
+                window=window,
+                pins=pins,
+            )
+        ids = [p.id for p in issue.papers]
+        papers = {
+            p.id: p
+            for p in session.exec(select(Paper).where(col(Paper.id).in_(ids)))
+            if p.id is not None
+        }
+        missing = [i for i in ids if i not in papers]
+        if missing:
+            raise ComposeError(
+                f"{folder.selection}: paper {missing[0]} is not in the store; remove it from "
+                "issue.json or run `slice compose --reselect`."
+            )
+        preprints = {
+            p.published_version_id: p
+            for p in session.exec(select(Paper).where(col(Paper.published_version_id).in_(ids)))
+        }
+
+    rendered = render_issue(
+        settings, issue, papers=papers, preprints=preprints, rendered_at=now or utcnow()
+    )
+    _write_atomically(
+        {
+            folder.email_html: rendered.email_html,
+            folder.text: rendered.text,
+            folder.web_html: rendered.web_html,
+            folder.message: rendered.message.to_json(),
+            folder.selection: issue.to_json(),
+        }
+    )
+    with store.write() as session:
+        row = session.get(Issue, issue_id)
+        if row is None:
+            row = Issue(
+                id=issue_id, number=issue.number, window_start=window.start, window_end=window.end
+            )
+        row.number = issue.number
+        row.subject = rendered.message.subject
+        row.window_start, row.window_end = window.start, window.end
+        row.status = IssueStatus.COMPOSED.value
+        row.composed_at = now or utcnow()
+        session.add(row)
+        session.flush()
+        choices.record(session, issue_id, _choices_of(issue, selection).items())
+    return ComposeResult(
+        issue_id=issue_id,
+        folder=folder,
+        issue=issue,
+        selection=selection,
+        rendered=rendered,
+        reselected=existing is None,
+        model_terms=model.top_terms() if model else [],
+    )
+
+
+def parse_day(value: str, flag: str) -> date:
+    """A --since/--until date; a ComposeError saying the format otherwise."""
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ComposeError(f"{flag} {value!r} is not a date; write it like 2025-06-09.") from None
+
+
+def window_from_options(
+    *, week: str | None, since: str | None, until: str | None, today: date
+) -> Window:
+    """The window the flags ask for; the last complete ISO week by default."""
+    from newsletter.select import last_complete_week, week_window
+
+    if week and (since or until):
+        raise ComposeError("use either --week or --since/--until, not both.")
+    if week:
+        try:
+            return week_window(week)
+        except ValueError as exc:
+            raise ComposeError(f"--week: {exc}.") from None
+    if since or until:
+        if not (since and until):
+            raise ComposeError(
+                "--since and --until go together: give both dates (e.g. --since 2025-06-01 --until 2025-06-07)."
+            )
+        start, end = parse_day(since, "--since"), parse_day(until, "--until")
+        if end < start:
+            raise ComposeError(f"--until {end} is before --since {start}; swap them.")
+        if (end - start).days > 366:
+            raise ComposeError("the window is longer than a year; choose a shorter one.")
+        return Window(start, end)
+    return last_complete_week(today)
