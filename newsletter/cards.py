@@ -114,6 +114,17 @@ def date_label(day: date) -> str:
     return f"{day:%b} {day.day}, {day.year}"
 
 
+def range_label(start: date, end: date) -> str:
+    """ "May 25 – 31, 2026", "May 25 – June 7, 2026", "Dec 29, 2025 – Jan 4, 2026"."""
+    if start.year != end.year:
+        return f"{date_label(start)} – {date_label(end)}"
+    if start.month != end.month:
+        return f"{start:%b} {start.day} – {end:%b} {end.day}, {end.year}"
+    if start == end:
+        return date_label(start)
+    return f"{start:%b} {start.day} – {end.day}, {end.year}"
+
+
 def long_date(day: date) -> str:
     return f"{day:%B} {day.day}, {day.year}"
 

@@ -260,7 +260,8 @@ def compose_issue(
         if not candidates and existing is None:
             total = session.exec(select(func.count()).select_from(Paper)).one()
             raise NoPapersError(
-                f"no papers in {window} ({total} papers stored in all); fetch papers with `slice fetch` "
+                f"no papers published or first seen in {window}; {total} papers are stored in all. "
+                "Fetch papers with `slice fetch`, "
                 "or choose another window with --week or --since/--until."
             )
         pinned_all = [*pins, *(existing.pinned if existing else [])]

@@ -23,11 +23,11 @@ from markupsafe import Markup
 
 from newsletter.cards import (
     PaperCard,
-    date_label,
     editor_html,
     long_date,
     make_card,
     one_line,
+    range_label,
 )
 from newsletter.config import Settings
 from newsletter.errors import MjmlError, TemplateError
@@ -176,7 +176,7 @@ def build_context(
             "id": issue.id,
             "number": issue.number,
             "date": long_date(issue.date),
-            "window": f"{date_label(issue.window.start)} – {date_label(issue.window.end)}",
+            "window": range_label(issue.window.start, issue.window.end),
             "subject": subject,
             "preheader": preheader,
             "intro_html": editor_html(strip_placeholders(issue.intro)),

@@ -103,7 +103,7 @@ _TOKEN = re.compile(r"[0-9a-z]+(?:[-'][0-9a-z]+)*")
 
 
 def _norm(token: str) -> str:
-    if len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
+    if len(token) >= 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
         return token[:-1]
     return token
 
@@ -215,23 +215,34 @@ class Profile:
         )
 
 
-def bm25_scores(profile: Profile, docs: Mapping[int, list[str]]) -> dict[int, list[ScorePart]]:
-    """Per document, the points each matching profile term earns (BM25, weighted)."""
+def bm25_scores(
+    profile: Profile, docs: Mapping[int, tuple[list[str], list[str]]]
+) -> dict[int, list[ScorePart]]:
+    """Per document (title words, abstract words), the points each matching term earns.
+
+    BM25 with the title counted twice; each term's points are multiplied by its weight.
+    """
     n_docs = max(len(docs), 1)
-    avg_len = sum(len(words) for words in docs.values()) / n_docs or 1.0
-    counts = {
-        term: {pid: term.count(words) for pid, words in docs.items()} for term in profile.terms
-    }
+    lengths = {pid: 2 * len(t) + len(a) for pid, (t, a) in docs.items()}
+    avg_len = sum(lengths.values()) / n_docs or 1.0
     out: dict[int, list[ScorePart]] = {pid: [] for pid in docs}
-    for term, per_doc in counts.items():
-        df = sum(1 for c in per_doc.values() if c)
+    for term in profile.terms:
+        hits = {pid: (term.count(t), term.count(a)) for pid, (t, a) in docs.items()}
+        df = sum(1 for t, a in hits.values() if t or a)
         idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-        for pid, tf in per_doc.items():
+        for pid, (in_title, in_abstract) in hits.items():
+            tf = 2 * in_title + in_abstract
             if not tf:
                 continue
-            length = len(docs[pid])
-            sat = tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * length / avg_len))
-            out[pid].append(ScorePart(f'"{term.text}" ×{tf}', round(term.weight * idf * sat, 3)))
+            norm = 1 - BM25_B + BM25_B * lengths[pid] / avg_len
+            sat = tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm)
+            where = []
+            if in_title:
+                where.append("title")
+            if in_abstract:
+                where.append(f"abstract ×{in_abstract}" if in_abstract > 1 else "abstract")
+            label = f'"{term.text}" in {" + ".join(where)}'
+            out[pid].append(ScorePart(label, round(term.weight * idf * sat, 3)))
     return out
 
 
@@ -301,13 +312,18 @@ def select(
     editor: EditorModel | None = None,
 ) -> Selection:
     """Rank ``papers`` (already limited to the window and de-duplicated) and choose the issue."""
-    docs = {p.id: paper_tokens(p) for p in papers if p.id is not None}
+    docs = {
+        p.id: (tokens(plain(p.title)), tokens(plain(p.abstract)))
+        for p in papers
+        if p.id is not None
+    }
     relevance = bm25_scores(profile, docs)
     ranked: list[Scored] = []
     for paper in papers:
         if paper.id is None:
             continue
-        words = docs[paper.id]
+        title_words, abstract_words = docs[paper.id]
+        words = title_words + title_words + abstract_words
         scored = Scored(paper, parts=list(relevance[paper.id]))
         age = (min(max(paper.published, window.start), window.end) - window.start).days
         if profile.recency_weight and age:

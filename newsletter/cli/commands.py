@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from newsletter.cli import papers
+from newsletter.cli import compose, papers
+from newsletter.cli import subscribers as subscriber_commands
 
 
 def register(app: typer.Typer) -> None:
     """Add every part's commands. A new part adds one line here."""
     papers.register(app)
+    compose.register(app)
+    subscriber_commands.register(app)

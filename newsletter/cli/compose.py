@@ -1,0 +1,103 @@
+"""`slice compose`: select the week's papers and render the issue into outbox/."""
+
+from __future__ import annotations
+
+import webbrowser
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from newsletter.cli.base import err, out, state
+from newsletter.compose import ComposeResult, compose_issue, window_from_options
+
+
+def explain_table(result: ComposeResult) -> Table:
+    """Every candidate with its score and the terms (and other parts) that earned it."""
+    table = Table(title=f"Candidates for {result.selection.window}", title_justify="left")
+    for name, justify in (("id", "right"), ("status", "left"), ("score", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("source")
+    table.add_column("title and what earned the score", overflow="fold")
+    for row in result.selection.explain_rows():
+        parts = "; ".join(f"{label} {points:+.2f}" for label, points in row["parts"])  # type: ignore[attr-defined]
+        reason = f" [{row['reason']}]" if row["reason"] else ""
+        table.add_row(
+            str(row["id"]),
+            str(row["status"]),
+            f"{row['score']:.2f}",
+            str(row["source"]),
+            f"{row['title']}\n  {parts or 'no points'}{reason}",
+        )
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def compose(
+        ctx: typer.Context,
+        week: Annotated[
+            str | None,
+            typer.Option(help="ISO week, e.g. 2025-W24 (default: the last complete week)."),
+        ] = None,
+        since: Annotated[
+            str | None, typer.Option(help="First day of a custom window (YYYY-MM-DD).")
+        ] = None,
+        until: Annotated[
+            str | None, typer.Option(help="Last day of a custom window (YYYY-MM-DD).")
+        ] = None,
+        max_papers: Annotated[
+            int | None,
+            typer.Option("--max", min=1, help="Papers in the issue (default: compose.max_papers)."),
+        ] = None,
+        pin: Annotated[
+            list[int] | None, typer.Option(help="Always include this paper id (repeatable).")
+        ] = None,
+        exclude: Annotated[
+            list[int] | None, typer.Option(help="Never include this paper id (repeatable).")
+        ] = None,
+        reselect: Annotated[
+            bool, typer.Option(help="Select again from scratch, dropping the edits in issue.json.")
+        ] = False,
+        explain: Annotated[
+            bool, typer.Option(help="Print every candidate's score and the terms that earned it.")
+        ] = False,
+        open_: Annotated[
+            bool, typer.Option("--open", help="Open the rendered email in a browser.")
+        ] = False,
+    ) -> None:
+        """Select the window's papers and render the issue into outbox/<issue>/; prints the issue id."""
+        app_state = state(ctx)
+        settings = app_state.settings()
+        now = datetime.now(UTC)
+        window = window_from_options(week=week, since=since, until=until, today=now.date())
+        result = compose_issue(
+            settings,
+            app_state.store(),
+            window=window,
+            max_papers=max_papers,
+            pins=pin or [],
+            excludes=exclude or [],
+            reselect=reselect,
+            now=now,
+        )
+        if explain:
+            out().print(explain_table(result))
+            if result.model_terms:
+                learned = ", ".join(f"{w} {c:+.2f}" for w, c in result.model_terms)
+                out().print(
+                    f"Editor model ({result.selection.learned_from} past choices): {learned}"
+                )
+        size = result.sizes["email.html"] / 1024
+        kept = "" if result.reselected else " (kept your edits in issue.json)"
+        err().print(
+            f"Issue #{result.issue.number}: {result.rendered.message.paper_count} papers, "
+            f"email.html {size:.1f} KB{kept}\n"
+            f"Subject: {result.rendered.message.subject}\n"
+            f"Review {result.folder.email_html}, edit {result.folder.selection}, then "
+            f"`slice send {result.issue_id} --dry-run`."
+        )
+        if open_:
+            webbrowser.open(result.folder.email_html.resolve().as_uri())
+        typer.echo(result.issue_id)
