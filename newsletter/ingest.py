@@ -34,7 +34,7 @@ from newsletter.models import Paper, PaperKind, utcnow
 from newsletter.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.sources.base import PaperRecord
 from newsletter.store import Store
-from newsletter.text import plain_text, sanitize, surname, title_key
+from newsletter.text import normalize_name, plain_text, sanitize, surname, title_key
 
 KINDS = frozenset(k.value for k in PaperKind)
 IDS = ("doi", "pmid", "pmcid", "arxiv_id")
@@ -152,7 +152,7 @@ def validate(record: PaperRecord) -> str | None:
     record.published_doi = normalize_doi(record.published_doi)
     if record.published_doi == record.doi:
         record.published_doi = None
-    record.authors = [a for a in (" ".join(str(n).split()) for n in record.authors) if a]
+    record.authors = [a for a in (normalize_name(str(n)) for n in record.authors) if a]
     record.extra.pop("position", None)
     return None
 

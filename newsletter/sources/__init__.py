@@ -57,7 +57,9 @@ def build_source(entry: SourceSettings) -> Source:
     try:
         options = kind.options.model_validate(entry.options)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # a misspelt key also leaves the right one missing: name the misspelling
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
         key = ".".join(str(p) for p in err["loc"]) or "options"
         if err["type"] == "extra_forbidden":
             known = ", ".join(kind.options.model_fields)

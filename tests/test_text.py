@@ -1,0 +1,156 @@
+"""Text hygiene: what a reader sees of titles, abstracts and author lists."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from newsletter.text import (
+    clean_markup,
+    clean_plain,
+    clean_title,
+    collapse,
+    labelled,
+    mathml_to_text,
+    normalize_name,
+    plain_text,
+    sanitize,
+    split_authors,
+    split_glued_headings,
+    tex_to_text,
+    title_key,
+)
+
+MML = 'xmlns:mml="http://www.w3.org/1998/Math/MathML"'
+
+
+def test_sanitizer_keeps_only_inline_markup() -> None:
+    dirty = (
+        '<p class="x">A <i style="c">b</i> <b>c</b> H<sub>2</sub>O x<sup>2</sup> '
+        '<a href="http://e">link</a><script>alert(1)</script><img src=x onerror=y></p>'
+    )
+    assert sanitize(dirty) == "A <i>b</i> <b>c</b> H<sub>2</sub>O x<sup>2</sup> link"
+
+
+def test_clean_markup_renames_em_and_strong_and_keeps_escaped_text() -> None:
+    assert clean_markup("<em>in vivo</em> and <strong>p &lt; 0.05</strong>") == (
+        "<i>in vivo</i> and <b>p &lt; 0.05</b>"
+    )
+
+
+def test_markup_glued_to_words_gets_spaces() -> None:
+    assert clean_markup("variants at the<i>TERT</i>gene region") == (
+        "variants at the <i>TERT</i> gene region"
+    )
+    # subscripts belong to their word
+    assert clean_markup("LE<sub>min</sub> was lower") == "LE<sub>min</sub> was lower"
+
+
+def test_mathml_becomes_readable_text() -> None:
+    vo2 = etree.fromstring(
+        f"<mml:math {MML}><mml:msub><mml:mrow><mml:mover><mml:mrow><mml:mi>V</mml:mi></mml:mrow>"
+        "<mml:mo>.</mml:mo></mml:mover><mml:mi>O</mml:mi></mml:mrow><mml:mrow><mml:mn>2</mml:mn>"
+        "<mml:mi>max</mml:mi></mml:mrow></mml:msub></mml:math>"
+    )
+    assert mathml_to_text(vo2) == "V\u0307O<sub>2max</sub>"
+    helium = etree.fromstring(
+        f"<mml:math {MML}><mml:mrow><mml:mmultiscripts><mml:mrow><mml:mi>He</mml:mi></mml:mrow>"
+        "<mml:mprescripts/><mml:none/><mml:mrow><mml:mn>3</mml:mn></mml:mrow></mml:mmultiscripts>"
+        "<mml:mtext> </mml:mtext><mml:mi>MRI</mml:mi></mml:mrow></mml:math>"
+    )
+    assert mathml_to_text(helium) == "<sup>3</sup>He MRI"
+
+
+def test_mathml_inside_an_html_string() -> None:
+    text = clean_markup(
+        f"uptake (<mml:math {MML}><mml:msup><mml:mi>x</mml:mi><mml:mn>2</mml:mn></mml:msup></mml:math>) rose"
+    )
+    assert text == "uptake ( x<sup>2</sup> ) rose"
+
+
+@pytest.mark.parametrize(
+    ("tex", "shown"),
+    [
+        ("range $10^{31}$ to $10^{32}$", "range 10<sup>31</sup> to 10<sup>32</sup>"),
+        ("the $e^+e^-$-collider", "the e<sup>+</sup>e<sup>-</sup>-collider"),
+        ("Poincar\\'{e} section", "Poincaré section"),
+        ('Schr\\"odinger', "Schrödinger"),
+        ("$\\alpha_{i} \\leq 0.3$", "α<sub>i</sub> ≤ 0.3"),
+        ("$\\mathrm{SO}(3)$ and 5\\% gain", "SO(3) and 5% gain"),
+        ("\\textit{in silico} work", "<i>in silico</i> work"),
+        ("a price of $5 and no math", "a price of $5 and no math"),
+    ],
+)
+def test_tex_becomes_readable_text(tex: str, shown: str) -> None:
+    assert tex_to_text(tex) == shown
+
+
+def test_plain_text_is_escaped_before_tex_adds_markup() -> None:
+    assert clean_plain("p<0.05 and $x^2$ <b>not bold</b>") == (
+        "p&lt;0.05 and x<sup>2</sup> &lt;b&gt;not bold&lt;/b&gt;"
+    )
+    assert plain_text(clean_plain("p<0.05 & q")) == "p<0.05 & q"
+
+
+def test_hard_wraps_collapse_and_paragraphs_stay() -> None:
+    assert collapse("  one\ntwo   three\n\n\n  four\nfive ") == "one two three\n\nfour five"
+
+
+def test_structured_abstract_labels_are_kept_in_sentence_case() -> None:
+    assert labelled([("OBJECTIVES", "To test."), ("Methods", "We did."), ("", "Unlabelled.")]) == (
+        "Objectives: To test.\n\nMethods: We did.\n\nUnlabelled."
+    )
+
+
+def test_glued_medrxiv_headings_are_separated() -> None:
+    glued = "BackgroundA range of estimates exist. MethodsWe used data. ConclusionsIt works."
+    assert split_glued_headings(glued) == (
+        "Background: A range of estimates exist.\n\nMethods: We used data.\n\nConclusions: It works."
+    )
+    # a heading word in running text is left alone
+    assert split_glued_headings("Our Results are robust. Background noise.") == (
+        "Our Results are robust. Background noise."
+    )
+    # a heading glued after a paragraph break, in an otherwise plain abstract
+    assert split_glued_headings("We built it.\n\nImportanceWe show why.") == (
+        "We built it.\n\nImportance: We show why."
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "title"),
+    [
+        (
+            "Occupational exposure and thyroid function.",
+            "Occupational exposure and thyroid function",
+        ),
+        ("Is it real?", "Is it real?"),
+        ("Wait for it...", "Wait for it..."),
+        ("[Translated title in brackets].", "Translated title in brackets"),
+        ("A study of  wrapped\n  lines.", "A study of wrapped lines"),
+    ],
+)
+def test_titles_lose_a_trailing_period(raw: str, title: str) -> None:
+    assert clean_title(raw) == title
+
+
+def test_author_lists_are_split_and_normalized() -> None:
+    assert split_authors("Bruce, E. A.; Huang, M.-L.; Tighe, S.") == [
+        "E. A. Bruce",
+        "M.-L. Huang",
+        "S. Tighe",
+    ]
+    assert split_authors("Weizhen Li, Jianbo Lin, and Zhuosong Jiang") == [
+        "Weizhen Li",
+        "Jianbo Lin",
+        "Zhuosong Jiang",
+    ]
+    assert split_authors("Smith, J., Jones, K. L.") == ["J. Smith", "K. L. Jones"]
+    assert split_authors("Canadian Respiratory Research Network") == [
+        "Canadian Respiratory Research Network"
+    ]
+    assert normalize_name("  Vuopionperä,   Raimo ") == "Raimo Vuopionperä"
+
+
+def test_title_key_ignores_case_accents_markup_and_punctuation() -> None:
+    assert title_key("Deep <i>Learning</i>: Café-Study!") == title_key("deep learning cafe study")
