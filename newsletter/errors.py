@@ -103,6 +103,14 @@ class InvalidAddressError(SubscriberError, ValueError):
     """An email address is not deliverable as written."""
 
 
+class InvalidNameError(SubscriberError, ValueError):
+    """A subscriber's name holds a line break, a control character, or is too long."""
+
+
+class SubscriberNotFoundError(SubscriberError, LookupError):
+    """No subscriber has that address."""
+
+
 class TokenError(NewsletterError, ValueError):
     """A confirm or unsubscribe token is forged, truncated or for another purpose."""
 
@@ -128,3 +136,7 @@ class RelayRefusedError(SendError, ConnectionError):
 
 class HeaderInjectionError(SendError, ValueError):
     """A value meant for a mail header holds a line break or control character."""
+
+
+class BounceFileError(NewsletterError, ValueError):
+    """A bounce-report file or mailbox cannot be read at all."""

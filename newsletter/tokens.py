@@ -8,19 +8,40 @@ subscriber's random ``uid``, never a database id.
   ``confirm_nonce``: they expire, and they work once (confirming clears the
   nonce; sending a new link replaces it).
 - Unsubscribe tokens never expire, so the link in a years-old email still works.
+- Form tokens go in the signup form: they prove a submission came from a page
+  this server rendered recently, with no cookie.
+
+A clock can be passed in (``clock=``) so that tests can move time forward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import (
+    BadSignature,
+    SignatureExpired,
+    TimestampSigner,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
 
 from newsletter.errors import TokenError, TokenExpiredError
 
 _CONFIRM = "slice.confirm.v1"
 _UNSUBSCRIBE = "slice.unsubscribe.v1"
+_FORM = "slice.form.v1"
+
+
+def _signer_with_clock(clock: Callable[[], datetime]) -> type[TimestampSigner]:
+    class ClockSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock().timestamp())
+
+    return ClockSigner
 
 
 @dataclass(frozen=True)
@@ -32,11 +53,15 @@ class ConfirmClaim:
 class Tokens:
     """Makes and reads the tokens; the only holder of the secret key."""
 
-    def __init__(self, secret_key: str) -> None:
+    def __init__(self, secret_key: str, *, clock: Callable[[], datetime] | None = None) -> None:
         if not secret_key:
             raise TokenError("no secret key: set SLICE_SECRET_KEY")
-        self._confirm = URLSafeTimedSerializer(secret_key, salt=_CONFIRM)
+        timed: dict[str, Any] = {}
+        if clock is not None:
+            timed["signer"] = _signer_with_clock(clock)
+        self._confirm = URLSafeTimedSerializer(secret_key, salt=_CONFIRM, **timed)
         self._unsubscribe = URLSafeSerializer(secret_key, salt=_UNSUBSCRIBE)
+        self._form = URLSafeTimedSerializer(secret_key, salt=_FORM, **timed)
 
     def confirm_token(self, uid: str, nonce: str) -> str:
         return str(self._confirm.dumps([uid, nonce]))
@@ -69,3 +94,18 @@ class Tokens:
         if not isinstance(payload, str):
             raise TokenError("this unsubscribe link is not valid")
         return payload
+
+    def form_token(self) -> str:
+        """A token for a form this server renders; see `read_form_token`."""
+        return str(self._form.dumps("signup"))
+
+    def read_form_token(self, token: str, *, max_age: timedelta) -> None:
+        """Check a form token. Raises TokenExpiredError or TokenError."""
+        try:
+            payload = self._form.loads(token, max_age=int(max_age.total_seconds()))
+        except SignatureExpired:
+            raise TokenExpiredError("this form has expired") from None
+        except BadSignature:
+            raise TokenError("this form did not come from this site") from None
+        if payload != "signup":
+            raise TokenError("this form did not come from this site")

@@ -2,31 +2,118 @@
 
 `create_app` builds the FastAPI app from settings and a store; each part adds
 its routes as a router of its own module (`signup`, `archive`).
+
+Every template rendered by the app can use these globals, so the signup form
+partial (``web/_signup.html``) works on any page that includes it:
+
+- ``newsletter``: the ``[newsletter]`` settings (name, tagline, promise, ...)
+- ``signup_form()``: what the form needs (action, a fresh form token, the
+  honeypot field's name)
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.config import Settings
+from newsletter.models import utcnow
 from newsletter.store import Store, open_store
+from newsletter.subscriber_mail import Mailer, SubscriberMail
+from newsletter.subscribers import Clock, Subscribers
 from newsletter.templating import template_environment
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
-    """The app for ``settings``; ``store`` defaults to the project's database."""
+# Sent with every page: no framing (the unsubscribe button must not be clickjacked),
+# no type sniffing, and no full URLs (with their tokens) in Referer headers.
+SECURITY_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Adds `SECURITY_HEADERS` to every response that does not set them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+_STATUS_TEXT = {
+    400: ("Bad request", "The page could not understand that request."),
+    403: ("Not allowed", "That request is not allowed."),
+    404: (
+        "Page not found",
+        "There is no page at this address. Check the link, or start again from the home page.",
+    ),
+    405: ("Not allowed", "This page cannot be used that way."),
+}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock = utcnow,
+    mailer: Mailer | None = None,
+) -> FastAPI:
+    """The app for ``settings``; ``store`` defaults to the project's database.
+
+    ``clock`` and ``mailer`` are for tests (a fake clock, a recording mailer).
+    """
     from newsletter.web import archive, signup
 
     app = FastAPI(title=settings.newsletter.name, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.store = store if store is not None else open_store(settings)
-    app.state.templates = template_environment(settings.templates_dir)
+    templates = template_environment(settings.templates_dir)
+    app.state.templates = templates
+    subscribers = Subscribers(settings, app.state.store, clock=clock)
+    app.state.subscribers = subscribers
+    app.state.subscriber_mail = SubscriberMail(subscribers, mailer=mailer, templates=templates)
+    templates.globals["newsletter"] = settings.newsletter
+    templates.globals["signup_form"] = lambda: signup.SignupForm.fresh(subscribers)
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def healthz() -> str:
         return "ok"
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+        title, text = _STATUS_TEXT.get(exc.status_code, ("Something went wrong", str(exc.detail)))
+        if exc.detail and exc.detail != HTTPStatus(exc.status_code).phrase:
+            text = str(exc.detail)
+        page = templates.get_template("web/error.html").render(title=title, text=text)
+        return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+
     app.include_router(signup.router)
     app.include_router(archive.router)
+    app.add_middleware(SecurityHeaders)
     return app

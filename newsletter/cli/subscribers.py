@@ -1,0 +1,295 @@
+"""`slice subscribers ...` and `slice serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from newsletter.cli.base import err, out, state
+from newsletter.models import Subscriber
+from newsletter.subscriber_mail import SubscriberMail
+from newsletter.subscribers import (
+    AddAction,
+    ConsentSource,
+    SubscribeAction,
+    Subscribers,
+    check_status,
+)
+from newsletter.subscribers_csv import read_import_file, write_export
+
+subscribers_app = typer.Typer(
+    name="subscribers",
+    help="Add, import, export, list and remove subscribers.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+StatusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--status",
+        "-s",
+        help="Only this status: pending, confirmed, unsubscribed, bounced, complained.",
+    ),
+]
+
+
+def _service(ctx: typer.Context) -> Subscribers:
+    app_state = state(ctx)
+    return Subscribers(app_state.settings(), app_state.store())
+
+
+def _status(status: str | None) -> str | None:
+    return None if status is None else check_status(status)
+
+
+@subscribers_app.command()
+def add(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The address to add.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="The person's name.")] = "",
+    confirmed: Annotated[
+        bool,
+        typer.Option(
+            "--confirmed",
+            help="You already hold this person's consent: add them as confirmed, send nothing.",
+        ),
+    ] = False,
+) -> None:
+    """Add a subscriber. Without --confirmed they get a confirmation email, as from the web form."""
+    service = _service(ctx)
+    console = out()
+    if confirmed:
+        added = service.add(email, name=name, source=ConsentSource.CLI_HELD)
+        console.print(
+            {
+                AddAction.ADDED: f"Added {added.email} as confirmed (consent held by the editor).",
+                AddAction.CONFIRMED: f"{added.email} was pending; now confirmed (consent held by the editor).",
+                AddAction.UNCHANGED: f"{added.email} is already confirmed; nothing changed.",
+            }[added.action]
+        )
+        return
+    mail = SubscriberMail(service)
+    result = asyncio.run(mail.subscribe(email, name=name, source=ConsentSource.CLI))
+    valid_for = f"{service.settings.web.confirm_ttl_hours:g} h"
+    if result.action is SubscribeAction.THROTTLED and result.next_send_at is not None:
+        console.print(
+            f"{result.email} is pending and was sent a confirmation email recently; "
+            f"no new one before {result.next_send_at:%Y-%m-%d %H:%M} UTC."
+        )
+    else:
+        console.print(
+            {
+                SubscribeAction.CREATED: f"Sent a confirmation email to {result.email}; "
+                f"they are pending until they follow its link (valid {valid_for}).",
+                SubscribeAction.RESENT: f"{result.email} is pending; sent a new confirmation email.",
+                SubscribeAction.RECONFIRM: f"{result.email} had left the list; sent a confirmation "
+                "email, and they are back only once they follow its link.",
+                SubscribeAction.ALREADY_CONFIRMED: f"{result.email} is already confirmed; nothing sent.",
+                SubscribeAction.THROTTLED: "",
+            }[result.action]
+        )
+
+
+@subscribers_app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A UTF-8 CSV file whose header names an 'email' column (and optionally 'name')."
+        ),
+    ],
+    confirmed: Annotated[
+        bool,
+        typer.Option(
+            "--confirmed",
+            help="You already hold every listed person's consent: add them as confirmed, send nothing.",
+        ),
+    ] = False,
+) -> None:
+    """Import subscribers from CSV. Without --confirmed each new address gets a confirmation email."""
+    parsed = read_import_file(file)
+    service = _service(ctx)
+    outcome = service.import_rows(parsed.rows, confirmed=confirmed)
+    failed: list[str] = []
+    if outcome.confirmations:
+        mail = SubscriberMail(service)
+        with Progress(console=err(), transient=True) as progress:
+            task = progress.add_task(
+                "Sending confirmation emails", total=len(outcome.confirmations)
+            )
+            for start in range(0, len(outcome.confirmations), 50):
+                batch = outcome.confirmations[start : start + 50]
+                results = asyncio.run(mail.send_confirmations(batch))
+                failed += [
+                    f"{c.email}: {why}" for c, why in zip(batch, results, strict=True) if why
+                ]
+                progress.advance(task, len(batch))
+    warn = err()
+    for problem in parsed.problems:
+        warn.print(f"{file}: {problem}", markup=False)
+    for line, email, status in outcome.suppressed:
+        warn.print(f"{file}: line {line}: {email} is {status}; kept off the list.", markup=False)
+    for failure in failed:
+        warn.print(f"confirmation email not sent to {failure}", markup=False)
+    sent = len(outcome.confirmations) - len(failed)
+    summary = [
+        f"{len(outcome.added)} added" + (" as confirmed" if confirmed else " as pending"),
+        f"{len(outcome.confirmed)} pending now confirmed"
+        if confirmed
+        else f"{sent} confirmation emails sent",
+        f"{len(outcome.updated) + len(outcome.unchanged) + len(outcome.throttled)} already on the list",
+        f"{len(parsed.merged)} duplicate rows merged",
+        f"{len(outcome.suppressed)} unsubscribed or bounced kept off",
+        f"{len(parsed.problems)} bad rows skipped",
+    ]
+    out().print(f"{file}: " + ", ".join(summary) + ".", markup=False)
+    if parsed.ignored_columns:
+        warn.print(f"ignored columns: {', '.join(parsed.ignored_columns)}", markup=False)
+
+
+@subscribers_app.command()
+def export(
+    ctx: typer.Context,
+    status: StatusOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Export subscribers as CSV (email, name, status, consent, dates)."""
+    subscribers = _service(ctx).all(status=_status(status))
+    if output is None:
+        write_export(subscribers, sys.stdout)
+        return
+    with output.open("w", encoding="utf-8", newline="") as fh:
+        count = write_export(subscribers, fh)
+    err().print(f"Wrote {count} subscribers to {output}.", markup=False)
+
+
+@subscribers_app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: StatusOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List subscribers, oldest first."""
+    subscribers = _service(ctx).all(status=_status(status))
+    if as_json:
+        typer.echo(json.dumps([_as_dict(s) for s in subscribers], indent=2, ensure_ascii=False))
+        return
+    if not subscribers:
+        out().print("No subscribers" + (f" with status {status}." if status else " yet."))
+        return
+    table = Table("email", "name", "status", "consent", "since")
+    for sub in subscribers:
+        since = sub.confirmed_at or sub.created_at
+        table.add_row(sub.email, sub.name, sub.status, sub.consent_source, f"{since:%Y-%m-%d}")
+    out().print(table)
+
+
+@subscribers_app.command()
+def remove(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The address to remove.")],
+    forget: Annotated[
+        bool, typer.Option("--forget", help="Delete everything stored about this person.")
+    ] = False,
+) -> None:
+    """Unsubscribe an address (it stays suppressed); --forget deletes its data instead."""
+    service = _service(ctx)
+    if forget:
+        gone = service.forget(email)
+        out().print(
+            f"Deleted every record of {gone}. The address is no longer on the suppression list, "
+            "so a later import could add it again."
+        )
+        return
+    result = service.remove(email)
+    if result.changed:
+        out().print(f"Unsubscribed {result.email}; they will get no more emails.")
+    else:
+        out().print(f"{result.email} is already {result.status}; nothing changed.")
+
+
+@subscribers_app.command()
+def count(ctx: typer.Context, status: StatusOption = None) -> None:
+    """How many subscribers there are, by status."""
+    counts = _service(ctx).count()
+    if status is not None:
+        typer.echo(counts[check_status(status)])
+        return
+    for name, n in counts.items():
+        typer.echo(f"{name:<13}{n:>8}")
+    typer.echo(f"{'total':<13}{sum(counts.values()):>8}")
+
+
+@subscribers_app.command()
+def prune(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show who would be removed; change nothing.")
+    ] = False,
+) -> None:
+    """Delete pending subscribers who did not confirm within the confirmation link's lifetime."""
+    result = _service(ctx).prune(dry_run=dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    out().print(
+        f"{verb} {len(result.removed)} unconfirmed subscribers whose link expired "
+        f"(asked before {result.cutoff:%Y-%m-%d %H:%M} UTC).",
+        markup=False,
+    )
+    for email in result.removed:
+        out().print(f"  {email}", markup=False)
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: web.host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: web.port).")] = None,
+) -> None:
+    """Run the web app: signup, confirm, unsubscribe and the archive."""
+    import uvicorn
+
+    from newsletter.web import create_app
+
+    app_state = state(ctx)
+    settings = app_state.settings({"web": {"host": host, "port": port}})
+    settings.require_secret_key()
+    app = create_app(settings, store=app_state.store())
+    err().print(
+        f"Serving {settings.newsletter.name} on http://{settings.web.host}:{settings.web.port} "
+        f"(links in emails point at {settings.web.base_url}). Press Ctrl+C to stop.",
+        markup=False,
+    )
+    uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="warning")
+
+
+def _as_dict(sub: Subscriber) -> dict[str, str | None]:
+    def when(value: object) -> str | None:
+        return value.isoformat(timespec="seconds") if value is not None else None  # type: ignore[attr-defined]
+
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status,
+        "consent_source": sub.consent_source,
+        "created_at": when(sub.created_at),
+        "confirmed_at": when(sub.confirmed_at),
+        "unsubscribed_at": when(sub.unsubscribed_at),
+        "confirm_ip": sub.confirm_ip,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(subscribers_app, name="subscribers")
+    app.command()(serve)

@@ -1,0 +1,613 @@
+"""Subscribers: double opt-in, confirmation, unsubscribe, and the editor's list tools.
+
+The rules this module keeps:
+
+- An address is validated and stored normalized (email-validator, no DNS
+  lookups): the domain in its ASCII (IDNA) form, so ``bob@bücher.de`` and
+  ``bob@xn--bcher-kva.de`` are one person; ``email_key`` is the lower-cased
+  address and is unique.
+- Nobody is mailed an issue without confirming: a new address is ``pending``
+  until its confirmation link is followed (or the editor adds it with consent
+  already held, which is recorded as the consent source).
+- A pending address gets at most one confirmation email per
+  ``web.resend_interval_minutes``, however often it is submitted.
+- A confirmation link is signed, expires after ``web.confirm_ttl_hours`` and works
+  once: it carries the subscriber's current ``confirm_nonce``, which confirming
+  clears and every new link replaces.
+- ``unsubscribed``, ``bounced`` and ``complained`` addresses are suppressed: only
+  the person subscribing *and* confirming again brings them back.
+
+Database work happens here; sending happens in `newsletter.subscriber_mail`. A
+change that needs an email returns what to send, so callers send it after the
+transaction has committed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func, or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from newsletter.config import Settings
+from newsletter.errors import (
+    InvalidAddressError,
+    InvalidNameError,
+    SubscriberError,
+    SubscriberNotFoundError,
+    TokenError,
+    TokenExpiredError,
+)
+from newsletter.models import (
+    SUPPRESSED,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.store import Store
+from newsletter.tokens import Tokens
+
+Clock = Callable[[], datetime]
+
+MAX_NAME_LENGTH = 100
+MAX_ADDRESS_LENGTH = 254
+
+
+class ConsentSource(StrEnum):
+    """How a subscriber's consent was obtained (``Subscriber.consent_source``)."""
+
+    WEB = "web"  # the signup form, then the confirmation link
+    CLI = "cli"  # `subscribers add`, then the confirmation link
+    IMPORT = "import"  # `subscribers import`, then the confirmation link
+    CLI_HELD = "cli-consent-held"  # `subscribers add --confirmed`: the editor holds consent
+    IMPORT_HELD = "import-consent-held"  # `subscribers import --confirmed`
+
+
+# --- addresses and names ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmailAddress:
+    """A validated address: as stored (ASCII domain), its unique key, and as shown."""
+
+    email: str
+    key: str
+    display: str
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+def normalize_email(raw: str) -> EmailAddress:
+    """Validate ``raw`` and return it normalized. Raises InvalidAddressError."""
+    if _has_control(raw):
+        raise InvalidAddressError(
+            "the email address holds a line break or control character; type it on one line."
+        )
+    text = raw.strip()
+    if not text:
+        raise InvalidAddressError(
+            "the email address is empty; enter an address like name@example.org."
+        )
+    if len(text) > MAX_ADDRESS_LENGTH:
+        raise InvalidAddressError(
+            f"the email address is too long ({len(text)} characters; at most {MAX_ADDRESS_LENGTH})."
+        )
+    try:
+        valid = validate_email(text, check_deliverability=False, strict=True, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddressError(f"{text!r} is not a valid email address: {exc}") from None
+    stored = valid.ascii_email or valid.normalized
+    return EmailAddress(email=stored, key=stored.lower(), display=valid.normalized)
+
+
+def clean_name(raw: str) -> str:
+    """A subscriber's name on one line, spaces collapsed. Raises InvalidNameError."""
+    if _has_control(raw):
+        raise InvalidNameError("the name holds a line break or control character; use one line.")
+    name = " ".join(raw.split())
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            f"the name is too long ({len(name)} characters; at most {MAX_NAME_LENGTH})."
+        )
+    return name
+
+
+# --- results -----------------------------------------------------------------
+
+
+class SubscribeAction(StrEnum):
+    CREATED = "created"  # a new pending subscriber; confirmation to send
+    RESENT = "resent"  # still pending; a new confirmation link to send
+    RECONFIRM = "reconfirm"  # suppressed, asked to come back; confirmation to send
+    THROTTLED = "throttled"  # a confirmation went out less than the resend interval ago
+    ALREADY_CONFIRMED = "already-confirmed"  # nothing to do
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A confirmation email to send: to whom, and the signed token for the link."""
+
+    email: str
+    uid: str
+    token: str
+
+
+@dataclass(frozen=True)
+class SubscribeResult:
+    action: SubscribeAction
+    email: str
+    confirmation: Confirmation | None = None
+    next_send_at: datetime | None = None  # when throttled: when a new link may go out
+
+
+class ConfirmStatus(StrEnum):
+    CONFIRMED = "confirmed"
+    ALREADY_CONFIRMED = "already-confirmed"
+    USED = "used"  # a newer link was sent, or the person left since
+    EXPIRED = "expired"
+    INVALID = "invalid"  # forged, truncated, or a token for another purpose
+    UNKNOWN = "unknown"  # genuine, but the subscriber is gone (pruned or forgotten)
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """A welcome email to send after a confirmation."""
+
+    email: str
+    name: str
+    uid: str
+    latest_issue: str | None  # id of the latest sent issue, if any
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    status: ConfirmStatus
+    welcome: Welcome | None = None
+
+
+@dataclass(frozen=True)
+class UnsubscribeResult:
+    changed: bool  # False when already unsubscribed (or suppressed, or gone)
+    email: str | None  # None when the subscriber no longer exists
+    status: str | None = None
+
+
+class AddAction(StrEnum):
+    ADDED = "added"
+    CONFIRMED = "confirmed"  # was pending, now confirmed with consent held
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class AddResult:
+    action: AddAction
+    email: str
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One good row of an import file."""
+
+    line: int
+    address: EmailAddress
+    name: str
+
+
+@dataclass
+class ImportOutcome:
+    """What an import changed. Rows it could not use are reported by the reader."""
+
+    added: list[str] = field(default_factory=list)
+    confirmed: list[str] = field(default_factory=list)  # were pending, consent now held
+    updated: list[str] = field(default_factory=list)  # a missing name filled in
+    unchanged: list[str] = field(default_factory=list)
+    suppressed: list[tuple[int, str, str]] = field(default_factory=list)  # line, email, status
+    confirmations: list[Confirmation] = field(default_factory=list)
+    throttled: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PruneResult:
+    removed: list[str] = field(default_factory=list)
+    cutoff: datetime | None = None
+
+
+# --- the service --------------------------------------------------------------
+
+
+class Subscribers:
+    """Subscriber operations over a store, with an injectable clock."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Clock = utcnow,
+        tokens: Tokens | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.tokens = tokens or Tokens(settings.require_secret_key(), clock=clock)
+
+    @property
+    def resend_interval(self) -> timedelta:
+        return timedelta(minutes=self.settings.web.resend_interval_minutes)
+
+    # --- reading -----------------------------------------------------------
+
+    def get(self, email: str) -> Subscriber | None:
+        """The subscriber with this address (any case, any IDNA form), or None."""
+        key = normalize_email(email).key
+        with self.store.read() as session:
+            return _by_key(session, key)
+
+    def require(self, email: str) -> Subscriber:
+        found = self.get(email)
+        if found is None:
+            raise _not_found(email)
+        return found
+
+    def by_uid(self, uid: str) -> Subscriber | None:
+        with self.store.read() as session:
+            return session.exec(select(Subscriber).where(Subscriber.uid == uid)).first()
+
+    def all(self, *, status: str | None = None) -> list[Subscriber]:
+        """Subscribers, oldest first, optionally of one status."""
+        query = select(Subscriber).order_by(col(Subscriber.created_at), col(Subscriber.id))
+        if status is not None:
+            query = query.where(Subscriber.status == check_status(status))
+        with self.store.read() as session:
+            return list(session.exec(query).all())
+
+    def count(self) -> dict[str, int]:
+        """How many subscribers of each status (every status listed, zeros included)."""
+        counts = {s.value: 0 for s in SubscriberStatus}
+        query = select(Subscriber.status, func.count()).group_by(Subscriber.status)
+        with self.store.read() as session:
+            for status, n in session.exec(query).all():
+                counts[status] = int(n)
+        return counts
+
+    def latest_issue(self) -> str | None:
+        """The id of the most recently sent issue, for the welcome email."""
+        query = (
+            select(Issue.id)
+            .where(Issue.status == IssueStatus.SENT.value)
+            .order_by(col(Issue.sent_at).desc(), col(Issue.number).desc())
+        )
+        with self.store.read() as session:
+            return session.exec(query).first()
+
+    # --- double opt-in -----------------------------------------------------
+
+    def subscribe(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        source: ConsentSource = ConsentSource.WEB,
+        ip: str | None = None,
+    ) -> SubscribeResult:
+        """Create or refresh a pending subscriber; say whether a confirmation is due.
+
+        Raises InvalidAddressError or InvalidNameError and then changes nothing.
+        """
+        address = normalize_email(email)
+        clean = clean_name(name)
+        # Two requests for a new address may race to insert it: the loser retries
+        # once and then finds the winner's row.
+        for attempt in range(2):
+            try:
+                return self._subscribe(address, clean, source)
+            except IntegrityError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _subscribe(
+        self, address: EmailAddress, name: str, source: ConsentSource
+    ) -> SubscribeResult:
+        now = self.clock()
+        with self.store.write() as session:
+            sub = _by_key(session, address.key, lock=True)
+            if sub is None:
+                sub = Subscriber(
+                    email=address.email,
+                    email_key=address.key,
+                    name=name,
+                    consent_source=source.value,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(sub)
+                action = SubscribeAction.CREATED
+            elif sub.status == SubscriberStatus.CONFIRMED:
+                return SubscribeResult(SubscribeAction.ALREADY_CONFIRMED, sub.email)
+            else:
+                if (
+                    sub.confirm_sent_at is not None
+                    and now - sub.confirm_sent_at < self.resend_interval
+                ):
+                    return SubscribeResult(
+                        SubscribeAction.THROTTLED,
+                        sub.email,
+                        next_send_at=sub.confirm_sent_at + self.resend_interval,
+                    )
+                if sub.status == SubscriberStatus.PENDING:
+                    action = SubscribeAction.RESENT
+                    if name:
+                        sub.name = name
+                else:
+                    action = SubscribeAction.RECONFIRM
+                sub.consent_source = source.value
+            confirmation = self._start_confirmation(sub, now)
+            session.flush()
+            return SubscribeResult(action, sub.email, confirmation)
+
+    def confirmation_failed(self, uid: str) -> None:
+        """The confirmation email could not be sent: let the next request try again at once."""
+        with self.store.write() as session:
+            sub = session.exec(select(Subscriber).where(Subscriber.uid == uid)).first()
+            if sub is not None and sub.confirm_nonce is not None:
+                sub.confirm_sent_at = None
+                sub.updated_at = self.clock()
+
+    def confirm(self, token: str, *, ip: str | None = None) -> ConfirmResult:
+        """Follow a confirmation link. Anything but a current, genuine link changes nothing."""
+        try:
+            claim = self.tokens.read_confirm(token, max_age=self.settings.confirm_ttl)
+        except TokenExpiredError:
+            return ConfirmResult(ConfirmStatus.EXPIRED)
+        except TokenError:
+            return ConfirmResult(ConfirmStatus.INVALID)
+        now = self.clock()
+        with self.store.write() as session:
+            sub = _by_uid(session, claim.uid, lock=True)
+            if sub is None:
+                return ConfirmResult(ConfirmStatus.UNKNOWN)
+            if sub.confirm_nonce is None or not secrets.compare_digest(
+                sub.confirm_nonce, claim.nonce
+            ):
+                if sub.status == SubscriberStatus.CONFIRMED:
+                    return ConfirmResult(ConfirmStatus.ALREADY_CONFIRMED)
+                return ConfirmResult(ConfirmStatus.USED)
+            sub.status = SubscriberStatus.CONFIRMED.value
+            sub.confirmed_at = now
+            sub.confirm_ip = ip
+            sub.confirm_nonce = None
+            sub.unsubscribed_at = None
+            sub.status_reason = ""
+            sub.updated_at = now
+            welcome = Welcome(sub.email, sub.name, sub.uid, None)
+        return ConfirmResult(
+            ConfirmStatus.CONFIRMED,
+            Welcome(welcome.email, welcome.name, welcome.uid, self.latest_issue()),
+        )
+
+    # --- leaving -----------------------------------------------------------
+
+    def unsubscribe_url(self, uid: str) -> str:
+        return f"{self.settings.web.base_url}/unsubscribe/{self.tokens.unsubscribe_token(uid)}"
+
+    def read_unsubscribe(self, token: str) -> Subscriber | None:
+        """The subscriber an unsubscribe token names (None if gone). Raises TokenError."""
+        return self.by_uid(self.tokens.read_unsubscribe(token))
+
+    def unsubscribe(self, token: str, *, reason: str = "one-click") -> UnsubscribeResult:
+        """Unsubscribe the token's subscriber. Idempotent. Raises TokenError for a bad token."""
+        uid = self.tokens.read_unsubscribe(token)
+        with self.store.write() as session:
+            return self._unsubscribe(session, _by_uid(session, uid, lock=True), reason)
+
+    def remove(self, email: str, *, reason: str = "removed by the editor") -> UnsubscribeResult:
+        """Unsubscribe an address (the editor's `remove`). Raises SubscriberNotFoundError."""
+        key = normalize_email(email).key
+        with self.store.write() as session:
+            sub = _by_key(session, key, lock=True)
+            if sub is None:
+                raise _not_found(email)
+            return self._unsubscribe(session, sub, reason)
+
+    def _unsubscribe(
+        self, session: Session, sub: Subscriber | None, reason: str
+    ) -> UnsubscribeResult:
+        if sub is None:
+            return UnsubscribeResult(changed=False, email=None)
+        if sub.status in SUPPRESSED:
+            # Already suppressed; a pending re-confirmation link dies with this request.
+            sub.confirm_nonce = None
+            return UnsubscribeResult(changed=False, email=sub.email, status=sub.status)
+        now = self.clock()
+        sub.status = SubscriberStatus.UNSUBSCRIBED.value
+        sub.unsubscribed_at = now
+        sub.confirm_nonce = None
+        sub.status_reason = reason
+        sub.updated_at = now
+        return UnsubscribeResult(changed=True, email=sub.email, status=sub.status)
+
+    def forget(self, email: str) -> str:
+        """Delete everything stored about an address (and its delivery records)."""
+        key = normalize_email(email).key
+        with self.store.write() as session:
+            sub = _by_key(session, key, lock=True)
+            if sub is None:
+                raise _not_found(email)
+            session.execute(delete(Subscriber).where(col(Subscriber.id) == sub.id))
+            return sub.email
+
+    # --- the editor's tools ---------------------------------------------------
+
+    def add(self, email: str, *, name: str = "", source: ConsentSource) -> AddResult:
+        """Add an address whose consent the editor already holds: confirmed at once.
+
+        A suppressed address is refused: only the person can bring it back.
+        """
+        address = normalize_email(email)
+        clean = clean_name(name)
+        now = self.clock()
+        with self.store.write() as session:
+            sub = _by_key(session, address.key, lock=True)
+            if sub is None:
+                session.add(
+                    Subscriber(
+                        email=address.email,
+                        email_key=address.key,
+                        name=clean,
+                        status=SubscriberStatus.CONFIRMED.value,
+                        consent_source=source.value,
+                        created_at=now,
+                        updated_at=now,
+                        confirmed_at=now,
+                    )
+                )
+                return AddResult(AddAction.ADDED, address.email)
+            if sub.status in SUPPRESSED:
+                raise SubscriberError(suppressed_message(sub))
+            if clean and clean != sub.name:
+                sub.name = clean
+                sub.updated_at = now
+            if sub.status == SubscriberStatus.CONFIRMED:
+                return AddResult(AddAction.UNCHANGED, sub.email)
+            sub.status = SubscriberStatus.CONFIRMED.value
+            sub.consent_source = source.value
+            sub.confirmed_at = now
+            sub.confirm_nonce = None
+            sub.updated_at = now
+            return AddResult(AddAction.CONFIRMED, sub.email)
+
+    def import_rows(self, rows: list[ImportRow], *, confirmed: bool) -> ImportOutcome:
+        """Add or merge validated rows in one transaction.
+
+        Without ``confirmed`` new and pending addresses get a confirmation (returned,
+        to be sent after the commit); suppressed addresses are never brought back.
+        """
+        now = self.clock()
+        source = ConsentSource.IMPORT_HELD if confirmed else ConsentSource.IMPORT
+        outcome = ImportOutcome()
+        with self.store.write() as session:
+            existing: dict[str, Subscriber] = {}
+            keys = [row.address.key for row in rows]
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                query = select(Subscriber).where(col(Subscriber.email_key).in_(chunk))
+                existing.update((sub.email_key, sub) for sub in session.exec(query).all())
+            for row in rows:
+                sub = existing.get(row.address.key)
+                if sub is None:
+                    sub = Subscriber(
+                        email=row.address.email,
+                        email_key=row.address.key,
+                        name=row.name,
+                        consent_source=source.value,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    if confirmed:
+                        sub.status = SubscriberStatus.CONFIRMED.value
+                        sub.confirmed_at = now
+                    else:
+                        outcome.confirmations.append(self._start_confirmation(sub, now))
+                    session.add(sub)
+                    existing[row.address.key] = sub
+                    outcome.added.append(sub.email)
+                    continue
+                if sub.status in SUPPRESSED:
+                    outcome.suppressed.append((row.line, sub.email, sub.status))
+                    continue
+                named = bool(row.name) and not sub.name
+                if named:
+                    sub.name = row.name
+                    sub.updated_at = now
+                if sub.status == SubscriberStatus.CONFIRMED:
+                    (outcome.updated if named else outcome.unchanged).append(sub.email)
+                elif confirmed:
+                    sub.status = SubscriberStatus.CONFIRMED.value
+                    sub.consent_source = source.value
+                    sub.confirmed_at = now
+                    sub.confirm_nonce = None
+                    sub.updated_at = now
+                    outcome.confirmed.append(sub.email)
+                elif (
+                    sub.confirm_sent_at is not None
+                    and now - sub.confirm_sent_at < self.resend_interval
+                ):
+                    outcome.throttled.append(sub.email)
+                else:
+                    sub.consent_source = source.value
+                    outcome.confirmations.append(self._start_confirmation(sub, now))
+                    (outcome.updated if named else outcome.unchanged).append(sub.email)
+        return outcome
+
+    def _start_confirmation(self, sub: Subscriber, now: datetime) -> Confirmation:
+        """A new confirmation link for ``sub``: a fresh nonce, and the time it was sent."""
+        nonce = secrets.token_urlsafe(12)
+        sub.confirm_nonce = nonce
+        sub.confirm_sent_at = now
+        sub.updated_at = now
+        return Confirmation(sub.email, sub.uid, self.tokens.confirm_token(sub.uid, nonce))
+
+    def prune(self, *, dry_run: bool = False) -> PruneResult:
+        """Delete pending subscribers whose last confirmation link has expired."""
+        cutoff = self.clock() - self.settings.confirm_ttl
+        stale = (col(Subscriber.status) == SubscriberStatus.PENDING.value) & or_(
+            col(Subscriber.confirm_sent_at) < cutoff,
+            col(Subscriber.confirm_sent_at).is_(None) & (col(Subscriber.created_at) < cutoff),
+        )
+        with self.store.write() as session:
+            emails = list(session.exec(select(Subscriber.email).where(stale)).all())
+            if emails and not dry_run:
+                session.execute(delete(Subscriber).where(stale))
+        return PruneResult(removed=sorted(emails), cutoff=cutoff)
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def check_status(status: str) -> str:
+    """A status name, checked. Raises SubscriberError naming the valid ones."""
+    valid = [s.value for s in SubscriberStatus]
+    if status not in valid:
+        raise SubscriberError(f"unknown status {status!r}; use one of: {', '.join(valid)}.")
+    return status
+
+
+def suppressed_message(sub: Subscriber) -> str:
+    when = sub.unsubscribed_at or sub.updated_at
+    return (
+        f"{sub.email} is {sub.status} (since {when:%Y-%m-%d}) and stays off the list: only the "
+        "person can come back, by subscribing and confirming; "
+        "run `slice subscribers add` without --confirmed to send them a confirmation email."
+    )
+
+
+def _by_key(session: Session, key: str, *, lock: bool = False) -> Subscriber | None:
+    query = select(Subscriber).where(Subscriber.email_key == key)
+    if lock:
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def _by_uid(session: Session, uid: str, *, lock: bool = False) -> Subscriber | None:
+    query = select(Subscriber).where(Subscriber.uid == uid)
+    if lock:
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def _not_found(email: str) -> SubscriberNotFoundError:
+    return SubscriberNotFoundError(
+        f"no subscriber has the address {email.strip()!r}; "
+        "`slice subscribers list` shows who is on the list."
+    )
