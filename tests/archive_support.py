@@ -46,12 +46,14 @@ def add_papers(store: Store, papers: Iterable[Paper]) -> list[int]:
         return [p.id or 0 for p in rows]
 
 
-def get(app: FastAPI, url: str) -> httpx.Response:
+def get(app: FastAPI, url: str, *, follow: bool = True) -> httpx.Response:
     """GET ``url`` from the app through ASGI, as a browser would ask for it."""
 
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://slice.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://slice.test", follow_redirects=follow
+        ) as client:
             return await client.get(url)
 
     return asyncio.run(go())

@@ -367,3 +367,24 @@ def test_sqlite_rows_inserted_with_plain_sql_are_indexed(store: Store) -> None:
     with store.read() as session:
         found = search_papers(session, SearchParams(q="scully calcium"))
     assert [p.title for p in found.papers] == ["Cardiac CT by another tool"]
+
+
+def test_a_submitted_form_lands_on_the_short_url(app: FastAPI, any_store: Store) -> None:
+    add_papers(any_store, [make_paper(i) for i in range(3)])
+    response = get(app, "/?q=chest&source=&kind=&since=&until=&sort=&per_page=10", follow=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/?q=chest"
+    assert get(app, "/papers?page=1", follow=False).headers["location"] == "/papers"
+    assert get(app, "/?q=chest&sort=oldest", follow=False).status_code == 200
+    # a page with something to say about the URL is shown, not redirected
+    assert get(app, "/?q=chest&sort=loudest&source=", follow=False).status_code == 200
+
+
+def test_sort_menu_defaults_to_best_match(app: FastAPI, any_store: Store) -> None:
+    add_papers(any_store, [make_paper(i) for i in range(3)])
+    page = get(app, "/?q=chest").text
+    assert '<option value="" selected>Best match (newest without a search)</option>' in page
+    assert '<details class="filters">' in page  # closed: no filter is set
+    page = get(app, "/?q=chest&sort=oldest").text
+    assert '<option value="oldest" selected>' in page
+    assert '<details class="filters" open>' in page

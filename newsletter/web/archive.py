@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import nh3
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
@@ -116,9 +117,13 @@ def _session(request: Request) -> Session:
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/papers", response_class=HTMLResponse)
-def papers(request: Request) -> HTMLResponse:
+def papers(request: Request) -> Response:
     """The stored papers, newest first, with search, filters and pages."""
     params, notes = parse_params(request.query_params)
+    canonical = params.query_string()
+    if not notes and _pairs(request.url.query) != _pairs(canonical.lstrip("?")):
+        # a submitted form sends every field, empty or not: point at the short URL to share
+        return RedirectResponse(request.url.path + canonical.rstrip("?"), status_code=303)
     with _session(request) as session:
         page: SearchPage = search_papers(session, params)
         sources = known_sources(session)
@@ -136,6 +141,10 @@ def papers(request: Request) -> HTMLResponse:
         per_page_choices=PER_PAGE_CHOICES,
         any_papers=any_papers,
     )
+
+
+def _pairs(query: str) -> list[tuple[str, str]]:
+    return sorted(parse_qsl(query, keep_blank_values=True))
 
 
 def _sent_issues(session: Session) -> list[Issue]:
