@@ -113,6 +113,7 @@ def _entry(paper: Paper, score: float, *, featured: bool) -> PaperEntry:
 def _fresh_issue(
     selection: Selection,
     *,
+    excludes: Sequence[int],
     issue_id: str,
     number: int,
     featured: int,
@@ -128,6 +129,7 @@ def _fresh_issue(
             _entry(s.paper, s.score, featured=i < featured) for i, s in enumerate(selection.chosen)
         ],
         pinned=list(dict.fromkeys(pins)),
+        excluded=list(dict.fromkeys(excludes)),
         proposed=[s.paper_id for s in selection.chosen if s.status == "selected"],
     )
 
@@ -185,7 +187,7 @@ def _choices_of(issue: IssueFile, selection: Selection) -> dict[int, str]:
     out: dict[int, str] = {}
     chosen = {s.paper_id for s in selection.chosen}
     for s in selection.ranked[: len(chosen) + 20]:
-        if s.paper_id not in chosen and s.status in ("below", "capped"):
+        if s.paper_id not in chosen and s.status in ("below", "capped", "unmatched"):
             out[s.paper_id] = "passed"
     for pid in proposed:
         if pid not in listed:
@@ -293,6 +295,7 @@ def compose_issue(
                 featured=settings.compose.featured,
                 window=window,
                 pins=pins,
+                excludes=excludes,
             )
         ids = [p.id for p in issue.papers]
         papers = {

@@ -374,6 +374,15 @@ def select(
 # --- learning from the editor -------------------------------------------------
 
 
+# Words too common to say anything about a paper's topic (the editor model skips them).
+_STOPWORDS = (
+    "the and for with from into over under between after before this that these those are was "
+    "were been has have had not but its our their than then also using use used based via can "
+    "may new study"
+)
+STOPWORDS = frozenset(_STOPWORDS.split())
+
+
 @dataclass(frozen=True)
 class Choice:
     """One past editor decision: the paper's words and whether the editor wanted it."""
@@ -400,14 +409,14 @@ class EditorModel:
 
     @staticmethod
     def features(words: Sequence[str], idf: Mapping[str, float]) -> dict[str, float]:
-        counts = Counter(w for w in words if w in idf and len(w) > 2)
+        counts = Counter(w for w in words if w in idf and len(w) > 2 and w not in STOPWORDS)
         vec = {w: (1 + math.log(c)) * idf[w] for w, c in counts.items()}
         norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
         return {w: v / norm for w, v in vec.items()}
 
     @classmethod
     def train(
-        cls, choices: Sequence[Choice], *, epochs: int = 200, rate: float = 0.5, l2: float = 0.01
+        cls, choices: Sequence[Choice], *, epochs: int = 200, rate: float = 0.5, l2: float = 0.02
     ) -> EditorModel | None:
         """A model, or None when the history cannot teach anything (no wanted or no unwanted)."""
         if not any(c.wanted for c in choices) or all(c.wanted for c in choices):
@@ -442,9 +451,13 @@ class EditorModel:
         return _sigmoid(self.bias + sum(self.coef.get(k, 0.0) * v for k, v in x.items()))
 
     def points(self, words: Sequence[str], *, weight: float) -> float:
-        """Score points for a paper: ``weight`` × how far the model leans from its base rate."""
-        base = _sigmoid(self.bias)
-        return weight * (self.probability(words) - base) * 2
+        """Score points for a paper, between -``weight`` and +``weight``.
+
+        Measured from the model's base rate, so a paper sharing no word with the history
+        gets no points either way.
+        """
+        lean = 2 * (self.probability(words) - _sigmoid(self.bias))
+        return weight * max(-1.0, min(1.0, lean))
 
     def top_terms(self, n: int = 10) -> list[tuple[str, float]]:
         """The words that count most, either way (for --explain)."""
