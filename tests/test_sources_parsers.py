@@ -63,7 +63,7 @@ def test_arxiv_new_format() -> None:
 
 
 def test_arxiv_error_entry_is_an_error_not_a_paper() -> None:
-    with pytest.raises(SourceError, match="incorrect id format for 1234.12345"):
+    with pytest.raises(SourceError, match=r"incorrect id format for 1234\.12345"):
         arxiv.parse_feed((HERE / "arxiv_error.xml").read_bytes())
 
 

@@ -25,7 +25,7 @@ from newsletter.errors import NewsletterError
 from newsletter.ingest import IngestResult, ingest_files
 from newsletter.papers import PaperQuery, as_record, iso_week, list_papers
 from newsletter.sources.files import FORMATS
-from newsletter.sources.runner import fetch_window, run_fetch
+from newsletter.sources.runner import fetch_window, run_fetch, select_sources
 from newsletter.text import plain_text
 
 
@@ -92,7 +92,12 @@ def fetch(
         list[str] | None, typer.Option("--source", help="Only this source (by name); repeatable.")
     ] = None,
 ) -> None:
-    """Fetch new papers from the sources in slice.toml and store them (one record per work)."""
+    """Fetch new papers from the sources in slice.toml and store them (one record per work).
+
+    Source kinds for [[sources]] in slice.toml: arxiv (option `query`), pubmed (`term`),
+    medrxiv and biorxiv (`category`), rss (`url`). Every kind takes `base_url` or `url`.
+    Without --since, reaches back [fetch] lookback_days.
+    """
     app = state(ctx)
     settings = app.settings()
     window = fetch_window(
@@ -101,6 +106,7 @@ def fetch(
         today=date.today(),
         lookback_days=settings.fetch.lookback_days,
     )
+    select_sources(settings, source or ())  # a bad option stops here, before any request
     store = app.store()
     with (
         Progress(

@@ -24,6 +24,8 @@ from newsletter.store import Store
 class FetchReport:
     window: FetchWindow
     results: list[IngestResult] = field(default_factory=list)
+    # (time on the injected clock, URL) of every request sent, retries included
+    requests: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[IngestResult]:
@@ -78,7 +80,7 @@ def run_fetch(
         timeout=settings.fetch.timeout,
         contact=settings.fetch.contact_email,
     )
-    report = FetchReport(window)
+    report = FetchReport(window, requests=polite.log.entries)
     for entry, source in sources:
         if on_start:
             on_start(entry.name)
