@@ -336,10 +336,7 @@ class Subscribers:
             elif sub.status == SubscriberStatus.CONFIRMED:
                 return SubscribeResult(SubscribeAction.ALREADY_CONFIRMED, sub.email)
             else:
-                if (
-                    sub.confirm_sent_at is not None
-                    and now - sub.confirm_sent_at < self.resend_interval
-                ):
+                if self._link_outstanding(sub, now):
                     return SubscribeResult(
                         SubscribeAction.THROTTLED,
                         sub.email,
@@ -539,16 +536,21 @@ class Subscribers:
                     sub.confirm_nonce = None
                     sub.updated_at = now
                     outcome.confirmed.append(sub.email)
-                elif (
-                    sub.confirm_sent_at is not None
-                    and now - sub.confirm_sent_at < self.resend_interval
-                ):
+                elif self._link_outstanding(sub, now):
                     outcome.throttled.append(sub.email)
                 else:
                     sub.consent_source = source.value
                     outcome.confirmations.append(self._start_confirmation(sub, now))
                     (outcome.updated if named else outcome.unchanged).append(sub.email)
         return outcome
+
+    def _link_outstanding(self, sub: Subscriber, now: datetime) -> bool:
+        """Whether a confirmation link went out less than the resend interval ago and is unused."""
+        return (
+            sub.confirm_nonce is not None
+            and sub.confirm_sent_at is not None
+            and now - sub.confirm_sent_at < self.resend_interval
+        )
 
     def _start_confirmation(self, sub: Subscriber, now: datetime) -> Confirmation:
         """A new confirmation link for ``sub``: a fresh nonce, and the time it was sent."""
