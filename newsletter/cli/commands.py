@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from newsletter.cli import compose, papers
+from newsletter.cli import send as send_commands
 from newsletter.cli import subscribers as subscriber_commands
 
 
@@ -13,3 +14,4 @@ def register(app: typer.Typer) -> None:
     papers.register(app)
     compose.register(app)
     subscriber_commands.register(app)
+    send_commands.register(app)

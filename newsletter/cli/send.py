@@ -1,0 +1,293 @@
+"""`slice send`, `slice dev-smtp` and `slice bounces import`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from newsletter.bounces import import_bounces
+from newsletter.cli.base import err, out, state
+from newsletter.devsmtp import MailSink, Received, SmtpServerThread
+from newsletter.errors import RelayRefusedError, SendError
+from newsletter.models import DeliveryStatus
+from newsletter.send import SendOptions, dry_run, issue_status, send_issue, send_proof
+from newsletter.send.deliver import Answer
+from newsletter.send.ledger import Outcome, Row
+from newsletter.send.run import RunTally
+
+IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a folder in outbox/).")]
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f}/s" if speed else "-/s", style="cyan")
+
+
+class ProgressEvents:
+    """Draws the send on stderr: a bar, counts, rate and ETA; one line per failure."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            _Rate(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}", style="yellow"),
+            console=console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("sending", total=None, counts="", note="")
+        self.tally = RunTally()
+
+    def __enter__(self) -> ProgressEvents:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.progress.stop()
+
+    def _refresh(self, advance: int = 0) -> None:
+        t = self.tally
+        counts = f"sent {t.sent} · deferred {t.deferred} · failed {t.failed} · skipped {t.skipped}"
+        self.progress.update(self.task, advance=advance, counts=counts)
+
+    def begin(self, *, total: int, done: int) -> None:
+        self.progress.update(self.task, total=total, completed=done)
+        self._refresh()
+
+    def outcome(self, row: Row, outcome: Outcome, answer: Answer | None) -> None:
+        t = self.tally
+        if outcome.status == DeliveryStatus.SENT:
+            t.sent += 1
+        elif outcome.status == DeliveryStatus.DEFERRED:
+            t.deferred += 1
+            assert outcome.next_attempt_at is not None
+            self.console.print(
+                f"[yellow]deferred[/] {row.reader.email}: {outcome.code or ''} {outcome.error} "
+                f"(retry at {outcome.next_attempt_at:%H:%M:%S} UTC)",
+                markup=True,
+                highlight=False,
+            )
+        elif outcome.status == DeliveryStatus.FAILED:
+            t.failed += 1
+            kept = "address suppressed as bounced" if outcome.suppress else "address kept"
+            self.console.print(
+                f"[red]failed[/] {row.reader.email}: {outcome.code or ''} {outcome.error} ({kept})",
+                markup=True,
+                highlight=False,
+            )
+        done = outcome.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED)
+        self._refresh(advance=1 if done else 0)
+
+    def skipped(self, rows: list[Row]) -> None:
+        self.tally.skipped += len(rows)
+        self._refresh(advance=len(rows))
+
+    def waiting(self, reason: str, until: datetime | None) -> None:
+        note = ""
+        if reason == "retry" and until is not None:
+            note = f"waiting to retry deferred messages at {until:%H:%M:%S} UTC"
+        elif reason and until is not None:
+            note = f"{reason} cap reached: waiting until {until:%H:%M:%S} UTC"
+        self.progress.update(self.task, note=note)
+
+
+def send(
+    ctx: typer.Context,
+    issue: IssueArg,
+    dry_run_: Annotated[
+        bool, typer.Option("--dry-run", help="Write each message to outbox/ISSUE/dry-run/ instead.")
+    ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", metavar="ADDRESS", help="Send one proof copy here; no reader gets it."
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(min=0, help="Messages per second (0: no limit).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="SMTP connections at once.")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Try failed and deferred readers again.")
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show the delivery ledger of the issue and exit.")
+    ] = False,
+) -> None:
+    """Send a composed issue to every confirmed subscriber (resumes a stopped send)."""
+    if sum([dry_run_, to is not None, status]) > 1:
+        raise typer.BadParameter("use only one of --dry-run, --to and --status")
+    app_state = state(ctx)
+    settings = app_state.settings({"send": {"rate": rate, "concurrency": concurrency}})
+    console = out()
+    if status:
+        _print_status(console, issue_status(settings, app_state.store(), issue), issue)
+    elif to is not None:
+        answer = asyncio.run(send_proof(settings, issue, to))
+        console.print(f"Sent a proof of {issue} to {to} (relay said: {answer}).")
+    elif dry_run_:
+        report = dry_run(settings, app_state.store(), issue)
+        signed = "DKIM-signed" if report.signed else "not DKIM-signed: no SLICE_DKIM_KEY"
+        console.print(f"Wrote {report.written} messages to {report.folder} ({signed}).")
+    else:
+        _send(console, settings, app_state.store(), issue, retry_failed=retry_failed)
+
+
+def _send(console: Console, settings, store, issue: str, *, retry_failed: bool) -> None:  # type: ignore[no-untyped-def]
+    stderr = err()
+    options = SendOptions.from_settings(settings)
+    with ProgressEvents(stderr) as events:
+        try:
+            report = asyncio.run(
+                send_issue(
+                    settings,
+                    store,
+                    issue,
+                    options=options,
+                    retry_failed=retry_failed,
+                    events=events,
+                )
+            )
+        except KeyboardInterrupt:
+            events.__exit__()
+            stderr.print(
+                f"Interrupted: {events.tally.sent} sent in this run; nothing was lost. "
+                f"Run `slice send {issue}` again to continue."
+            )
+            raise typer.Exit(130) from None
+    if report.already_sent:
+        when = f" on {report.sent_at:%Y-%m-%d %H:%M} UTC" if report.sent_at else ""
+        failed = report.counts.get("failed", 0)
+        hint = f"; `--retry-failed` tries the {failed} failed again" if failed else ""
+        console.print(
+            f"Issue {issue} was already sent{when} (sent {report.counts.get('sent', 0)}, "
+            f"failed {failed}, skipped {report.counts.get('skipped', 0)}); nothing to do{hint}."
+        )
+        return
+    if report.resumed_in_flight:
+        stderr.print(
+            f"Resumed: {report.resumed_in_flight} messages were in flight when the last run "
+            "stopped; they went again with the same Message-ID."
+        )
+    t, c = report.tally, report.counts
+    rate = t.sent / report.elapsed if report.elapsed else 0.0
+    console.print(
+        f"Issue {issue}: sent {t.sent}, deferred {t.deferred}, failed {t.failed} "
+        f"({t.suppressed} suppressed), skipped {t.skipped} in {report.elapsed:.1f}s "
+        f"({rate:.1f}/s over {t.connections} connections"
+        f"{', DKIM-signed' if report.signed else ''})."
+    )
+    console.print(
+        f"Ledger: {c['sent']} sent, {c['failed']} failed, {c['skipped']} skipped, "
+        f"{c['deferred']} deferred, {c['pending'] + c['sending']} waiting of {report.audience}."
+        + (" Issue finished." if report.finished else "")
+    )
+    if t.stopped:
+        raise RelayRefusedError(t.stopped)
+    if not report.finished:
+        console.print(f"Run `slice send {issue}` again to continue.")
+
+
+def _print_status(console: Console, report, issue: str) -> None:  # type: ignore[no-untyped-def]
+    if report.issue is None:
+        raise SendError(
+            f"issue {issue} has not been sent yet ({report.confirmed} confirmed subscribers "
+            f"would get it); run `slice send {issue}` to send it."
+        )
+    table = Table(title=f"Issue {issue}: {report.issue.status}", title_justify="left")
+    table.add_column("state")
+    table.add_column("readers", justify="right")
+    for name, count in report.counts.items():
+        table.add_row(name, str(count))
+    table.add_row("total", str(sum(report.counts.values())))
+    console.print(table)
+    for address, state_, code, error in report.failures:
+        console.print(f"{state_} {address}: {code or ''} {error}", highlight=False)
+
+
+def dev_smtp(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 1025,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """A local SMTP server that keeps every message as a .eml file in outbox/mailbox/."""
+    settings = state(ctx).settings()
+    folder = settings.outbox_dir / "mailbox"
+    console = out()
+    parser = BytesHeaderParser(policy=default_policy)
+
+    def show(item: Received) -> None:
+        headers = parser.parsebytes(item.data)
+        where = item.path.relative_to(settings.project_dir) if item.path else ""
+        console.print(
+            f"{item.received_at:%H:%M:%S} {item.mail_from} → {', '.join(item.rcpt_tos)} "
+            f"{str(headers.get('Subject', ''))!r} ({len(item.data) / 1024:.1f} KB) {where}",
+            highlight=False,
+        )
+
+    server = SmtpServerThread(MailSink(folder=folder, on_message=show), host=host, port=port)
+    try:
+        server.start()
+    except OSError as exc:
+        raise SendError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pick another port with --port."
+        ) from None
+    console.print(f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        console.print("Stopped.")
+    finally:
+        server.stop()
+
+
+bounces_app = typer.Typer(help="Bounce and complaint reports.", no_args_is_help=True)
+
+
+@bounces_app.command("import")
+def bounces_import(
+    ctx: typer.Context,
+    path: Annotated[
+        Path, typer.Argument(help="An mbox file, a maildir, a .eml file or a folder of them.")
+    ],
+) -> None:
+    """Read bounce (DSN) and complaint (ARF) reports; suppress the addresses they name."""
+    app_state = state(ctx)
+    settings = app_state.settings()
+    report = import_bounces(app_state.store(), path, secret_key=settings.secrets.secret_key or None)
+    console = out()
+    for line in report.lines():
+        console.print(line, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send")(send)
+    app.command("dev-smtp")(dev_smtp)
+    app.add_typer(bounces_app, name="bounces")

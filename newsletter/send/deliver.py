@@ -1,0 +1,170 @@
+"""Talking to the relay: reused connections, and what each answer means for the reader.
+
+A `RelayConnection` keeps one aiosmtplib connection open across messages and
+opens it again when it drops. `RelayConnection.send` never raises for an answer
+about one message; it returns an `Answer`, classified by `classify`:
+
+- ``sent``     2xx after DATA
+- ``soft``     a 4xx about this message, a timeout, or a dropped connection: retry later
+- ``hard``     a 5xx about the address (at RCPT, or 5.1.x / 5.2.x at DATA): failed, suppressed
+- ``reject``   a 5xx about the message (5.3.x, 5.6.x, 5.7.x at DATA): failed, address kept
+- ``relay``    the relay refuses the sender or the session (MAIL refused, 421, cannot
+               connect): not this reader's fault; the row goes back untried
+
+Authentication failures raise `RelayRefusedError` at once: no message can go.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosmtplib
+
+from newsletter.errors import RelayRefusedError
+
+Kind = Literal["sent", "soft", "hard", "reject", "relay"]
+SmtpFactory = Callable[[], aiosmtplib.SMTP]
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The relay's answer to one message."""
+
+    kind: Kind
+    code: int | None
+    text: str
+    stage: str  # connect, mail, rcpt, data
+
+    def describe(self) -> str:
+        code = f"{self.code} " if self.code else ""
+        return f"{code}{self.text}".strip() or self.stage
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:500]
+
+
+def classify_data_5xx(text: str) -> Kind:
+    """A 5xx after DATA: about the address (hard) or about the message (reject)?"""
+    match = _ENHANCED.match(text)
+    if match and match.group(2) in ("3", "6", "7"):
+        return "reject"
+    return "hard"
+
+
+def classify(exc: BaseException, stage: str) -> Answer:
+    """What an exception from aiosmtplib means for the message being sent."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        code, text = exc.code, _one_line(exc.message)
+        if code == 421 or isinstance(exc, aiosmtplib.SMTPSenderRefused | aiosmtplib.SMTPHeloError):
+            return Answer("relay", code, text, stage)
+        if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
+            return Answer("relay", code, text, "connect")
+        if 400 <= code < 500:
+            return Answer("soft", code, text, stage)
+        if 500 <= code < 600:
+            if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+                return Answer("hard", code, text, stage)
+            return Answer(classify_data_5xx(text), code, text, stage)
+        return Answer("soft", code, text, stage)  # an answer no RFC allows: try again later
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return Answer("soft", None, f"timed out waiting for the relay ({stage})", stage)
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
+        return Answer("soft", None, f"the relay closed the connection ({stage})", stage)
+    return Answer("soft", None, _one_line(f"{exc.__class__.__name__}: {exc}"), stage)
+
+
+class RelayConnection:
+    """One SMTP connection, reused for many messages and reopened when it drops."""
+
+    def __init__(self, factory: SmtpFactory, *, where: str) -> None:
+        self._factory = factory
+        self._client: aiosmtplib.SMTP | None = None
+        self.where = where
+        self.opened = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    async def _connect(self) -> Answer | None:
+        """Open the connection if needed; an Answer when the relay cannot be used."""
+        if self.connected:
+            return None
+        await self.close()
+        client = self._factory()
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise RelayRefusedError(
+                f"the relay at {self.where} refused the login: {exc.code} {_one_line(exc.message)}; "
+                "check SLICE_SMTP_USERNAME and SLICE_SMTP_PASSWORD."
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            return Answer("relay", exc.code, _one_line(exc.message), "connect")
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return Answer("relay", None, _one_line(str(exc)) or "cannot connect", "connect")
+        self._client = client
+        self.opened += 1
+        return None
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> Answer:
+        """Send one message to one recipient; the answer, whatever it is."""
+        problem = await self._connect()
+        if problem is not None:
+            return problem
+        client = self._client
+        assert client is not None
+        utf8 = not recipient.isascii()
+        options = []
+        if client.supports_extension("size"):
+            options.append(f"SIZE={len(data)}")
+        if utf8:
+            if not client.supports_extension("smtputf8"):
+                return Answer(
+                    "reject",
+                    None,
+                    "the relay does not accept international addresses (SMTPUTF8)",
+                    "mail",
+                )
+            options.append("SMTPUTF8")
+        encoding = "utf-8" if utf8 else "ascii"
+        stage = "mail"
+        try:
+            await client.mail(sender, options=options, encoding=encoding)
+            stage = "rcpt"
+            await client.rcpt(recipient, encoding=encoding)
+            stage = "data"
+            response = await client.data(data)
+        except aiosmtplib.SMTPResponseException as exc:
+            answer = classify(exc, stage)
+            await self._reset(answer)
+            return answer
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await self.close()
+            return classify(exc, stage)
+        return Answer("sent", response.code, _one_line(response.message), "data")
+
+    async def _reset(self, answer: Answer) -> None:
+        """After a refused step, clear the envelope (or drop a connection the relay is closing)."""
+        if answer.code == 421 or self._client is None:
+            await self.close()
+            return
+        try:
+            await self._client.rset()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            await self.close()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None or not client.is_connected:
+            return
+        try:
+            await client.quit(timeout=2)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()

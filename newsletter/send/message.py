@@ -1,0 +1,300 @@
+"""One issue, encoded once; each reader's message is the pre-encoded bytes with their values filled in.
+
+The issue's HTML and text parts are quoted-printable encoded once, when the
+send starts. Every placeholder (`newsletter.outbox.PLACEHOLDERS`) becomes a slot
+that starts and ends on an encoded-line boundary (a soft line break, ``=\\r\\n``,
+before and after), so a reader's value is encoded on its own and dropped into
+place: line lengths stay within RFC 2045's 76 characters, and the decoded text
+is exactly the template with the values in it.
+
+Because every piece ends on a line boundary, DKIM's relaxed body
+canonicalization can also be done once per piece (`Piece.canonical`), and a
+message's body hash is one SHA-256 over the joined pieces.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import html
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.header import Header
+from email.headerregistry import Address
+from email.policy import SMTP, SMTPUTF8
+from email.utils import format_datetime, formataddr
+
+from newsletter.config import Settings
+from newsletter.errors import HeaderInjectionError, SendError
+from newsletter.mail import check_header_value, parse_address, sender_domain
+from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder
+from newsletter.send.dkim import DkimSigner, canonical_body
+from newsletter.tokens import Tokens
+
+FIRST_NAME_FALLBACK = "there"
+_SLOT_RE = re.compile("(" + "|".join(re.escape(p) for p in (UNSUBSCRIBE_URL, FIRST_NAME)) + ")")
+_WS = re.compile(r"\s+")
+_TITLES = frozenset({"dr", "dr.", "prof", "prof.", "mr", "mr.", "ms", "ms.", "mrs", "mrs."})
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Whom one message goes to: what the ledger knows about a subscriber."""
+
+    uid: str
+    email: str
+    name: str = ""
+
+
+def first_name(name: str) -> str:
+    """The name a greeting uses: the first word that is not a title, or "there"."""
+    words = [w for w in _WS.split(name.strip()) if w]
+    while len(words) > 1 and words[0].lower() in _TITLES:
+        words.pop(0)
+    if not words or not words[0].isprintable():
+        return FIRST_NAME_FALLBACK
+    return words[0]
+
+
+def qp_encode(text: str) -> bytes:
+    """Quoted-printable for one piece: CRLF line ends, ending on a line boundary."""
+    if not text:
+        return b""
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    if not encoded.endswith(b"\r\n"):
+        encoded += b"=\r\n"  # a soft break: the next piece starts a new encoded line
+    return encoded
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A constant run of the encoded body, or (``slot`` set) a place for a reader's value."""
+
+    raw: bytes
+    canonical: bytes
+    slot: str | None = None  # "url", "name", "url_html", "name_html"
+
+
+def _encode_part(text: str, *, is_html: bool) -> list[Piece]:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    pieces: list[Piece] = []
+    for i, segment in enumerate(_SLOT_RE.split(text)):
+        if i % 2 == 1:
+            slot = "url" if segment == UNSUBSCRIBE_URL else "name"
+            pieces.append(Piece(b"", b"", slot + ("_html" if is_html else "")))
+        elif segment:
+            raw = qp_encode(segment)
+            pieces.append(Piece(raw, canonical_body(raw)))
+    return pieces
+
+
+def _const(raw: bytes) -> Piece:
+    return Piece(raw, canonical_body(raw))
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line, folded and encoded by the email package."""
+    check_header_value(value, name)
+    folded: str = SMTP.header_factory(name, value).fold(policy=SMTP)
+    return folded.encode("ascii")
+
+
+def _phrase(text: str) -> str:
+    """A display phrase fit for a structured header (RFC 2047 when not ASCII)."""
+    check_header_value(text, "phrase")
+    if text.isascii():
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return Header(text, "utf-8").encode()
+
+
+def _safe_url(url: str, what: str) -> str:
+    if any(ch.isspace() or ch in '<>"' for ch in url) or not url.isprintable():
+        raise HeaderInjectionError(f'{what} {url!r} holds spaces or <>" and cannot go in a header.')
+    return url
+
+
+class IssueMessage:
+    """An issue ready to send: build once with `from_outbox`, then `render` per reader."""
+
+    def __init__(
+        self,
+        *,
+        issue_id: str,
+        subject: str,
+        text: str,
+        html_body: str,
+        from_address: str,
+        reply_to: str,
+        list_name: str,
+        list_id: str,
+        unsubscribe_mailto: str,
+        base_url: str,
+        tokens: Tokens,
+        message_key: bytes,
+        domain: str,
+        signer: DkimSigner | None = None,
+        boundary: str | None = None,
+    ) -> None:
+        self.issue_id = issue_id
+        self.subject = check_header_value(subject, "subject")
+        self.signer = signer
+        self.domain = domain
+        self._tokens = tokens
+        self._key = message_key
+        self._unsubscribe_base = _safe_url(base_url, "web.base_url") + "/unsubscribe/"
+        self._mailto = "<mailto:" + _safe_url(unsubscribe_mailto, "unsubscribe_mailto")
+        self._mailto += "?subject=unsubscribe>"
+        self.envelope_from = parse_address(from_address, "newsletter.from_address").addr_spec
+        # "=_" never occurs in quoted-printable text, so the boundary cannot clash.
+        self.boundary = boundary or "=_slice_" + secrets.token_hex(12)
+
+        top = [_header("From", from_address), _header("Subject", self.subject)]
+        tail: list[bytes] = []
+        if reply_to:
+            tail.append(_header("Reply-To", reply_to))
+        tail.append(
+            b"List-Id: "
+            + _phrase(list_name).encode("ascii")
+            + b" <"
+            + list_id.encode("ascii")
+            + b">\r\n"
+        )
+        self._top = top
+        self._tail = tail
+        self._post = [
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            b"Precedence: bulk\r\n",
+            b"Auto-Submitted: auto-generated\r\n",
+            b"MIME-Version: 1.0\r\n",
+            b'Content-Type: multipart/alternative;\r\n boundary="'
+            + self.boundary.encode("ascii")
+            + b'"\r\n',
+        ]
+        delimiter = b"--" + self.boundary.encode("ascii")
+        part_head = (
+            b'\r\nContent-Type: text/%s; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self.pieces: list[Piece] = [
+            _const(delimiter + part_head % b"plain"),
+            *_encode_part(text, is_html=False),
+            _const(b"\r\n" + delimiter + part_head % b"html"),
+            *_encode_part(html_body, is_html=True),
+            _const(b"\r\n" + delimiter + b"--\r\n"),
+        ]
+
+    # --- building -------------------------------------------------------
+
+    @classmethod
+    def from_outbox(
+        cls, settings: Settings, folder: IssueFolder, *, signer: DkimSigner | None = None
+    ) -> IssueMessage:
+        """Read the issue's rendered files and encode them once."""
+        rendered = folder.read_rendered()
+        try:
+            text = folder.text.read_text(encoding="utf-8")
+            html_body = folder.email_html.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SendError(
+                f"{folder.root}: a rendered file is not UTF-8 ({exc.reason}); run `slice compose` again."
+            ) from None
+        if UNSUBSCRIBE_URL not in html_body or UNSUBSCRIBE_URL not in text:
+            raise SendError(
+                f"issue {folder.issue_id} has no unsubscribe link ({UNSUBSCRIBE_URL} missing in "
+                f"email.html or issue.txt); every email must have one: run `slice compose` again."
+            )
+        key = settings.require_secret_key()
+        domain = sender_domain(settings)
+        news = settings.newsletter
+        return cls(
+            issue_id=folder.issue_id,
+            subject=rendered.subject,
+            text=text,
+            html_body=html_body,
+            from_address=news.from_address,
+            reply_to=news.reply_to,
+            list_name=news.name,
+            list_id=news.list_id or derive_list_id(settings),
+            unsubscribe_mailto=news.unsubscribe_mailto or f"unsubscribe@{domain}",
+            base_url=settings.web.base_url,
+            tokens=Tokens(key),
+            message_key=hashlib.sha256(b"slice.message-id.v1\0" + key.encode()).digest(),
+            domain=domain,
+            signer=signer,
+        )
+
+    # --- per reader -----------------------------------------------------
+
+    def message_id(self, reader_uid: str) -> str:
+        """The same Message-ID for the same (issue, reader), on every attempt and every run."""
+        digest = hmac.new(
+            self._key, f"{self.issue_id}\0{reader_uid}".encode(), hashlib.sha256
+        ).hexdigest()[:24]
+        label = re.sub(r"[^0-9A-Za-z-]", "-", self.issue_id)
+        return f"<{label}.{digest}@{self.domain}>"
+
+    def unsubscribe_url(self, reader_uid: str) -> str:
+        return self._unsubscribe_base + self._tokens.unsubscribe_token(reader_uid)
+
+    def render(self, reader: Reader, *, now: datetime, message_id: str | None = None) -> bytes:
+        """The message for one reader, exactly as it goes on the wire."""
+        url = self.unsubscribe_url(reader.uid)
+        name = first_name(reader.name)
+        values = {
+            "url": url,
+            "url_html": html.escape(url),
+            "name": name,
+            "name_html": html.escape(name),
+        }
+        encoded = {slot: qp_encode(value) for slot, value in values.items()}
+        body = b"".join(encoded[p.slot] if p.slot else p.raw for p in self.pieces)
+        headers = [
+            *self._top,
+            _to_header(reader),
+            b"Date: " + format_datetime(now, usegmt=True).encode("ascii") + b"\r\n",
+            b"Message-ID: " + (message_id or self.message_id(reader.uid)).encode("ascii") + b"\r\n",
+            *self._tail,
+            b"List-Unsubscribe: <"
+            + url.encode("ascii")
+            + b">,\r\n "
+            + self._mailto.encode("ascii")
+            + b"\r\n",
+            *self._post,
+        ]
+        if self.signer is not None:
+            canon = (
+                canonical_body(encoded[p.slot]) if p.slot else p.canonical for p in self.pieces
+            )
+            body_hash = hashlib.sha256(b"".join(canon)).digest()
+            headers.insert(0, self.signer.sign(headers, body_hash, timestamp=int(now.timestamp())))
+        return b"".join(headers) + b"\r\n" + body
+
+
+def _to_header(reader: Reader) -> bytes:
+    name = " ".join(reader.name.split())
+    check_header_value(reader.email, "subscriber address")
+    if reader.email.isascii():
+        value = formataddr((name, reader.email)) if name and name.isprintable() else reader.email
+        check_header_value(value, "subscriber name")
+        return b"To: " + value.encode("ascii") + b"\r\n"
+    # An internationalized address (RFC 6531): UTF-8 header, sent with SMTPUTF8.
+    address = Address(display_name=name, addr_spec=reader.email)
+    folded: str = SMTPUTF8.header_factory("To", address).fold(policy=SMTPUTF8)
+    return folded.encode("utf-8")
+
+
+def derive_list_id(settings: Settings) -> str:
+    """``newsletter.example.org`` from ``newsletter@example.org`` (RFC 2919 wants a dotted id)."""
+    addr = parse_address(settings.newsletter.from_address, "newsletter.from_address")
+    local = re.sub(r"[^0-9A-Za-z-]", "-", addr.username).strip("-") or "list"
+    return f"{local}.{addr.domain}"
+
+
+def fill_placeholders(text: str, values: Callable[[str], str] | dict[str, str]) -> str:
+    """The template with values in place (for tests and previews; sending uses the encoded form)."""
+    lookup = values if callable(values) else values.__getitem__
+    return _SLOT_RE.sub(lambda m: lookup(m.group(0)), text)

@@ -1,0 +1,401 @@
+"""`send_issue` against a real SMTP server: headers, MIME, DKIM, the ledger, and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from newsletter.config import Settings, load_settings
+from newsletter.errors import IssueNotFoundError, SendError
+from newsletter.models import Delivery, Issue, Subscriber
+from newsletter.send import SendOptions, SendReport, send_issue
+from newsletter.send.message import fill_placeholders
+from newsletter.store import Store
+from newsletter.tokens import Tokens
+from tests.conftest import TEST_SECRET
+from tests.send_support import (
+    ISSUE,
+    SUBJECT,
+    add_reader,
+    add_readers,
+    dkim_verify,
+    issue_html,
+    issue_text,
+    make_dkim_key,
+    parse,
+    write_issue,
+)
+from tests.support.smtpd import RecordingSMTPServer
+
+FAST = {"rate": 0.0, "concurrency": 3, "retry_base_seconds": 0.02, "reconnect_base_seconds": 0.01}
+
+
+@pytest.fixture
+def smtp_settings(project: Path, smtp_environ: dict[str, str]) -> Settings:
+    return load_settings(config=project / "slice.toml", environ=smtp_environ)
+
+
+@pytest.fixture
+def db(smtp_settings: Settings) -> Store:
+    with Store.open(smtp_settings.database_url) as store:
+        yield store  # type: ignore[misc]
+
+
+def send(settings: Settings, store: Store, **kw: Any) -> SendReport:
+    options = SendOptions(**{**FAST, **kw.pop("options", {})})
+    return asyncio.run(
+        send_issue(settings, store, ISSUE, options=options, rng=random.Random(1), **kw)
+    )
+
+
+def ledger(store: Store) -> dict[str, Delivery]:
+    with store.read() as session:
+        rows = session.exec(select(Delivery, Subscriber).join(Subscriber)).all()
+    return {sub.email: d for d, sub in rows}
+
+
+def test_every_confirmed_reader_gets_one_message_with_their_own_links(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    write_issue(smtp_settings, db)
+    add_reader(db, "ada@example.com", "Ada Lovelace")
+    add_reader(db, "zoe@example.com", "Zoë <script>x</script> Ångström")
+    add_reader(db, "anon@example.com", "")
+    add_reader(db, "pending@example.com", "Pat", status="pending")
+    add_reader(db, "gone@example.com", "Gus", status="unsubscribed")
+
+    report = send(smtp_settings, db)
+
+    assert report.tally.sent == 3 and report.finished
+    assert report.counts["sent"] == 3 and report.audience == 3
+    by_rcpt = {m.rcpt_tos[0]: parse(m.data) for m in smtp_server.messages}
+    assert set(by_rcpt) == {"ada@example.com", "zoe@example.com", "anon@example.com"}
+
+    tokens = Tokens(TEST_SECRET)
+    with db.read() as session:
+        subs = {s.email: s for s in session.exec(select(Subscriber)).all()}
+    greetings = {"ada@example.com": "Ada", "zoe@example.com": "Zoë", "anon@example.com": "there"}
+    for address, msg in by_rcpt.items():
+        url = f"http://127.0.0.1:8000/unsubscribe/{tokens.unsubscribe_token(subs[address].uid)}"
+        values = {"__SLICE_UNSUBSCRIBE_URL__": url, "__SLICE_FIRST_NAME__": greetings[address]}
+        text = msg.get_body(("plain",))
+        body = msg.get_body(("html",))
+        assert text is not None and body is not None
+        # the decoded parts are exactly the rendered issue with this reader's values
+        assert crlf(text.get_content()) == fill_placeholders(issue_text(), values)
+        assert crlf(body.get_content()) == fill_placeholders(issue_html(), values)
+        assert msg["List-Unsubscribe"] == f"<{url}>, <mailto:unsubscribe@example.org?subject=unsubscribe>"
+        assert tokens.read_unsubscribe(url.rsplit("/", 1)[1]) == subs[address].uid
+    # the HTML part escapes what a reader typed as their name
+    zoe = by_rcpt["zoe@example.com"]
+    assert "<script>" not in zoe.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert str(zoe["To"]) == '"Zoë <script>x</script> Ångström" <zoe@example.com>'
+
+
+def test_headers_mime_and_line_lengths(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    write_issue(smtp_settings, db)
+    add_reader(db, "ada@example.com", "Ada Lovelace")
+    send(smtp_settings, db)
+    (received,) = smtp_server.messages
+    raw = received.data
+    msg = parse(raw)
+    assert received.mail_from == "newsletter@example.org"
+    assert str(msg["From"]) == "My Research Weekly <newsletter@example.org>"
+    assert str(msg["To"]) == "Ada Lovelace <ada@example.com>"
+    assert str(msg["Subject"]) == SUBJECT
+    assert msg["Date"].datetime.tzinfo is not None
+    assert re.fullmatch(r"<2025-W24\.[0-9a-f]{24}@example\.org>", str(msg["Message-ID"]))
+    assert str(msg["List-Id"]) == '"Test Weekly" <newsletter.example.org>'
+    assert str(msg["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+    assert str(msg["Precedence"]) == "bulk"
+    assert str(msg["Auto-Submitted"]) == "auto-generated"
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    for part in parts:
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    # 7-bit clean, CRLF line ends, no line longer than RFC 5322's 78 in the body
+    assert raw.isascii()
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    header_block, body = raw.split(b"\r\n\r\n", 1)
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert max(len(line) for line in header_block.split(b"\r\n")) <= 998
+    assert b"__SLICE_" not in raw
+    assert "DKIM-Signature" not in msg  # no key configured
+
+
+def test_message_id_is_the_same_on_every_attempt_and_differs_per_reader(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    write_issue(smtp_settings, db)
+    add_readers(db, 2)
+    smtp_server.data_replies.append("451 4.3.0 Try again later")
+    report = send(smtp_settings, db)
+    assert report.tally.sent == 2 and report.tally.deferred == 1
+    ids = [str(parse(m.data)["Message-ID"]) for m in smtp_server.messages]
+    assert len(set(ids)) == 2
+    rows = ledger(db)
+    assert sorted(r.message_id for r in rows.values()) == sorted(ids)
+    first = smtp_server.attempts[0][0]
+    assert rows[first].attempts == 2 and rows[first].status == "sent"
+
+
+def test_dkim_signature_verifies_with_an_independent_verifier(
+    project: Path, smtp_environ: dict[str, str], tmp_path: Path, smtp_server: RecordingSMTPServer
+) -> None:
+    key, record = make_dkim_key(tmp_path)
+    environ = {
+        **smtp_environ,
+        "SLICE_DKIM_KEY": str(key),
+        "SLICE_DKIM_SELECTOR": "s1",
+        "SLICE_DKIM_DOMAIN": "example.org",
+    }
+    settings = load_settings(config=project / "slice.toml", environ=environ)
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store)
+        add_reader(store, "ada@example.com", "Ada  Lovelace")
+        add_reader(store, "zoe@example.com", "Zoë Ångström")
+        add_readers(store, 5)
+        report = send(settings, store)
+    assert report.signed and report.tally.sent == 7
+    for received in smtp_server.messages:
+        msg = parse(received.data)
+        signature = str(msg["DKIM-Signature"])
+        tags = dict(
+            t.strip().split("=", 1) for t in re.sub(r"\s+", "", signature).split(";") if t.strip()
+        )
+        assert tags["a"] == "rsa-sha256" and tags["d"] == "example.org" and tags["s"] == "s1"
+        signed = set(tags["h"].split(":"))
+        assert {
+            "from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"
+        } <= signed
+        assert dkim_verify(received.data, record)
+        # any change to a signed header or the body breaks it
+        assert not dkim_verify(received.data.replace(b"Subject: Radiology", b"Subject: Radiolo9y"), record)
+        assert not dkim_verify(received.data.replace(b"Read the paper", b"Read the pap3r", 1), record)
+        forged = received.data.replace(b"List-Unsubscribe-Post:", b"List-Unsubscribe-Post: x\r\nList-Unsubscribe-Post:", 1)
+        assert not dkim_verify(forged, record)
+
+
+def test_fault_mix_nobody_lost_5xx_suppressed_4xx_retried(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    write_issue(smtp_settings, db)
+    addresses = add_readers(db, 30)
+    smtp_server.rcpt_replies[addresses[3]] = "550 5.1.1 No such user here"
+    smtp_server.rcpt_replies[addresses[7]] = "553 5.1.3 Bad recipient address syntax"
+    smtp_server.rcpt_replies[addresses[11]] = "451 4.7.1 Greylisted, come back later"
+    smtp_server.data_replies.extend(["452 4.3.1 Insufficient storage"])
+    smtp_server.drop_next_data = 2
+    smtp_server.delay = 0.01
+
+    async def later() -> None:  # the greylisting ends after a moment
+        await asyncio.sleep(0.15)
+        smtp_server.rcpt_replies.pop(addresses[11])
+
+    async def main() -> SendReport:
+        task = asyncio.create_task(later())
+        options = SendOptions(**{**FAST, "retry_base_seconds": 0.1})
+        report = await send_issue(smtp_settings, db, ISSUE, options=options, rng=random.Random(2))
+        await task
+        return report
+
+    report = asyncio.run(main())
+
+    rows = ledger(db)
+    assert report.finished
+    assert {a for a, r in rows.items() if r.status == "failed"} == {addresses[3], addresses[7]}
+    assert all(r.status == "sent" for a, r in rows.items() if a not in (addresses[3], addresses[7]))
+    delivered = Counter(m.rcpt_tos[0] for m in smtp_server.messages)
+    # nobody lost: everyone not refused got it; drops may deliver twice, never more
+    assert set(delivered) == set(addresses) - {addresses[3], addresses[7]}
+    assert max(delivered.values()) <= 1  # the test server drops before accepting
+    assert rows[addresses[11]].attempts >= 2
+    assert rows[addresses[3]].last_code == 550 and "No such user" in rows[addresses[3]].last_error
+    with db.read() as session:
+        statuses = {s.email: s for s in session.exec(select(Subscriber)).all()}
+    assert statuses[addresses[3]].status == "bounced"
+    assert statuses[addresses[7]].status == "bounced"
+    assert "550" in statuses[addresses[3]].status_reason
+    assert statuses[addresses[11]].status == "confirmed"
+    assert report.tally.deferred >= 4  # the 451, the 452 and two drops
+    assert report.tally.failed == 2 and report.tally.suppressed == 2
+
+
+def test_backoff_grows_and_gives_up_after_max_attempts(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    write_issue(smtp_settings, db)
+    (address,) = add_readers(db, 1)
+    smtp_server.rcpt_replies[address] = "450 4.2.1 Mailbox busy"
+    seen: list[tuple[Any, datetime]] = []
+
+    class Events:
+        def begin(self, **_: Any) -> None: ...
+        def skipped(self, rows: Any) -> None: ...
+        def waiting(self, reason: str, until: Any) -> None: ...
+        def outcome(self, row: Any, outcome: Any, answer: Any) -> None:
+            seen.append((outcome, datetime.now(UTC)))
+
+    base = 0.05
+    report = send(
+        smtp_settings, db, options={"max_attempts": 4, "retry_base_seconds": base}, events=Events()
+    )
+    row = ledger(db)[address]
+    assert row.status == "failed" and row.attempts == 4
+    assert row.last_error.startswith("gave up after 4 tries: 450")
+    deferred = [(o, at) for o, at in seen if o.status == "deferred"]
+    assert len(deferred) == 3
+    for n, (outcome, at) in enumerate(deferred, 1):
+        wait = (outcome.next_attempt_at - at).total_seconds()
+        assert 0.5 * base * 2 ** (n - 1) - 0.05 <= wait <= 1.5 * base * 2 ** (n - 1), (n, wait)
+    # the server saw the tries spaced out by those waits
+    assert len(smtp_server.attempts) == 0  # refused at RCPT: DATA never started
+    with db.read() as session:
+        assert session.exec(select(Subscriber)).one().status == "confirmed"  # a 4xx never suppresses
+    assert report.tally.failed == 1 and report.tally.suppressed == 0
+
+
+def test_relay_refusing_everything_stops_early_and_loses_nobody(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    write_issue(smtp_settings, db)
+    add_readers(db, 50)
+    smtp_server.refuse_all = "421 4.7.0 Too many connections, go away"
+    stopped = send(smtp_settings, db, options={"concurrency": 2})
+    message = stopped.tally.stopped
+    assert not stopped.finished and stopped.tally.sent == 0
+    assert "refuses every message" in message and "421 4.7.0 Too many connections" in message
+    assert "\n" not in message
+    rows = ledger(db)
+    assert len(rows) == 50
+    # nobody burned: every row is back to pending, with no try counted against the reader
+    assert {r.status for r in rows.values()} == {"pending"}
+    assert {r.attempts for r in rows.values()} == {0}
+    assert len(smtp_server.messages) == 0
+    with db.read() as session:
+        assert session.get(Issue, ISSUE).status == "sending"  # type: ignore[union-attr]
+    # once the relay is fixed, the same command finishes the job
+    smtp_server.refuse_all = None
+    report = send(smtp_settings, db)
+    assert report.finished and report.tally.sent == 50
+    assert len({m.rcpt_tos[0] for m in smtp_server.messages}) == 50
+
+
+def test_unreachable_relay_stops_with_one_line(
+    project: Path, environ: dict[str, str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = load_settings(
+        config=project / "slice.toml",
+        environ={**environ, "SLICE_SMTP_HOST": "127.0.0.1", "SLICE_SMTP_PORT": str(port)},
+    )
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store)
+        add_readers(store, 5)
+        report = send(settings, store)
+        assert f"127.0.0.1:{port} refuses every message" in report.tally.stopped
+        assert {r.status for r in ledger(store).values()} == {"pending"}
+
+
+def test_readers_who_leave_before_their_turn_are_skipped_and_late_signups_not_added(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    write_issue(smtp_settings, db)
+    addresses = add_readers(db, 6)
+    smtp_server.refuse_all = "421 4.3.2 System not accepting network messages"
+    stopped = send(smtp_settings, db, options={"concurrency": 1, "stop_after_relay_failures": 1})
+    assert stopped.tally.stopped
+    # between the runs: two readers leave, one bounces elsewhere, one new reader confirms
+    with db.write() as session:
+        for sub in session.exec(select(Subscriber)).all():
+            if sub.email in (addresses[1], addresses[4]):
+                sub.status = "unsubscribed"
+            if sub.email == addresses[5]:
+                sub.status = "bounced"
+    add_reader(db, "late@example.com", "Late Comer")
+    smtp_server.refuse_all = None
+    report = send(smtp_settings, db)
+    assert report.tally.skipped == 3 and report.tally.sent == 3
+    assert {m.rcpt_tos[0] for m in smtp_server.messages} == {addresses[0], addresses[2], addresses[3]}
+    rows = ledger(db)
+    assert "late@example.com" not in rows
+    assert rows[addresses[1]].status == "skipped" and "unsubscribed" in rows[addresses[1]].last_error
+    assert report.counts == {
+        "pending": 0, "sending": 0, "sent": 3, "deferred": 0, "failed": 0, "skipped": 3
+    }
+
+
+def test_finished_issue_is_not_sent_again_and_retry_failed_retries(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    write_issue(smtp_settings, db)
+    addresses = add_readers(db, 4)
+    smtp_server.data_replies.append("554 5.7.1 Message rejected as spam")
+    first = send(smtp_settings, db, options={"concurrency": 1})
+    assert first.finished and first.tally.failed == 1
+    # a 5.7.x about the message fails it but keeps the address
+    with db.read() as session:
+        assert {s.status for s in session.exec(select(Subscriber)).all()} == {"confirmed"}
+    again = send(smtp_settings, db)
+    assert again.already_sent and again.tally.sent == 0
+    assert len(smtp_server.messages) == 3
+    retried = send(smtp_settings, db, retry_failed=True)
+    assert retried.retried == 1 and retried.tally.sent == 1 and retried.finished
+    assert Counter(m.rcpt_tos[0] for m in smtp_server.messages) == Counter(addresses)
+
+
+def test_no_confirmed_reader_is_an_error_that_changes_nothing(
+    smtp_settings: Settings, db: Store
+) -> None:
+    write_issue(smtp_settings, db)
+    add_reader(db, "p@example.com", status="pending")
+    with pytest.raises(SendError, match="No confirmed subscribers"):
+        send(smtp_settings, db)
+    with db.read() as session:
+        assert session.get(Issue, ISSUE).status == "composed"  # type: ignore[union-attr]
+        assert session.exec(select(Delivery)).all() == []
+
+
+def test_an_issue_that_is_not_composed_is_a_clear_error(smtp_settings: Settings, db: Store) -> None:
+    with pytest.raises(IssueNotFoundError, match="run `slice compose` first"):
+        send(smtp_settings, db)
+
+
+def test_an_issue_without_unsubscribe_link_is_refused(smtp_settings: Settings, db: Store) -> None:
+    write_issue(smtp_settings, db, html_text="<p>Hi __SLICE_FIRST_NAME__</p>")
+    add_readers(db, 1)
+    with pytest.raises(SendError, match="no unsubscribe link"):
+        send(smtp_settings, db)
+
+
+def test_issue_row_is_made_from_message_json_when_missing(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    write_issue(smtp_settings, None)
+    add_readers(db, 2)
+    report = send(smtp_settings, db)
+    assert report.finished
+    with db.read() as session:
+        issue = session.get(Issue, ISSUE)
+    assert issue is not None and issue.status == "sent" and issue.subject == SUBJECT
+
+
+def crlf(text: str) -> str:
+    """Decoded text with the wire's CRLF line ends as a reader's client shows them."""
+    return text.replace("\r\n", "\n")
