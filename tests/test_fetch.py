@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,7 @@ def test_pubmed_history_batches_and_identifies_itself(
     assert [r.query["retmax"][0] for r in (first, second)] == ["2", "1"]
     assert first.query["WebEnv"] == ["MCID_1"] and first.query["query_key"] == ["1"]
     times = [t for t, _ in report.requests]
-    assert min(b - a for a, b in zip(times, times[1:])  # noqa: B905) == pytest.approx(1 / 3)
+    assert min(b - a for a, b in pairwise(times)) == pytest.approx(1 / 3)
 
 
 def test_pubmed_api_key_raises_the_rate_to_ten(
