@@ -83,8 +83,8 @@ class EmailAddress:
     display: str
 
 
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+def _has_control(text: str, *, allow_tab: bool = False) -> bool:
+    return any((ord(ch) < 32 and not (allow_tab and ch == "\t")) or ord(ch) == 127 for ch in text)
 
 
 def normalize_email(raw: str) -> EmailAddress:
@@ -112,7 +112,7 @@ def normalize_email(raw: str) -> EmailAddress:
 
 def clean_name(raw: str) -> str:
     """A subscriber's name on one line, spaces collapsed. Raises InvalidNameError."""
-    if _has_control(raw):
+    if _has_control(raw, allow_tab=True):
         raise InvalidNameError("the name holds a line break or control character; use one line.")
     name = " ".join(raw.split())
     if len(name) > MAX_NAME_LENGTH:
