@@ -8,28 +8,28 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from newsletter.cli.base import err, out, state
 from newsletter.compose import ComposeResult, compose_issue, window_from_options
+from newsletter.select import plain
 
 
 def explain_table(result: ComposeResult) -> Table:
     """Every candidate with its score and the terms (and other parts) that earned it."""
     table = Table(title=f"Candidates for {result.selection.window}", title_justify="left")
-    for name, justify in (("id", "right"), ("status", "left"), ("score", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("id", justify="right")
+    table.add_column("status")
+    table.add_column("score", justify="right")
     table.add_column("source")
-    table.add_column("title and what earned the score", overflow="fold")
-    for row in result.selection.explain_rows():
-        parts = "; ".join(f"{label} {points:+.2f}" for label, points in row["parts"])  # type: ignore[attr-defined]
-        reason = f" [{row['reason']}]" if row["reason"] else ""
-        table.add_row(
-            str(row["id"]),
-            str(row["status"]),
-            f"{row['score']:.2f}",
-            str(row["source"]),
-            f"{row['title']}\n  {parts or 'no points'}{reason}",
-        )
+    table.add_column("title, and what earned the score", overflow="fold")
+    for s in result.selection.ranked:
+        cell = Text(plain(s.paper.title))
+        for part in s.parts:
+            cell.append(f"\n  {part.points:+.2f}  {part.label}", style="dim")
+        if s.reason:
+            cell.append(f"\n  {s.reason}", style="italic")
+        table.add_row(str(s.paper_id), s.status, f"{s.score:.2f}", s.paper.source, cell)
     return table
 
 

@@ -1,0 +1,120 @@
+"""`slice compose` as a person types it: what is printed, and the errors they can meet."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import Result
+
+from newsletter.store import Store
+from tests.composedata import WEEK, add_papers, project_settings
+
+
+@pytest.fixture
+def stored(project: Path, environ: dict[str, str]) -> dict[str, int]:
+    settings = project_settings(project, environ)
+    with Store.open(settings.database_url) as store:
+        return add_papers(store)
+
+
+def test_compose_prints_the_issue_id_and_a_summary(
+    run_cli: Callable[..., Result], project: Path, stored: dict[str, int]
+) -> None:
+    result = run_cli("compose", "--week", WEEK)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{WEEK}\n"
+    assert "Issue #1: 5 papers, email.html" in result.stderr
+    assert "Subject: A foundation model for chest radiograph" in result.stderr
+    assert f"`slice send {WEEK} --dry-run`" in result.stderr
+    assert (project / "outbox" / WEEK / "email.html").is_file()
+
+
+def test_explain_shows_each_candidate_and_its_terms(
+    run_cli: Callable[..., Result], environ: dict[str, str], stored: dict[str, int]
+) -> None:
+    result = run_cli("compose", "--week", WEEK, "--explain", env={**environ, "COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert '+4.91  "foundation model" in title + abstract' in out
+    assert 'profile excludes "veterinary"' in out
+    assert "matches no profile term" in out
+    assert out.rstrip().endswith(WEEK)
+
+
+def test_pin_exclude_and_reselect_flags(
+    run_cli: Callable[..., Result], project: Path, stored: dict[str, int]
+) -> None:
+    parking = stored["Hospital parking and patient satisfaction"]
+    mammo = stored["Mammography AI as second reader: a prospective multicentre study"]
+    assert (
+        run_cli("compose", "--week", WEEK, "--pin", str(parking), "--exclude", str(mammo)).exit_code
+        == 0
+    )
+    issue = json.loads((project / "outbox" / WEEK / "issue.json").read_text())
+    listed = [p["id"] for p in issue["papers"]]
+    assert parking in listed and mammo not in listed
+    result = run_cli("compose", "--week", WEEK, "--reselect", "--max", "2")
+    assert result.exit_code == 0
+    issue = json.loads((project / "outbox" / WEEK / "issue.json").read_text())
+    assert len(issue["papers"]) == 2 and issue["pinned"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--week", "2026-W30"], "Error: no papers published or first seen in 2026-W30 (2026-07-20 to 2026-07-26); 7 papers are stored in all."),
+        (["--week", "22"], "Error: --week: '22' is not an ISO week; write it like 2025-W24."),
+        (["--since", "2026-05-01"], "Error: --since and --until go together"),
+        (["--since", "2026-05-10", "--until", "2026-05-01"], "Error: --until 2026-05-01 is before --since 2026-05-10; swap them."),
+        (["--since", "May 1", "--until", "2026-05-10"], "Error: --since 'May 1' is not a date; write it like 2025-06-09."),
+        (["--week", WEEK, "--since", "2026-05-01", "--until", "2026-05-02"], "Error: use either --week or --since/--until, not both."),
+        (["--week", WEEK, "--pin", "9999"], "Error: --pin 9999: no paper with that id is stored"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_1(
+    run_cli: Callable[..., Result],
+    project: Path,
+    stored: dict[str, int],
+    args: list[str],
+    message: str,
+) -> None:
+    result = run_cli("compose", *args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+    assert list((project / "outbox").iterdir()) == [] or all(
+        p.name.startswith(".") for p in (project / "outbox").iterdir()
+    )
+
+
+def test_custom_window_gets_its_own_issue(
+    run_cli: Callable[..., Result], project: Path, stored: dict[str, int]
+) -> None:
+    result = run_cli("compose", "--since", "2026-05-26", "--until", "2026-05-28")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "2026-05-26_2026-05-28\n"
+    message = json.loads(
+        (project / "outbox" / "2026-05-26_2026-05-28" / "message.json").read_text()
+    )
+    assert (message["window_start"], message["window_end"]) == ("2026-05-26", "2026-05-28")
+
+
+def test_broken_template_is_one_line_with_file_and_line(
+    run_cli: Callable[..., Result], project: Path, stored: dict[str, int]
+) -> None:
+    assert run_cli("compose", "--week", WEEK).exit_code == 0
+    before = (project / "outbox" / WEEK / "email.html").read_bytes()
+    (project / "templates" / "email").mkdir(parents=True, exist_ok=True)
+    (project / "templates" / "email" / "issue.mjml").write_text(
+        '<mjml lang="en">\n<mj-body>\n{% if %}\n</mj-body></mjml>\n'
+    )
+    result = run_cli("compose", "--week", WEEK)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: {project / 'templates' / 'email' / 'issue.mjml'}, line 3: TemplateSyntaxError:"
+    )
+    assert (project / "outbox" / WEEK / "email.html").read_bytes() == before
