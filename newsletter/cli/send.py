@@ -50,7 +50,7 @@ class ProgressEvents:
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"),
             _Rate(),
@@ -63,12 +63,15 @@ class ProgressEvents:
         self.task = self.progress.add_task("sending", total=None, counts="", note="")
         self.tally = RunTally()
 
+        self._started = False
+
     def __enter__(self) -> ProgressEvents:
-        self.progress.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.progress.stop()
+        if self._started:
+            self.progress.stop()
+            self._started = False
 
     def _refresh(self, advance: int = 0) -> None:
         t = self.tally
@@ -76,6 +79,9 @@ class ProgressEvents:
         self.progress.update(self.task, advance=advance, counts=counts)
 
     def begin(self, *, total: int, done: int) -> None:
+        # drawn only once the send really starts, so an early error stays one line
+        self.progress.start()
+        self._started = True
         self.progress.update(self.task, total=total, completed=done)
         self._refresh()
 

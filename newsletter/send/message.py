@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import html
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,8 +148,10 @@ class IssueMessage:
         self._mailto = "<mailto:" + _safe_url(unsubscribe_mailto, "unsubscribe_mailto")
         self._mailto += "?subject=unsubscribe>"
         self.envelope_from = parse_address(from_address, "newsletter.from_address").addr_spec
-        # "=_" never occurs in quoted-printable text, so the boundary cannot clash.
-        self.boundary = boundary or "=_slice_" + secrets.token_hex(12)
+        # "=_" never occurs in quoted-printable text, so the boundary cannot clash; it is
+        # derived from the content so a dry run and the real send write the same bytes.
+        digest = hashlib.sha256(f"{issue_id}\0{text}\0{html_body}".encode()).hexdigest()
+        self.boundary = boundary or "=_slice_" + digest[:24]
 
         top = [_header("From", from_address), _header("Subject", self.subject)]
         tail: list[bytes] = []

@@ -76,7 +76,8 @@ class _Window:
         self._total = 0
 
     def _expire(self, now: float) -> None:
-        while self._buckets and self._buckets[0][0] <= now - self.span:
+        # a second's messages leave the window once all of that second has left it
+        while self._buckets and self._buckets[0][0] + 1 + self.span <= now:
             self._total -= int(self._buckets.popleft()[1])
 
     def add(self, at: float, count: int = 1) -> None:
@@ -100,7 +101,7 @@ class _Window:
         for second, count in self._buckets:
             excess -= int(count)
             if excess <= 0:
-                return second + self.span
+                return second + 1 + self.span
         return now + self.span  # pragma: no cover - the loop always returns
 
 
