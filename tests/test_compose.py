@@ -282,9 +282,9 @@ def test_the_editor_teaches_the_selection(
 
     csettings.profile.learn_from_editor = False
     plain = compose(csettings, cstore, "2026-W23", reselect=True)
-    assert plain.selection.ranked[0].paper_id == new[
-        "Large language models draft radiology reports"
-    ]
+    assert (
+        plain.selection.ranked[0].paper_id == new["Large language models draft radiology reports"]
+    )
 
 
 # --- templates ----------------------------------------------------------------
@@ -366,3 +366,20 @@ def test_placeholders_are_in_the_email_and_text_and_not_in_the_web_copy(
     )
     assert html.startswith("<!doctype html>") and '<html lang="en"' in html
     assert "<script" not in html and "<link" not in html and "<img" not in html
+
+
+def test_a_sent_issue_is_not_composed_again(
+    csettings: Settings, cstore: Store, ids: dict[str, int]
+) -> None:
+    result = compose(csettings, cstore)
+    before = _snapshot(result.folder.root)
+    with cstore.write() as session:
+        row = session.get(Issue, WEEK)
+        assert row is not None
+        row.status = IssueStatus.SENT.value
+        session.add(row)
+    with pytest.raises(
+        ComposeError, match="issue 2026-W22 is sent; a sent issue is not composed again"
+    ):
+        compose(csettings, cstore)
+    assert _snapshot(result.folder.root) == before

@@ -118,3 +118,16 @@ def test_broken_template_is_one_line_with_file_and_line(
         f"Error: {project / 'templates' / 'email' / 'issue.mjml'}, line 3: TemplateSyntaxError:"
     )
     assert (project / "outbox" / WEEK / "email.html").read_bytes() == before
+
+
+def test_open_shows_the_email_in_a_browser(
+    run_cli: Callable[..., Result],
+    project: Path,
+    stored: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", lambda url, *a, **k: opened.append(url) or True)
+    result = run_cli("compose", "--week", WEEK, "--open")
+    assert result.exit_code == 0, result.output
+    assert opened == [(project / "outbox" / WEEK / "email.html").resolve().as_uri()]
