@@ -144,9 +144,11 @@ class SubscriberMail:
     # --- rendering ---------------------------------------------------------
 
     def _render(self, stem: str, context: dict[str, Any]) -> tuple[str, str]:
+        sender = parse_address(self.settings.newsletter.from_address, "newsletter.from_address")
         base = {
             "newsletter": self.settings.newsletter,
             "base_url": self.settings.web.base_url,
+            "sender_address": sender.addr_spec,
         }
         try:
             text = self.templates.get_template(f"email/{stem}.txt").render(**base, **context)
