@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 import nh3
 
@@ -102,6 +103,7 @@ def in_window(paper: Paper, window: Window) -> bool:
 _TOKEN = re.compile(r"[0-9a-z]+(?:[-'][0-9a-z]+)*")
 
 
+@lru_cache(maxsize=65536)
 def _norm(token: str) -> str:
     if len(token) >= 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
         return token[:-1]
@@ -153,17 +155,49 @@ class Term:
 
     def count(self, words: Sequence[str]) -> int:
         """How often the term occurs in ``words``."""
+        return self.count_in(Doc.of(words))
+
+    def count_in(self, doc: Doc) -> int:
+        """How often the term occurs in an indexed document."""
         if not self.words:
             return 0
-        n = len(self.words)
+        *lead, last = self.words
+        if not lead:
+            if self.prefix:
+                return sum(n for w, n in doc.counts.items() if w.startswith(last))
+            return doc.counts.get(last, 0)
         hits = 0
-        for i in range(len(words) - n + 1):
-            if words[i : i + n - 1] != list(self.words[: n - 1]):
+        size = len(self.words)
+        if lead[0] not in doc.counts:
+            return 0
+        for i in doc.positions.get(lead[0], ()):
+            window = doc.words[i : i + size]
+            if len(window) < size or list(window[:-1]) != lead:
                 continue
-            last = words[i + n - 1]
-            if last == self.words[-1] or (self.prefix and last.startswith(self.words[-1])):
+            if window[-1] == last or (self.prefix and window[-1].startswith(last)):
                 hits += 1
         return hits
+
+
+class Doc:
+    """A tokenized text with its word counts; where each word occurs is found on demand."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self.words = words
+        self.counts = Counter(words)
+        self._positions: dict[str, list[int]] | None = None
+
+    @classmethod
+    def of(cls, words: Sequence[str]) -> Doc:
+        return cls(words)
+
+    @property
+    def positions(self) -> dict[str, list[int]]:
+        if self._positions is None:
+            self._positions = {}
+            for i, w in enumerate(self.words):
+                self._positions.setdefault(w, []).append(i)
+        return self._positions
 
 
 # --- the scorer ---------------------------------------------------------------
@@ -216,7 +250,9 @@ class Profile:
 
 
 def bm25_scores(
-    profile: Profile, docs: Mapping[int, tuple[list[str], list[str]]]
+    profile: Profile,
+    docs: Mapping[int, tuple[list[str], list[str]]],
+    indexed: Mapping[int, tuple[Doc, Doc]] | None = None,
 ) -> dict[int, list[ScorePart]]:
     """Per document (title words, abstract words), the points each matching term earns.
 
@@ -226,8 +262,10 @@ def bm25_scores(
     lengths = {pid: 2 * len(t) + len(a) for pid, (t, a) in docs.items()}
     avg_len = sum(lengths.values()) / n_docs or 1.0
     out: dict[int, list[ScorePart]] = {pid: [] for pid in docs}
+    if indexed is None:
+        indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
     for term in profile.terms:
-        hits = {pid: (term.count(t), term.count(a)) for pid, (t, a) in docs.items()}
+        hits = {pid: (term.count_in(t), term.count_in(a)) for pid, (t, a) in indexed.items()}
         df = sum(1 for t, a in hits.values() if t or a)
         idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
         for pid, (in_title, in_abstract) in hits.items():
@@ -317,7 +355,8 @@ def select(
         for p in papers
         if p.id is not None
     }
-    relevance = bm25_scores(profile, docs)
+    indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
+    relevance = bm25_scores(profile, docs, indexed)
     ranked: list[Scored] = []
     for paper in papers:
         if paper.id is None:
@@ -335,7 +374,10 @@ def select(
             if abs(points) >= 0.001:
                 scored.parts.append(ScorePart("editor's past choices", round(points, 3)))
         scored.score = sum(p.points for p in scored.parts)
-        hits = [t.text for t in profile.exclude if t.count(words)]
+        title_doc, abstract_doc = indexed[paper.id]
+        hits = [
+            t.text for t in profile.exclude if t.count_in(title_doc) or t.count_in(abstract_doc)
+        ]
         if paper.id in options.excludes:
             scored.status, scored.reason = "excluded", "excluded by the editor"
         elif hits and paper.id not in options.pins:
