@@ -1,0 +1,70 @@
+"""`slice demo`: the whole loop, locally, in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from newsletter.cli.base import err, out, state
+from newsletter.demo import DemoReport, run_demo
+
+
+def _where(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def describe(report: DemoReport) -> list[str]:
+    """What a newcomer reads at the end: what happened, and where to look."""
+    root = report.project
+    folder = report.compose.folder
+    ingest = report.ingest
+    issue_mail = report.issue_messages()
+    counts = ", ".join(f"{n} {state_}" for state_, n in sorted(report.send.counts.items()) if n)
+    lines = [
+        f"Demo newsletter in {root}",
+        f"  1. ingested {ingest.new} sample papers from {_where(report.papers_file, root)} "
+        f"({len(ingest.rejected)} rejected)",
+        f"  2. composed issue {report.issue_id} ({report.compose.rendered.message.paper_count} papers): "
+        f"{report.compose.rendered.message.subject}",
+        "  3. subscribed "
+        + ", ".join(r.email for r in report.readers)
+        + " through the signup form; each confirmed by following the link in their email",
+        f"  4. sent {report.issue_id} to {report.send.audience} readers: {counts}",
+        "",
+        "Where to look:",
+        f"  the email as composed   {folder.email_html}",
+        f"  the web copy            {folder.web_html}",
+        f"  what the readers got    {report.mailbox}/ ({len(report.received)} .eml files: "
+        f"{len(issue_mail)} issues, the rest confirmation and welcome emails)",
+    ]
+    if issue_mail and issue_mail[0].path is not None:
+        lines.append(f"  one reader's copy       {issue_mail[0].path}")
+    lines += [
+        "",
+        "Browse the archive (papers, search, the sent issue) at http://127.0.0.1:8000/ with:",
+        f"  {report.serve_command}",
+    ]
+    return lines
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        ctx: typer.Context,
+        directory: Annotated[
+            Path | None,
+            typer.Argument(help="Folder for the demo project (default: a new temporary folder)."),
+        ] = None,
+    ) -> None:
+        """Run the whole loop locally: sample papers, an issue, three readers, a send."""
+        state(ctx)
+        progress = err()
+        report = run_demo(directory, progress=lambda step: progress.print(f"… {step}"))
+        console = out()
+        for line in describe(report):
+            console.print(line, markup=False)
