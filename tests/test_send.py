@@ -399,3 +399,24 @@ def test_issue_row_is_made_from_message_json_when_missing(
 def crlf(text: str) -> str:
     """Decoded text with the wire's CRLF line ends as a reader's client shows them."""
     return text.replace("\r\n", "\n")
+
+
+def test_ledger_on_each_database(
+    smtp_settings: Settings, any_store: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    """The same send on SQLite and PostgreSQL: snapshot, claims, outcomes, suppression, skips."""
+    write_issue(smtp_settings, any_store)
+    addresses = add_readers(any_store, 25)
+    smtp_server.rcpt_replies[addresses[4]] = "550 5.1.1 unknown"
+    smtp_server.data_replies.append("451 4.3.0 later")
+    report = send(smtp_settings, any_store)
+    assert report.finished and report.tally.sent == 24 and report.tally.failed == 1
+    rows = ledger(any_store)
+    assert rows[addresses[4]].status == "failed"
+    assert sum(r.attempts for r in rows.values()) == 26
+    assert all(r.sent_at is not None for a, r in rows.items() if a != addresses[4])
+    with any_store.read() as session:
+        bounced = session.exec(select(Subscriber).where(Subscriber.status == "bounced")).all()
+        issue = session.get(Issue, ISSUE)
+    assert [s.email for s in bounced] == [addresses[4]]
+    assert issue is not None and issue.status == "sent" and issue.sent_at is not None
