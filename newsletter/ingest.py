@@ -26,7 +26,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from newsletter.errors import NewsletterError, ParseError
@@ -177,23 +176,83 @@ def _conflicting_ids(paper: Paper, record: PaperRecord) -> bool:
     )
 
 
+CHUNK = 256
+
+
 class Merger:
-    """Adds records to a session one at a time, finding each one's stored twin."""
+    """Adds records to a session a chunk at a time, finding each one's stored twin.
+
+    For each chunk the stored papers it could match are read with a handful of
+    indexed queries (by each identifier, title key, and the DOIs that link
+    preprints and journal versions); the records are then matched in memory, in
+    order, so that two records of one work in the same chunk also meet.
+    """
 
     def __init__(self, session: Session, *, origin: str, now: datetime) -> None:
         self.session = session
         self.origin = origin
         self.now = now
         self.stamp = f"{origin}@{now.date().isoformat()}"
+        self._reset()
 
-    def add(self, record: PaperRecord) -> str:
-        """Store one valid record: 'new', 'merged', 'updated', 'linked' or 'unchanged'."""
+    def _reset(self) -> None:
+        self.by_id: dict[str, dict[str, Paper]] = {key: {} for key in IDS}
+        self.by_title: dict[str, list[Paper]] = {}
+        self.naming: dict[str, list[Paper]] = {}  # preprints by the journal DOI they name
+        self.links: list[tuple[Paper, Paper]] = []  # (preprint, journal), set after the flush
+
+    def _index(self, paper: Paper) -> None:
+        for key in IDS:
+            value = getattr(paper, key)
+            if value:
+                self.by_id[key].setdefault(value, paper)
+        same_title = self.by_title.setdefault(paper.title_key, [])
+        if all(p is not paper for p in same_title):
+            same_title.append(paper)
+        if paper.published_doi:
+            naming = self.naming.setdefault(paper.published_doi, [])
+            if all(p is not paper for p in naming):
+                naming.append(paper)
+
+    def _prefetch(self, records: list[PaperRecord]) -> None:
+        wanted: list[tuple[Any, set[str]]] = [
+            (getattr(Paper, key), {getattr(r, key) for r in records if getattr(r, key)})
+            for key in IDS
+        ]
+        wanted.append((Paper.title_key, {title_key(r.title) for r in records}))
+        wanted.append((Paper.doi, {r.published_doi for r in records if r.published_doi}))
+        wanted.append((Paper.published_doi, {r.doi for r in records if r.doi}))
+        for column, values in wanted:
+            if values:
+                for paper in self.session.exec(select(Paper).where(column.in_(values))):
+                    self._index(paper)
+
+    def add_many(self, records: list[PaperRecord]) -> list[str]:
+        """Store valid records; for each: 'new', 'merged', 'updated', 'linked' or 'unchanged'."""
+        self._reset()
+        self._prefetch(records)
+        done = [self._add(record) for record in records]
+        self.session.flush()
+        linked = self._resolve_links()
+        outcomes = [
+            "linked" if id(paper) in linked and outcome != "merged" else outcome
+            for paper, outcome in done
+        ]
+        self.session.flush()
+        self.session.expunge_all()  # keep memory bounded on big files
+        self._reset()
+        return outcomes
+
+    def _add(self, record: PaperRecord) -> tuple[Paper, str]:
         existing = self._by_ids(record)
-        linked_to: Paper | None = None
+        counterpart: Paper | None = None
         if existing is None:
-            existing, linked_to = self._by_title(record)
+            existing, counterpart = self._by_title(record)
         if existing is not None:
-            return self._merge(existing, record)
+            outcome = self._merge(existing, record)
+            self._index(existing)
+            self._plan_links(existing, None)
+            return existing, outcome
         paper = Paper(
             title=record.title,
             authors=list(record.authors),
@@ -215,22 +274,15 @@ class Merger:
             updated_at=self.now,
         )
         self.session.add(paper)
-        self.session.flush()
-        linked = self._link(paper, linked_to)
-        return "linked" if linked else "new"
+        self._index(paper)
+        self._plan_links(paper, counterpart)
+        return paper, "new"
 
     def _by_ids(self, record: PaperRecord) -> Paper | None:
-        clauses = [
-            getattr(Paper, key) == getattr(record, key) for key in IDS if getattr(record, key)
-        ]
-        if not clauses:
-            return None
-        found = list(self.session.exec(select(Paper).where(or_(*clauses))))
         for key in IDS:  # the order of trust: DOI, PMID, PMCID, arXiv id
             value = getattr(record, key)
-            for paper in found:
-                if value and getattr(paper, key) == value:
-                    return paper
+            if value and value in self.by_id[key]:
+                return self.by_id[key][value]
         return None
 
     def _by_title(self, record: PaperRecord) -> tuple[Paper | None, Paper | None]:
@@ -240,7 +292,7 @@ class Merger:
             return None, None
         counterpart = None
         assert record.published is not None
-        for paper in self.session.exec(select(Paper).where(Paper.title_key == key)):
+        for paper in self.by_title.get(key, []):
             if not _year_close(paper.published, record.published):
                 continue
             if not _same_first_author(paper.authors, record.authors):
@@ -253,38 +305,34 @@ class Merger:
             return paper, None
         return None, counterpart
 
-    def _link(self, paper: Paper, counterpart: Paper | None) -> bool:
-        """Link a new paper with its preprint / journal version. True when a link was made."""
-        made = False
+    def _plan_links(self, paper: Paper, counterpart: Paper | None) -> None:
+        """Note the preprint/journal pairs this paper completes (set once ids exist)."""
         if counterpart is not None:
-            preprint, journal = (
-                (paper, counterpart) if paper.kind == "preprint" else (counterpart, paper)
-            )
-            if preprint.published_version_id is None:
-                preprint.published_version_id = journal.id
-                preprint.updated_at = self.now
-                made = True
-        if paper.kind == "preprint" and paper.published_doi and paper.published_version_id is None:
-            target = self.session.exec(
-                select(Paper).where(Paper.doi == paper.published_doi)
-            ).first()
-            if target is not None and target.id != paper.id:
-                paper.published_version_id = target.id
-                made = True
-        if paper.kind == "paper" and paper.doi:
-            waiting = self.session.exec(
-                select(Paper).where(
-                    Paper.published_doi == paper.doi,
-                    Paper.published_version_id.is_(None),  # type: ignore[union-attr]
-                )
-            )
-            for preprint in waiting:
-                preprint.published_version_id = paper.id
-                preprint.updated_at = self.now
-                made = True
-        if made:
-            self.session.flush()
-        return made
+            if paper.kind == PaperKind.PREPRINT.value:
+                self.links.append((paper, counterpart))
+            else:
+                self.links.append((counterpart, paper))
+        if paper.kind == PaperKind.PREPRINT.value and paper.published_doi:
+            target = self.by_id["doi"].get(paper.published_doi)
+            if target is not None and target is not paper:
+                self.links.append((paper, target))
+        if paper.kind == PaperKind.PAPER.value and paper.doi:
+            for preprint in self.naming.get(paper.doi, []):
+                if preprint is not paper:
+                    self.links.append((preprint, paper))
+
+    def _resolve_links(self) -> set[int]:
+        """Set the planned links; the (Python) ids of the papers that gained one."""
+        touched: set[int] = set()
+        for preprint, journal in self.links:
+            if preprint.published_version_id is not None or journal.id is None:
+                continue
+            if preprint.kind != PaperKind.PREPRINT.value or journal is preprint:
+                continue
+            preprint.published_version_id = journal.id
+            preprint.updated_at = self.now
+            touched.update((id(preprint), id(journal)))
+        return touched
 
     def _merge(self, paper: Paper, record: PaperRecord) -> str:
         changed = False
@@ -292,7 +340,7 @@ class Merger:
         newer = same_source and _version(record.extra) >= _version(paper.extra)
         for key in IDS:
             value = getattr(record, key)
-            if value and not getattr(paper, key) and not self._taken(key, value):
+            if value and not getattr(paper, key) and value not in self.by_id[key]:
                 setattr(paper, key, value)
                 changed = True
         if record.published_doi and not paper.published_doi:
@@ -331,19 +379,9 @@ class Merger:
             paper.seen_in = [*paper.seen_in, self.stamp]
         if changed or new_origin:
             paper.updated_at = self.now
-            self.session.flush()
-        linked = self._link(paper, None) if changed else False
         if new_origin:
             return "merged"
-        if linked:
-            return "linked"
         return "updated" if changed else "unchanged"
-
-    def _taken(self, key: str, value: str) -> bool:
-        return (
-            self.session.exec(select(Paper.id).where(getattr(Paper, key) == value)).first()
-            is not None
-        )
 
 
 def _version(extra: dict[str, Any]) -> int:
@@ -371,6 +409,15 @@ def ingest(
     moment = now or utcnow()
     with store.write() as session:
         merger = Merger(session, origin=origin, now=moment)
+        chunk: list[PaperRecord] = []
+
+        def store_chunk() -> None:
+            for outcome in merger.add_many(chunk):
+                setattr(result, outcome, getattr(result, outcome) + 1)
+            chunk.clear()
+            if progress is not None:
+                progress(result.fetched)
+
         for record in records:
             result.fetched += 1
             where = record.ref()
@@ -378,10 +425,11 @@ def ingest(
             if reason:
                 result.rejected.append(Rejection(where, reason))
                 continue
-            outcome = merger.add(record)
-            setattr(result, outcome, getattr(result, outcome) + 1)
-            if progress is not None and result.fetched % 500 == 0:
-                progress(result.fetched)
+            chunk.append(record)
+            if len(chunk) >= CHUNK:
+                store_chunk()
+        if chunk:
+            store_chunk()
     return result
 
 

@@ -16,12 +16,14 @@ import html
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 import lxml.html
 import nh3
 from lxml import etree
 
 ALLOWED_TAGS = frozenset({"i", "b", "sub", "sup"})
+_NEEDS_SANITIZER = re.compile("[<>&\u00a0]")
 _RENAME = {"em": "i", "strong": "b", "italic": "i", "bold": "b"}
 
 # --- sanitizing -------------------------------------------------------------
@@ -29,6 +31,8 @@ _RENAME = {"em": "i", "strong": "b", "italic": "i", "bold": "b"}
 
 def sanitize(fragment: str) -> str:
     """Keep only <i> <b> <sub> <sup> (no attributes); text stays escaped HTML."""
+    if not _NEEDS_SANITIZER.search(fragment):
+        return fragment  # nothing the sanitizer would change
     return nh3.clean(fragment, tags=set(ALLOWED_TAGS), attributes={}, strip_comments=True)
 
 
@@ -541,6 +545,7 @@ def fold(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", text).split())
 
 
+@lru_cache(maxsize=8192)
 def title_key(title: str) -> str:
     """The normalized title used for the last-resort duplicate check."""
     return fold(title)

@@ -1,0 +1,162 @@
+"""Ingest throughput and peak memory for a 20,000-record PubMed efetch XML file.
+
+    /work/venv/bin/python bench/ingest_bench.py [--records 20000] [--keep FILE]
+
+Writes a synthetic efetch file (structured abstracts, inline markup, MathML,
+a CollectiveName, reference lists), then measures, each phase in a fresh
+process so that peak memory (max RSS) is its own:
+
+  lxml      the baseline: ``lxml.etree.fromstring`` of the same bytes (whole tree)
+  parse     Slice's streaming parser (iterparse + clearing + text hygiene), no database
+  ingest    ``slice ingest`` end to end: parse, validate, dedup, store in a new SQLite file
+  reingest  the same file again into that database (every record unchanged)
+
+and prints records/s, peak RSS, and the ratios against the lxml baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MML = 'xmlns:mml="http://www.w3.org/1998/Math/MathML"'
+
+
+def article(n: int) -> str:
+    pmid = 30_000_000 + n
+    math = (
+        f"<mml:math {MML}><mml:msub><mml:mi>V</mml:mi><mml:mn>2</mml:mn></mml:msub></mml:math>"
+        if n % 10 == 0
+        else "V<sub>2</sub>"
+    )
+    collective = (
+        "<Author><CollectiveName>Imaging Consortium</CollectiveName></Author>" if n % 7 == 0 else ""
+    )
+    refs = "".join(
+        f'<Reference><Citation>Ref {r}.</Citation><ArticleIdList><ArticleId IdType="pubmed">{r}</ArticleId>'
+        f'<ArticleId IdType="doi">10.9999/ref.{r}</ArticleId></ArticleIdList></Reference>'
+        for r in range(n, n + 5)
+    )
+    return f"""<PubmedArticle><MedlineCitation Status="MEDLINE" Owner="NLM"><PMID Version="1">{pmid}</PMID>
+<Article PubModel="Print-Electronic"><Journal><JournalIssue CitedMedium="Internet"><Volume>{n % 40}</Volume>
+<PubDate><Year>2025</Year><Month>Jun</Month></PubDate></JournalIssue><Title>Journal of Imaging {n % 50}</Title>
+</Journal><ArticleTitle>Deep learning study {n} of <i>in vivo</i> CT<sub>perfusion</sub> imaging.</ArticleTitle>
+<Abstract><AbstractText Label="BACKGROUND">Imaging studies need automation; cohort {n} was drawn
+from three hospitals with p &lt; 0.05 as threshold.</AbstractText>
+<AbstractText Label="METHODS">We trained a network on {n % 900 + 100} scans and measured {math} uptake
+in each region of interest.</AbstractText>
+<AbstractText Label="RESULTS">The area under the curve was 0.9{n % 10} in external validation.</AbstractText>
+<AbstractText Label="CONCLUSIONS">Automated reading is feasible.</AbstractText></Abstract>
+<AuthorList CompleteYN="Y"><Author><LastName>Author{n}</LastName><ForeName>Ann</ForeName></Author>
+<Author><LastName>Second{n % 300}</LastName><ForeName>Bo K</ForeName></Author>{collective}</AuthorList>
+<PublicationTypeList><PublicationType UI="D016428">Journal Article</PublicationType></PublicationTypeList>
+<ArticleDate DateType="Electronic"><Year>2025</Year><Month>06</Month><Day>{n % 28 + 1:02d}</Day></ArticleDate>
+</Article></MedlineCitation><PubmedData><History><PubMedPubDate PubStatus="entrez"><Year>2025</Year>
+<Month>6</Month><Day>{n % 28 + 1}</Day></PubMedPubDate></History><ArticleIdList>
+<ArticleId IdType="pubmed">{pmid}</ArticleId><ArticleId IdType="doi">10.5555/bench.{n}</ArticleId>
+</ArticleIdList><ReferenceList>{refs}</ReferenceList></PubmedData></PubmedArticle>
+"""
+
+
+def write_file(path: Path, records: int) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write('<?xml version="1.0" ?>\n<PubmedArticleSet>\n')
+        for n in range(records):
+            fh.write(article(n))
+        fh.write("</PubmedArticleSet>\n")
+
+
+def max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def phase(name: str, path: Path, db: Path) -> dict[str, float]:
+    """Run one phase in this process; the figures as a dict."""
+    from lxml import etree
+
+    start_rss = max_rss_mb()
+    data = path.read_bytes() if name == "lxml" else b""
+    start = time.perf_counter()
+    if name == "lxml":
+        root = etree.fromstring(data)
+        count = sum(1 for _ in root.iterchildren("PubmedArticle"))
+    elif name == "parse":
+        from newsletter.sources.pubmed import iter_articles
+
+        with path.open("rb") as fh:
+            count = sum(1 for _ in iter_articles(fh))
+    else:
+        from newsletter.ingest import ingest_files
+        from newsletter.store import Store
+
+        with Store.open(f"sqlite:///{db}") as store:
+            (result,) = ingest_files(store, [path])
+            assert result.error is None, result.error
+            count = result.fetched
+            if name == "ingest":
+                assert result.new == count, result
+            else:
+                assert result.unchanged == count, result
+    seconds = time.perf_counter() - start
+    return {
+        "records": count,
+        "seconds": seconds,
+        "peak_rss_mb": max_rss_mb(),
+        "start_rss_mb": start_rss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--keep", type=Path, help="Write the generated XML here and keep it.")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args.phase, args.file, args.db)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.keep or Path(tmp) / "pubmed_bench.xml"
+        db = Path(tmp) / "bench.db"
+        t0 = time.perf_counter()
+        write_file(path, args.records)
+        size_mb = path.stat().st_size / 1e6
+        print(f"generated {args.records} PubMed records, {size_mb:.1f} MB, in {time.perf_counter() - t0:.1f}s")
+        figures: dict[str, dict[str, float]] = {}
+        for name in ("lxml", "parse", "ingest", "reingest"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--phase", name, "--file", str(path), "--db", str(db)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            figures[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        base = figures["lxml"]
+        print(f"\n{'phase':<10} {'records':>8} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} {'time x lxml':>12} {'RSS x lxml':>11}")
+        for name, fig in figures.items():
+            rate = fig["records"] / fig["seconds"]
+            print(
+                f"{name:<10} {int(fig['records']):>8} {fig['seconds']:>8.2f} {rate:>10.0f} "
+                f"{fig['peak_rss_mb']:>12.0f} {fig['seconds'] / base['seconds']:>12.1f} "
+                f"{fig['peak_rss_mb'] / base['peak_rss_mb']:>11.2f}"
+            )
+        print(
+            f"\npython + imports alone: ~{min(f['start_rss_mb'] for f in figures.values()):.0f} MB RSS; "
+            f"database after ingest: {db.stat().st_size / 1e6:.1f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
