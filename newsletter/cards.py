@@ -41,6 +41,7 @@ KNOWN_LABELS = {
     "data sources", "funding", "trial registration", "question", "meaning", "approach",
     "motivation", "availability",
 }  # fmt: skip
+_MINOR_WORDS = {"and", "of", "the", "for", "in", "to", "with", "or"}
 _LABEL = re.compile(r"(^|(?<=[.!?] ))([A-Z][A-Za-z][A-Za-z ,/&()-]{0,48}):(?= )")
 _SENTENCE_END = re.compile(r"[.!?](?:</(?:i|b|sub|sup)>)?(?= [A-Z0-9(<])")
 
@@ -180,7 +181,9 @@ def _bold_label(match: re.Match[str]) -> str:
     label = match.group(2)
     at_start = match.group(1) == ""
     known = label.lower() in KNOWN_LABELS
-    if known or (at_start and len(label.split()) <= 4):
+    words = label.split()
+    titled = all(w[0].isupper() or w in _MINOR_WORDS for w in words)
+    if known or (at_start and titled and len(words) <= 4):
         return f"{match.group(1)}<b>{label}:</b>"
     return match.group(0)
 

@@ -57,6 +57,12 @@ class ComposeResult:
     def sizes(self) -> dict[str, int]:
         return self.rendered.sizes
 
+    @property
+    def not_in_issue(self) -> list[int]:
+        """Papers a fresh selection would take that the kept issue.json does not list."""
+        listed = {p.id for p in self.issue.papers} | set(self.issue.excluded)
+        return [s.paper_id for s in self.selection.chosen if s.paper_id not in listed]
+
 
 def load_candidates(session: Session, window: Window) -> list[Paper]:
     """Papers published, or first seen, in the window; one entry per work."""

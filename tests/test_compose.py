@@ -383,3 +383,30 @@ def test_a_sent_issue_is_not_composed_again(
     ):
         compose(csettings, cstore)
     assert _snapshot(result.folder.root) == before
+
+
+def test_compose_and_learning_on_every_backend(
+    any_store: Store, project: Path, environ: dict[str, str]
+) -> None:
+    settings = project_settings(project, environ)
+    ids = add_papers(any_store)
+    parking = ids["Hospital parking and patient satisfaction"]
+    llm = ids["Large language models draft radiology report impressions: a reader study"]
+    first = compose_issue(
+        settings, any_store, window=week_window(WEEK), pins=[parking], excludes=[llm], now=NOW
+    )
+    assert parking in [p.id for p in first.issue.papers] and llm not in [
+        p.id for p in first.issue.papers
+    ]
+    add_papers(any_store, [{"title": "Parking and radiology satisfaction", "authors": [], "source": "pubmed",
+                            "kind": "paper", "published": date(2026, 6, 2)}])  # fmt: skip
+    second = compose_issue(settings, any_store, window=week_window("2026-W23"), now=NOW)
+    assert second.issue.number == 2 and second.selection.learned_from > 0
+    with any_store.read() as session:
+        rows = session.exec(select(Issue).order_by(Issue.number)).all()
+        assert [(r.id, r.number, r.status) for r in rows] == [
+            (WEEK, 1, "composed"),
+            ("2026-W23", 2, "composed"),
+        ]
+        recorded = {(c.issue_id, c.paper_id): c.choice for c in choices.recorded(session)}
+    assert recorded[(WEEK, parking)] == "pinned" and recorded[(WEEK, llm)] == "excluded"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,23 @@ def test_open_shows_the_email_in_a_browser(
     result = run_cli("compose", "--week", WEEK, "--open")
     assert result.exit_code == 0, result.output
     assert opened == [(project / "outbox" / WEEK / "email.html").resolve().as_uri()]
+
+
+def test_a_rerun_tells_about_papers_fetched_since(
+    run_cli: Callable[..., Result], project: Path, environ: dict[str, str], stored: dict[str, int]
+) -> None:
+    assert run_cli("compose", "--week", WEEK).exit_code == 0
+    settings = project_settings(project, environ)
+    with Store.open(settings.database_url) as store:
+        late = add_papers(store, [{"title": "Deep learning MRI radiology foundation model", "authors": [],
+                                   "source": "pubmed", "kind": "paper", "published": date(2026, 5, 29)}])  # fmt: skip
+    result = run_cli("compose", "--week", WEEK)
+    assert result.exit_code == 0
+    new_id = late["Deep learning MRI radiology foundation model"]
+    assert (
+        f"1 newer candidate(s) are not in issue.json ({new_id}); add one with --pin ID"
+        in result.stderr
+    )
+    assert run_cli("compose", "--week", WEEK, "--pin", str(new_id)).exit_code == 0
+    issue = json.loads((project / "outbox" / WEEK / "issue.json").read_text())
+    assert new_id in [p["id"] for p in issue["papers"]]

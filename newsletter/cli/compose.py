@@ -91,6 +91,12 @@ def register(app: typer.Typer) -> None:
                 )
         size = result.sizes["email.html"] / 1024
         kept = "" if result.reselected else " (kept your edits in issue.json)"
+        if not result.reselected and result.not_in_issue:
+            ids = " ".join(str(i) for i in result.not_in_issue)
+            kept += (
+                f"\n{len(result.not_in_issue)} newer candidate(s) are not in issue.json ({ids}); "
+                "add one with --pin ID, or start over with --reselect."
+            )
         err().print(
             f"Issue #{result.issue.number}: {result.rendered.message.paper_count} papers, "
             f"email.html {size:.1f} KB{kept}\n"
