@@ -261,7 +261,8 @@ def test_retries_run_out(replay_server: ReplayServer) -> None:
     with httpx.Client() as client:
         polite = PoliteClient(client, clock=FakeClock(), retries=2)
         with pytest.raises(
-            SourceHTTPError, match=r"answered HTTP 503 Service Unavailable after 3 tries"
+            SourceHTTPError,
+            match=r"answered HTTP 503 Service Unavailable after 3 tries; the service is busy or down",
         ):
             polite.get(f"{replay_server.url}/x", what="source 'pm'")
     assert len(replay_server.requests) == 3
@@ -270,7 +271,7 @@ def test_retries_run_out(replay_server: ReplayServer) -> None:
 def test_a_404_is_not_retried(replay_server: ReplayServer) -> None:
     with httpx.Client() as client:
         polite = PoliteClient(client, clock=FakeClock(), retries=3)
-        with pytest.raises(SourceHTTPError, match="HTTP 404"):
+        with pytest.raises(SourceHTTPError, match="HTTP 404 Not Found; check the source's options"):
             polite.get(f"{replay_server.url}/missing")
     assert len(replay_server.requests) == 1
 

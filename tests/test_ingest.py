@@ -215,6 +215,20 @@ def test_a_bad_file_leaves_the_database_as_it_was(
     assert snapshot(store) == before
 
 
+def test_non_utf8_pubmed_xml_is_refused(store: Store, tmp_path: Path) -> None:
+    latin = tmp_path / "latin.xml"
+    latin.write_bytes(
+        (HERE / "pubmed_traps.xml").read_bytes().replace("Müller".encode(), b"M\xfcller")
+    )
+    (result,) = ingest_files(store, [latin])
+    assert result.error is not None
+    assert result.error == (
+        f"{latin}: bytes at line 23 are not in the file's encoding (UTF-8 unless its XML "
+        "declaration names another); save the file as UTF-8 and ingest it again."
+    )
+    assert papers(store) == []
+
+
 def test_truncated_pubmed_stores_none_of_its_records(store: Store, tmp_path: Path) -> None:
     # the first article is complete in the truncated file, and still nothing is kept
     text = (HERE / "pubmed_traps.xml").read_text()

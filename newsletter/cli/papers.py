@@ -46,7 +46,7 @@ def _date(value: str | None, flag: str) -> date | None:
 
 def results_table(results: Sequence[IngestResult], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column("source")
+    table.add_column("source", no_wrap=True)
     for name in ("fetched", "new", "updated", "duplicates merged", "linked", "rejected"):
         table.add_column(name, justify="right")
     for r in results:

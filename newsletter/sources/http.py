@@ -168,11 +168,16 @@ class PoliteClient:
                 attempt += 1
                 continue
             if response.status_code >= 400:
+                advice = (
+                    "the service is busy or down; try again later"
+                    if response.status_code in RETRY_STATUSES
+                    else "check the source's options (query, base_url)"
+                )
                 raise SourceHTTPError(
                     f"{label}: {host} answered HTTP {response.status_code} "
                     f"{response.reason_phrase or ''}".rstrip()
                     + (f" after {attempt + 1} tries" if attempt else "")
-                    + "; check the source's options (query, base_url) or try again later."
+                    + f"; {advice}."
                 )
             return response
 

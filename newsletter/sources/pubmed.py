@@ -260,6 +260,11 @@ def iter_articles(
             while parent is not None and node.getprevious() is not None:
                 del parent[0]
     except etree.XMLSyntaxError as exc:
+        if "encoding" in (exc.msg or "").lower():
+            raise ParseError(
+                f"{label}: bytes at line {exc.lineno} are not in the file's encoding (UTF-8 unless "
+                "its XML declaration names another); save the file as UTF-8 and ingest it again."
+            ) from exc
         raise ParseError(
             f"{label}: malformed or truncated PubMed XML at line {exc.lineno}: {exc.msg}"
         ) from exc
