@@ -62,6 +62,16 @@ def path_of(url: str) -> str:
     return url[len(BASE) :]
 
 
+def tamper(token: str) -> str:
+    """The token with one character of its signature changed.
+
+    Not the last character: base64's last character carries padding bits, so some
+    changes there decode to the very same signature.
+    """
+    at = len(token) - 6
+    return token[:at] + ("A" if token[at] != "A" else "B") + token[at + 1 :]
+
+
 def form_token(html: str) -> str:
     found = re.search(r'name="form_token" value="([^"]+)"', html)
     assert found, "the page has no signup form"

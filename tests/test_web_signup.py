@@ -26,6 +26,7 @@ from tests.signup_support import (
     path_of,
     rows,
     smtp_settings,
+    tamper,
     text_part,
 )
 from tests.support.smtpd import RecordingSMTPServer
@@ -307,7 +308,7 @@ async def test_a_stale_or_forged_form_token_is_refused_with_a_fresh_form(site: S
     )
     assert stale.status_code == 403 and "out of date" in stale.text
     forged = await site.client.post(
-        "/subscribe", data={"email": "a@example.org", "form_token": token[:-3] + "AAA"}
+        "/subscribe", data={"email": "a@example.org", "form_token": tamper(token)}
     )
     assert forged.status_code == 403
     assert rows(site.store) == []
@@ -361,7 +362,7 @@ async def test_forged_and_truncated_links_are_refused(site: Site, damage: str) -
     link = await _pending_link(site)
     token = link.rsplit("/", 1)[1]
     bad = {
-        "forged": token[:-1] + ("A" if token[-1] != "A" else "B"),
+        "forged": tamper(token),
         "truncated": token[: len(token) // 2],
         "extended": token + "x",
         "empty-signature": token.rsplit(".", 1)[0] + ".",
@@ -450,7 +451,7 @@ async def test_one_click_bodies_unsubscribe_without_cookie_or_redirect(
 
 async def test_a_tampered_unsubscribe_token_changes_nothing(site: Site) -> None:
     url = await _confirmed(site)
-    for bad in (url[:-2], url + "A", url.replace("/unsubscribe/", "/unsubscribe/x")):
+    for bad in (url[:-2], url + "A", tamper(url), url.replace("/unsubscribe/", "/unsubscribe/x")):
         answer = await site.client.post(bad, data={"List-Unsubscribe": "One-Click"})
         assert answer.status_code == 400 and "isn't valid" in answer.text
         assert (await site.client.get(bad)).status_code == 400
