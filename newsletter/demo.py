@@ -87,11 +87,11 @@ class DemoReport:
         subject = self.compose.rendered.message.subject
         return [r for r in self.received if _subject(r) == subject]
 
-    @property
-    def serve_command(self) -> str:
+    def serve_command(self, program: str = "slice") -> str:
+        """The command that shows this project's archive (a new key: old email links will not verify)."""
         return (
             "SLICE_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))') "
-            f"slice --config {self.project / 'slice.toml'} serve"
+            f"{program} --config {self.project / 'slice.toml'} serve"
         )
 
 

@@ -1,7 +1,7 @@
 """Searching the stored papers: full text, filters, sort and pages.
 
 Full text runs on the database's own engine: SQLite FTS5 (the ``papers_fts``
-table) or PostgreSQL text search (the GIN index of migration m050). What a
+table) or PostgreSQL text search (the GIN index of migration m051). What a
 reader types is never SQL and never FTS syntax: `parse_query` reads it as
 words, "quoted phrases", ``-excluded`` words and ``OR``, and each word or
 phrase reaches the database as a bound parameter (FTS5: a quoted string;
@@ -23,7 +23,7 @@ from sqlalchemy import column, func, literal_column, select, table, text
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from newsletter.migrations.m050_paper_search import PG_DOCUMENT
+from newsletter.migrations.m051_paper_search_authors import PG_DOCUMENT
 from newsletter.models import Paper, PaperKind
 
 Sort = Literal["newest", "oldest", "relevance"]

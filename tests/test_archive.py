@@ -14,7 +14,7 @@ from sqlalchemy import literal_column, select, text
 from sqlalchemy.dialects import postgresql
 
 from newsletter.config import Settings
-from newsletter.migrations.m050_paper_search import PG_DOCUMENT
+from newsletter.migrations.m051_paper_search_authors import PG_DOCUMENT
 from newsletter.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.outbox import IssueFolder, RenderedIssue
 from newsletter.search import SearchParams, parse_query, pg_tsquery, search_papers
@@ -388,3 +388,36 @@ def test_sort_menu_defaults_to_best_match(app: FastAPI, any_store: Store) -> Non
     page = get(app, "/?q=chest&sort=oldest").text
     assert '<option value="oldest" selected>' in page
     assert '<details class="filters" open>' in page
+
+
+def test_authors_are_found_by_their_names_as_written(app: FastAPI, any_store: Store) -> None:
+    add_papers(
+        any_store,
+        [
+            make_paper(1, title="Embolism study", authors=["María José Fernández", "Łukasz Ząbek"]),
+            make_paper(2, title="Other study", authors=["John Fern"]),
+        ],
+    )
+    assert titles(get(app, "/?q=Fernández").text) == ["Embolism study"]
+    assert titles(get(app, "/?q=Ząbek").text) == ["Embolism study"]
+    assert titles(get(app, "/?q=u00e1ndez").text) == []
+
+
+def test_sqlite_accents_are_optional_and_odd_authors_do_not_break_inserts(store: Store) -> None:
+    add_papers(store, [make_paper(1, title="Embolism study", authors=["María José Fernández"])])
+    with store.write() as session:
+        session.execute(
+            text(
+                "INSERT INTO papers (title, authors, abstract, source, kind, published, url, "
+                "journal, title_key, seen_in, extra, first_seen, updated_at) VALUES "
+                "('Hand-made row', '\"Json Solo\"', '', 'rss', 'paper', '2025-06-01', '', '', "
+                "'', '[]', '{}', '2025-06-01', '2025-06-01')"
+            )
+        )
+    with store.read() as session:
+        assert [p.title for p in search_papers(session, SearchParams(q="fernandez")).papers] == [
+            "Embolism study"
+        ]
+        assert [p.title for p in search_papers(session, SearchParams(q="json")).papers] == [
+            "Hand-made row"
+        ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,7 @@ def _where(path: Path, root: Path) -> str:
         return str(path)
 
 
-def describe(report: DemoReport) -> list[str]:
+def describe(report: DemoReport, *, program: str = "slice") -> list[str]:
     """What a newcomer reads at the end: what happened, and where to look."""
     root = report.project
     folder = report.compose.folder
@@ -47,7 +48,7 @@ def describe(report: DemoReport) -> list[str]:
     lines += [
         "",
         "Browse the archive (papers, search, the sent issue) at http://127.0.0.1:8000/ with:",
-        f"  {report.serve_command}",
+        f"  {report.serve_command(program)}",
     ]
     return lines
 
@@ -66,5 +67,7 @@ def register(app: typer.Typer) -> None:
         progress = err()
         report = run_demo(directory, progress=lambda step: progress.print(f"… {step}"))
         console = out()
-        for line in describe(report):
+        # as it was typed (`.venv/bin/slice demo` from the README), so the command can be pasted
+        program = sys.argv[0] if Path(sys.argv[0]).name == "slice" else "slice"
+        for line in describe(report, program=program):
             console.print(line, markup=False)
