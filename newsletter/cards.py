@@ -51,8 +51,18 @@ def _defuse(text: str) -> str:
     return strip_placeholders(text).replace("{", "&#123;").replace("}", "&#125;")
 
 
+_MATH = re.compile(r"<(?:\w+:)?math\b.*?</(?:\w+:)?math\s*>", re.S | re.I)
+
+
+def _math_text(match: re.Match[str]) -> str:
+    # Ingest turns MathML into text; a paper stored some other way keeps at least the symbols.
+    return re.sub(r"<[^>]*>", "", match.group(0))
+
+
 def clean_html(fragment: str) -> str:
     """A paper's HTML fragment with only safe inline markup."""
+    if "math" in fragment:
+        fragment = _MATH.sub(_math_text, fragment)
     return nh3.clean(fragment, tags=SAFE_TAGS, attributes={}, strip_comments=True)
 
 

@@ -88,6 +88,7 @@ def test_hostile_paper_text_renders_harmless(csettings: Settings, cstore: Store)
         )
         assert "<i>in vivo</i>" in html and "H<sub>2</sub>O" in html
         assert "&#123;&#123; 7*7 &#125;&#125;" in html
+        assert "and x=y2 with" in html  # MathML kept as its text
         assert len(html.encode()) < 80_000
     email = result.folder.email_html.read_text()
     # placeholders only where the template put them: the paper's fake ones are defused
