@@ -104,7 +104,7 @@ def test_pubmed_traps() -> None:
         == "Deep learning for <i>de novo</i> detection of lung nodules on CT<sub>low-dose</sub>"
     )
     assert first.abstract == (
-        "Background: Nodules are common; p &lt; 0.05 matters.\n\n"
+        "Background: Nodules ≥4 mm are common; p &lt; 0.05 matters.\n\n"
         "Methods: We measured V\u0307O<sub>2</sub> and the gene <i>TERT</i> region across three sites.\n\n"
         "Results: AUC was 0.91."
     )
@@ -141,6 +141,7 @@ def test_pubmed_error_in_a_200_answer() -> None:
 
 def test_pubmed_real_samples() -> None:
     structured = _pubmed(sample("pubmed_efetch_structured_abstract.xml"))[0]
+    assert "normal TSH (0.4-≤4.5 mIU/L)" in structured.abstract  # <u>&lt;</u> is ≤
     assert structured.abstract.startswith("Objectives: Animal studies")
     assert "\n\nMethods: " in structured.abstract and "\n\nConclusions: " in structured.abstract
     assert structured.title.endswith("pesticide applicators")

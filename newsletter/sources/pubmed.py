@@ -35,6 +35,7 @@ _MONTHS = {
         ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
     )
 }
+_UNDERLINED = {"<": "≤", ">": "≥"}
 _SEASONS = {"spring": 3, "summer": 6, "fall": 9, "autumn": 9, "winter": 12}
 
 
@@ -131,6 +132,8 @@ def inner_markup(el: etree._Element | None) -> str:
             continue
         if child.tag.startswith(MATHML):
             parts.append(" " + mathml_to_text(child) + " ")
+        elif child.tag == "u" and (child.text or "").strip() in _UNDERLINED:
+            parts.append(_UNDERLINED[(child.text or "").strip()])  # an underlined < is ≤
         else:
             name = etree.QName(child).localname
             parts.append(f"<{name}>{inner_markup(child)}</{name}>")
