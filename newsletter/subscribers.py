@@ -32,15 +32,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from newsletter.addresses import EmailAddress, clean_name, normalize_email
 from newsletter.config import Settings
 from newsletter.errors import (
-    InvalidAddressError,
-    InvalidNameError,
     SubscriberError,
     SubscriberNotFoundError,
     TokenError,
@@ -59,8 +57,7 @@ from newsletter.tokens import Tokens
 
 Clock = Callable[[], datetime]
 
-MAX_NAME_LENGTH = 100
-MAX_ADDRESS_LENGTH = 254
+__all__ = ["EmailAddress", "Subscribers", "clean_name", "normalize_email"]
 
 
 class ConsentSource(StrEnum):
@@ -71,57 +68,6 @@ class ConsentSource(StrEnum):
     IMPORT = "import"  # `subscribers import`, then the confirmation link
     CLI_HELD = "cli-consent-held"  # `subscribers add --confirmed`: the editor holds consent
     IMPORT_HELD = "import-consent-held"  # `subscribers import --confirmed`
-
-
-# --- addresses and names ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EmailAddress:
-    """A validated address: as stored (ASCII domain), its unique key, and as shown."""
-
-    email: str
-    key: str
-    display: str
-
-
-def _has_control(text: str, *, allow_tab: bool = False) -> bool:
-    return any((ord(ch) < 32 and not (allow_tab and ch == "\t")) or ord(ch) == 127 for ch in text)
-
-
-def normalize_email(raw: str) -> EmailAddress:
-    """Validate ``raw`` and return it normalized. Raises InvalidAddressError."""
-    if _has_control(raw):
-        raise InvalidAddressError(
-            "the email address holds a line break or control character; type it on one line."
-        )
-    text = raw.strip()
-    if not text:
-        raise InvalidAddressError(
-            "the email address is empty; enter an address like name@example.org."
-        )
-    if len(text) > MAX_ADDRESS_LENGTH:
-        raise InvalidAddressError(
-            f"the email address is too long ({len(text)} characters; at most {MAX_ADDRESS_LENGTH})."
-        )
-    try:
-        valid = validate_email(text, check_deliverability=False, strict=True, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        raise InvalidAddressError(f"{text!r} is not a valid email address: {exc}") from None
-    stored = valid.ascii_email or valid.normalized
-    return EmailAddress(email=stored, key=stored.lower(), display=valid.normalized)
-
-
-def clean_name(raw: str) -> str:
-    """A subscriber's name on one line, spaces collapsed. Raises InvalidNameError."""
-    if _has_control(raw, allow_tab=True):
-        raise InvalidNameError("the name holds a line break or control character; use one line.")
-    name = " ".join(raw.split())
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(
-            f"the name is too long ({len(name)} characters; at most {MAX_NAME_LENGTH})."
-        )
-    return name
 
 
 # --- results -----------------------------------------------------------------

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from newsletter.addresses import clean_name, normalize_email
 from newsletter.errors import ImportFileError, InvalidAddressError, InvalidNameError
 from newsletter.models import Subscriber
-from newsletter.subscribers import ImportRow, clean_name, normalize_email
+from newsletter.subscribers import ImportRow
 
 EMAIL_HEADERS = {"email", "emailaddress", "mail", "e-mail", "e-mailaddress"}
 NAME_HEADERS = {"name", "fullname"}

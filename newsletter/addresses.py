@@ -1,0 +1,66 @@
+"""Email addresses and names as subscribers give them: validated, normalized, one line.
+
+Addresses are checked with email-validator without DNS lookups. The stored form
+has the domain in ASCII (IDNA), so ``bob@bücher.de`` and ``bob@xn--bcher-kva.de``
+are one person; the key is that form lower-cased. Non-ASCII characters before
+the ``@`` are refused: most relays cannot deliver them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.errors import InvalidAddressError, InvalidNameError
+
+MAX_NAME_LENGTH = 100
+MAX_ADDRESS_LENGTH = 254
+
+
+@dataclass(frozen=True)
+class EmailAddress:
+    """A validated address: as stored (ASCII domain), its unique key, and as shown."""
+
+    email: str
+    key: str
+    display: str
+
+
+def _has_control(text: str, *, allow_tab: bool = False) -> bool:
+    return any((ord(ch) < 32 and not (allow_tab and ch == "\t")) or ord(ch) == 127 for ch in text)
+
+
+def normalize_email(raw: str) -> EmailAddress:
+    """Validate ``raw`` and return it normalized. Raises InvalidAddressError."""
+    if _has_control(raw):
+        raise InvalidAddressError(
+            "the email address holds a line break or control character; type it on one line."
+        )
+    text = raw.strip()
+    if not text:
+        raise InvalidAddressError(
+            "the email address is empty; enter an address like name@example.org."
+        )
+    if len(text) > MAX_ADDRESS_LENGTH:
+        raise InvalidAddressError(
+            f"the email address is too long ({len(text)} characters; at most {MAX_ADDRESS_LENGTH})."
+        )
+    try:
+        valid = validate_email(text, check_deliverability=False, strict=True, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddressError(f"{text!r} is not a valid email address: {exc}") from None
+    stored = valid.ascii_email or valid.normalized
+    return EmailAddress(email=stored, key=stored.lower(), display=valid.normalized)
+
+
+def clean_name(raw: str) -> str:
+    """A subscriber's name on one line, spaces collapsed. Raises InvalidNameError."""
+    if _has_control(raw, allow_tab=True):
+        raise InvalidNameError("the name holds a line break or control character; use one line.")
+    name = " ".join(raw.split())
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            f"the name is too long ({len(name)} characters; at most {MAX_NAME_LENGTH})."
+        )
+    return name
