@@ -227,6 +227,47 @@ def _write_atomically(files: dict[Path, str]) -> None:
         os.replace(tmp, path)
 
 
+def _papers_of(
+    session: Session, issue: IssueFile, folder: IssueFolder
+) -> tuple[dict[int, Paper], dict[int | None, Paper]]:
+    """The issue's papers by id, and the preprint of each that has one."""
+    ids = [p.id for p in issue.papers]
+    papers = {
+        p.id: p
+        for p in session.exec(select(Paper).where(col(Paper.id).in_(ids)))
+        if p.id is not None
+    }
+    missing = [i for i in ids if i not in papers]
+    if missing:
+        raise ComposeError(
+            f"{folder.selection}: paper {missing[0]} is not in the store; remove it from "
+            "issue.json or run `slice compose --reselect`."
+        )
+    preprints = {
+        p.published_version_id: p
+        for p in session.exec(select(Paper).where(col(Paper.published_version_id).in_(ids)))
+    }
+    return papers, preprints
+
+
+def _save_row(
+    session: Session, issue: IssueFile, window: Window, *, subject: str, now: datetime
+) -> None:
+    """Create or update the issue's row: number, subject, window, status composed."""
+    row = session.get(Issue, issue.id)
+    if row is None:
+        row = Issue(
+            id=issue.id, number=issue.number, window_start=window.start, window_end=window.end
+        )
+    row.number = issue.number
+    row.subject = subject
+    row.window_start, row.window_end = window.start, window.end
+    row.status = IssueStatus.COMPOSED.value
+    row.composed_at = now
+    session.add(row)
+    session.flush()
+
+
 def compose_issue(
     settings: Settings,
     store: Store,
@@ -293,6 +334,10 @@ def compose_issue(
             issue = _apply_overrides(
                 existing, selection, pins=pins, excludes=excludes, max_papers=limit
             )
+            # the folder and the window decide which issue this is, whatever the file says
+            issue = issue.model_copy(
+                update={"id": issue_id, "window": WindowDates(start=window.start, end=window.end)}
+            )
         else:
             issue = _fresh_issue(
                 selection,
@@ -303,22 +348,7 @@ def compose_issue(
                 pins=pins,
                 excludes=excludes,
             )
-        ids = [p.id for p in issue.papers]
-        papers = {
-            p.id: p
-            for p in session.exec(select(Paper).where(col(Paper.id).in_(ids)))
-            if p.id is not None
-        }
-        missing = [i for i in ids if i not in papers]
-        if missing:
-            raise ComposeError(
-                f"{folder.selection}: paper {missing[0]} is not in the store; remove it from "
-                "issue.json or run `slice compose --reselect`."
-            )
-        preprints = {
-            p.published_version_id: p
-            for p in session.exec(select(Paper).where(col(Paper.published_version_id).in_(ids)))
-        }
+        papers, preprints = _papers_of(session, issue, folder)
 
     rendered = render_issue(
         settings, issue, papers=papers, preprints=preprints, rendered_at=now or utcnow()
@@ -333,18 +363,7 @@ def compose_issue(
         }
     )
     with store.write() as session:
-        row = session.get(Issue, issue_id)
-        if row is None:
-            row = Issue(
-                id=issue_id, number=issue.number, window_start=window.start, window_end=window.end
-            )
-        row.number = issue.number
-        row.subject = rendered.message.subject
-        row.window_start, row.window_end = window.start, window.end
-        row.status = IssueStatus.COMPOSED.value
-        row.composed_at = now or utcnow()
-        session.add(row)
-        session.flush()
+        _save_row(session, issue, window, subject=rendered.message.subject, now=now or utcnow())
         choices.record(session, issue_id, _choices_of(issue, selection).items())
     return ComposeResult(
         issue_id=issue_id,
