@@ -276,6 +276,33 @@ async def test_posts_with_a_missing_field_are_answered_with_the_form(site: Site)
     assert [s.email for s in rows(site.store)] == ["ann@example.org"]
 
 
+async def test_oversized_and_odd_bodies_get_the_form_not_an_error(site: Site) -> None:
+    token = await site.token()
+    huge = await site.client.post(
+        "/subscribe", data={"email": "a@example.org", "name": "x" * 20_000, "form_token": token}
+    )
+    assert huge.status_code == 413 and "far too large" in huge.text
+    many = await site.client.post(
+        "/subscribe",
+        content="&".join(f"f{i}=1" for i in range(50)).encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert many.status_code == 400 and "could not be read" in many.text
+    upload = await site.client.post(
+        "/subscribe",
+        data={"email": "a@example.org", "form_token": token},
+        files={"file": ("a.txt", b"abc")},
+    )
+    assert upload.status_code == 400
+    bad_bytes = await site.client.post(
+        "/subscribe",
+        content=b"email=\xff\xfe&form_token=" + token.encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert bad_bytes.status_code == 400 and "not a valid email address" in bad_bytes.text
+    assert rows(site.store) == []
+
+
 async def test_the_honeypot_looks_like_success_and_does_nothing(site: Site) -> None:
     answer = await site.subscribe("bot@example.org", homepage="http://spam.example")
     assert answer.status_code == 200 and "Check your inbox" in answer.text

@@ -26,6 +26,8 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
 from newsletter.errors import InvalidAddressError, InvalidNameError, TokenError
 from newsletter.models import SUPPRESSED
@@ -158,7 +160,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
         )
     try:
         form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_FORM_BYTES)
-    except Exception:  # malformed bodies of every kind get the same answer
+    except (HTTPException, MultiPartException, UnicodeDecodeError):
         return _signup_page(
             request, status=400, error="That form could not be read; please try again."
         )
@@ -186,7 +188,9 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
         )
     if _text(form, HONEYPOT):
         log.info("signup honeypot filled; ignored")
-        return _page(request, "web/check_inbox.html", email="", valid_for=_valid_for(request))
+        return _page(
+            request, "web/check_inbox.html", email=email.strip(), valid_for=_valid_for(request)
+        )
     if not email.strip():
         return _signup_page(
             request, status=400, error="Please enter your email address.", name=name
