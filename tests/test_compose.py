@@ -410,3 +410,16 @@ def test_compose_and_learning_on_every_backend(
         ]
         recorded = {(c.issue_id, c.paper_id): c.choice for c in choices.recorded(session)}
     assert recorded[(WEEK, parking)] == "pinned" and recorded[(WEEK, llm)] == "excluded"
+
+
+def test_a_hand_written_subject_cannot_break_the_header(
+    csettings: Settings, cstore: Store, ids: dict[str, int]
+) -> None:
+    result = compose(csettings, cstore)
+    issue = read_json(result.folder.selection)
+    issue["subject"] = "Big week\r\nBcc: everyone@example.org"
+    issue["preheader"] = "Line one\nline two"
+    result.folder.selection.write_text(json.dumps(issue), encoding="utf-8")
+    message = compose(csettings, cstore).rendered.message
+    assert message.subject == "Big week Bcc: everyone@example.org"
+    assert message.preheader == "Line one line two"

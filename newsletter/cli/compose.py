@@ -39,29 +39,47 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         week: Annotated[
             str | None,
-            typer.Option(help="ISO week, e.g. 2025-W24 (default: the last complete week)."),
+            typer.Option(
+                metavar="YYYY-Www",
+                help="ISO week, e.g. 2025-W24 (default: the last complete week).",
+            ),
         ] = None,
         since: Annotated[
-            str | None, typer.Option(help="First day of a custom window (YYYY-MM-DD).")
+            str | None,
+            typer.Option(metavar="DATE", help="First day of a custom window (YYYY-MM-DD)."),
         ] = None,
         until: Annotated[
-            str | None, typer.Option(help="Last day of a custom window (YYYY-MM-DD).")
+            str | None,
+            typer.Option(metavar="DATE", help="Last day of a custom window (YYYY-MM-DD)."),
         ] = None,
         max_papers: Annotated[
             int | None,
-            typer.Option("--max", min=1, help="Papers in the issue (default: compose.max_papers)."),
+            typer.Option(
+                "--max",
+                metavar="N",
+                min=1,
+                help="Papers in the issue (default: compose.max_papers).",
+            ),
         ] = None,
         pin: Annotated[
-            list[int] | None, typer.Option(help="Always include this paper id (repeatable).")
+            list[int] | None,
+            typer.Option(metavar="ID", help="Always include this paper id (repeatable)."),
         ] = None,
         exclude: Annotated[
-            list[int] | None, typer.Option(help="Never include this paper id (repeatable).")
+            list[int] | None,
+            typer.Option(metavar="ID", help="Never include this paper id (repeatable)."),
         ] = None,
         reselect: Annotated[
-            bool, typer.Option(help="Select again from scratch, dropping the edits in issue.json.")
+            bool,
+            typer.Option(
+                "--reselect", help="Select again from scratch, dropping the edits in issue.json."
+            ),
         ] = False,
         explain: Annotated[
-            bool, typer.Option(help="Print every candidate's score and the terms that earned it.")
+            bool,
+            typer.Option(
+                "--explain", help="Print every candidate's score and the terms that earned it."
+            ),
         ] = False,
         open_: Annotated[
             bool, typer.Option("--open", help="Open the rendered email in a browser.")
