@@ -125,7 +125,7 @@ class MjmlProblem:
     message: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+        return f"line {self.line}: {self.message}" if self.line else self.message
 
 
 def _blank(match: re.Match[str]) -> str:
@@ -360,5 +360,6 @@ def render_mjml(source: str) -> str:
     try:
         page = mjml2html(source, fonts={}, disable_comments=False)
     except ValueError as exc:
-        raise MjmlError([MjmlProblem(1, f"MJML does not compile: {exc}")]) from None
+        # mjml-python's parse errors carry no position: line 0 means "somewhere"
+        raise MjmlError([MjmlProblem(0, f"MJML does not compile: {exc}")]) from None
     return _inline_body(page, inline_css(source))

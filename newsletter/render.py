@@ -234,6 +234,14 @@ def _locate(env: Environment, mjml: str, line: int) -> str:
     return best[1] if best else f"rendered MJML line {line}"
 
 
+def _template_file(env: Environment, name: str) -> str:
+    try:
+        _, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    except JinjaError:
+        return name
+    return filename or name
+
+
 def _render(env: Environment, name: str, context: Mapping[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
@@ -251,9 +259,8 @@ def _compile(env: Environment, mjml: str, copy: str) -> str:
         line = getattr(first, "line", 1)
         message = getattr(first, "message", str(first))
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-        raise TemplateError(
-            f"{_locate(env, mjml, line)}: MJML error in the {copy}: {message}{more}"
-        ) from exc
+        where = _locate(env, mjml, line) if line else _template_file(env, EMAIL_TEMPLATE)
+        raise TemplateError(f"{where}: MJML error in the {copy}: {message}{more}") from exc
 
 
 def render_issue(
