@@ -40,6 +40,9 @@ from newsletter.store import Store
 
 __all__ = ["ComposeResult", "compose_issue", "load_candidates"]
 
+# Gmail clips an HTML part over 102 KB (with headers and the text part counted); warn early.
+CLIP_WARNING_BYTES = 90 * 1024
+
 
 @dataclass
 class ComposeResult:
@@ -56,6 +59,22 @@ class ComposeResult:
     @property
     def sizes(self) -> dict[str, int]:
         return self.rendered.sizes
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things the editor should know before sending."""
+        out: list[str] = []
+        size = self.sizes["email.html"]
+        if size > CLIP_WARNING_BYTES:
+            out.append(
+                f"email.html is {size / 1024:.0f} KB: Gmail clips messages over 102 KB and hides "
+                "the footer with the unsubscribe link; lower --max or [compose] abstract_chars."
+            )
+        if not self.issue.papers:
+            out.append(
+                "the issue lists no papers; add some with --pin or start over with --reselect."
+            )
+        return out
 
     @property
     def not_in_issue(self) -> list[int]:

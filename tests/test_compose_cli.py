@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
+from newsletter.config import load_settings
 from newsletter.store import Store
 from tests.composedata import WEEK, add_papers, project_settings
 
@@ -152,3 +153,18 @@ def test_a_rerun_tells_about_papers_fetched_since(
     assert run_cli("compose", "--week", WEEK, "--pin", str(new_id)).exit_code == 0
     issue = json.loads((project / "outbox" / WEEK / "issue.json").read_text())
     assert new_id in [p["id"] for p in issue["papers"]]
+
+
+def test_a_message_near_gmails_clipping_size_is_a_warning(
+    run_cli: Callable[..., Result], project: Path, environ: dict[str, str], stored: dict[str, int]
+) -> None:
+    toml = project / "slice.toml"
+    toml.write_text(toml.read_text().replace("max_papers = 6", "max_papers = 60\nabstract_chars = 20000").replace(
+        "per_source_cap = 3", "per_source_cap = 60"))  # fmt: skip
+    with Store.open(load_settings(config=toml, environ=environ).database_url) as store:
+        add_papers(store, [{"title": f"Deep learning CT study {i}", "authors": ["A B"], "abstract": "Deep learning CT. " * 150,
+                            "source": "pubmed", "kind": "paper", "published": date(2026, 5, 27)} for i in range(40)])  # fmt: skip
+    result = run_cli("compose", "--week", WEEK, env={**environ, "COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "Warning: email.html is" in result.stderr
+    assert "Gmail clips messages over 102 KB" in result.stderr

@@ -122,6 +122,8 @@ def register(app: typer.Typer) -> None:
             f"Review {result.folder.email_html}, edit {result.folder.selection}, then "
             f"`slice send {result.issue_id} --dry-run`."
         )
+        for warning in result.warnings:
+            err().print(f"Warning: {warning}", style="yellow")
         if open_:
             webbrowser.open(result.folder.email_html.resolve().as_uri())
         typer.echo(result.issue_id)
