@@ -133,7 +133,9 @@ def main() -> None:
         t0 = time.perf_counter()
         write_file(path, args.records)
         size_mb = path.stat().st_size / 1e6
-        print(f"generated {args.records} PubMed records, {size_mb:.1f} MB, in {time.perf_counter() - t0:.1f}s")
+        print(
+            f"generated {args.records} PubMed records, {size_mb:.1f} MB, in {time.perf_counter() - t0:.1f}s"
+        )
         figures: dict[str, dict[str, float]] = {}
         for name in ("lxml", "parse", "ingest", "reingest"):
             out = subprocess.run(
@@ -144,7 +146,9 @@ def main() -> None:
             )
             figures[name] = json.loads(out.stdout.strip().splitlines()[-1])
         base = figures["lxml"]
-        print(f"\n{'phase':<10} {'records':>8} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} {'time x lxml':>12} {'RSS x lxml':>11}")
+        print(
+            f"\n{'phase':<10} {'records':>8} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} {'time x lxml':>12} {'RSS x lxml':>11}"
+        )
         for name, fig in figures.items():
             rate = fig["records"] / fig["seconds"]
             print(
