@@ -168,3 +168,16 @@ def test_a_message_near_gmails_clipping_size_is_a_warning(
     assert result.exit_code == 0, result.output
     assert "Warning: email.html is" in result.stderr
     assert "Gmail clips messages over 102 KB" in result.stderr
+
+
+def test_default_window_is_the_last_complete_week(
+    run_cli: Callable[..., Result], stored: dict[str, int]
+) -> None:
+    from datetime import UTC, datetime
+
+    from newsletter.select import last_complete_week
+
+    expected = last_complete_week(datetime.now(UTC).date())
+    result = run_cli("compose")
+    assert result.exit_code == 1  # the stored papers are from 2026-W22
+    assert result.stderr.startswith(f"Error: no papers published or first seen in {expected};")
