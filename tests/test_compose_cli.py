@@ -178,6 +178,8 @@ def test_default_window_is_the_last_complete_week(
     from newsletter.select import last_complete_week
 
     expected = last_complete_week(datetime.now(UTC).date())
+    if expected.issue_id == WEEK:
+        pytest.skip("the test papers' week is the last complete week today")
     result = run_cli("compose")
     assert result.exit_code == 1  # the stored papers are from 2026-W22
     assert result.stderr.startswith(f"Error: no papers published or first seen in {expected};")
