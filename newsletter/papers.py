@@ -42,7 +42,13 @@ def _like(text: str) -> str:
 
 
 def list_papers(session: Session, query: PaperQuery) -> list[Paper]:
-    """Stored papers, newest first, filtered by date window, source and words."""
+    """Stored papers, newest first, filtered by date window, source and words.
+
+    Words are searched with the archive's full-text search (`newsletter.search`),
+    so ``slice papers --search`` finds what the web archive finds.
+    """
+    if query.search.strip():
+        return _searched(session, query)
     statement = select(Paper)
     if query.since:
         statement = statement.where(Paper.published >= query.since)
@@ -55,19 +61,29 @@ def list_papers(session: Session, query: PaperQuery) -> list[Paper]:
                 col(Paper.source) == wanted, cast(Paper.seen_in, String).ilike(_like(f'"{wanted}@'))
             )
         )
-    for word in query.search.split():
-        pattern = _like(word)
-        statement = statement.where(
-            or_(
-                col(Paper.title).ilike(pattern, escape="\\"),
-                col(Paper.abstract).ilike(pattern, escape="\\"),
-                cast(Paper.authors, String).ilike(pattern, escape="\\"),
-            )
-        )
     statement = statement.order_by(col(Paper.published).desc(), col(Paper.id).desc()).limit(
         query.limit
     )
     return list(session.exec(statement))
+
+
+def _searched(session: Session, query: PaperQuery) -> list[Paper]:
+    from newsletter.search import SearchParams, known_sources, search_papers
+
+    wanted = query.source.strip().lower()
+    by_paper_source = wanted in known_sources(session)
+    params = SearchParams(
+        q=query.search,
+        source=wanted if by_paper_source else "",
+        since=query.since,
+        until=query.until,
+        sort="newest",
+        per_page=query.limit,
+    )
+    found = search_papers(session, params).papers
+    if wanted and not by_paper_source:  # a configured source's name: the papers it reported
+        found = [p for p in found if any(s.split("@", 1)[0] == wanted for s in p.seen_in)]
+    return found
 
 
 def as_record(paper: Paper) -> dict[str, Any]:

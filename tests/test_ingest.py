@@ -277,8 +277,10 @@ def test_cli_papers_filters(run_cli: Callable[..., Result]) -> None:
     assert [p["title"] for p in json.loads(week.stdout)] == [
         "AI triage of head CT: a multicentre study"
     ]
-    found = run_cli("papers", "--search", "nodules", "--json")
-    assert [p["pmid"] for p in json.loads(found.stdout)] == ["41000001"]
+    # the archive's full-text search: stems, and authors as written
+    for words in ("nodule", "Müller", '"lung nodules" -pediatric'):
+        found = run_cli("papers", "--search", words, "--json")
+        assert [p["pmid"] for p in json.loads(found.stdout)] == ["41000001"], words
     by_source = run_cli("papers", "--source", "medrxiv", "--json")
     assert len(json.loads(by_source.stdout)) == 2
     table = run_cli("papers", "--source", "editor")
