@@ -476,3 +476,23 @@ def ingest_files(
             result = IngestResult(origin=origin, error=" ".join(str(exc).split()))
         results.append(result)
     return results
+
+
+def preprints_for(session: Session, papers: Iterable[Paper]) -> dict[int, Paper]:
+    """The stored preprint of each journal paper that has one, by the paper's id (one query)."""
+    ids = [p.id for p in papers if p.id is not None and p.kind == PaperKind.PAPER.value]
+    if not ids:
+        return {}
+    statement = (
+        select(Paper)
+        .where(
+            Paper.published_version_id.in_(ids),  # type: ignore[union-attr]
+            Paper.kind == PaperKind.PREPRINT.value,
+        )
+        .order_by(Paper.published)  # type: ignore[arg-type]
+    )
+    found: dict[int, Paper] = {}
+    for preprint in session.exec(statement):
+        assert preprint.published_version_id is not None
+        found[preprint.published_version_id] = preprint  # the newest wins, as in preprint_for
+    return found

@@ -19,6 +19,7 @@ from newsletter.ingest import (
     journal_version_of,
     normalize_doi,
     preprint_for,
+    preprints_for,
 )
 from newsletter.models import Paper
 from newsletter.sources.base import PaperRecord
@@ -122,6 +123,8 @@ def test_preprint_and_journal_version_are_linked_not_merged(any_store: Store) ->
         assert preprint_for(session, stored_journal).id == stored_preprint.id  # type: ignore[union-attr]
         assert journal_version_of(session, stored_preprint).id == stored_journal.id  # type: ignore[union-attr]
         assert preprint_for(session, stored_preprint) is None
+        found = preprints_for(session, [stored_journal, stored_preprint])
+        assert {k: v.id for k, v in found.items()} == {stored_journal.id: stored_preprint.id}
 
 
 def test_link_made_in_the_other_order_and_by_title(store: Store) -> None:
