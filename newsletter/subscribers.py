@@ -189,7 +189,7 @@ class Subscribers:
         self.clock = clock
         self.tokens = tokens or Tokens(settings.require_secret_key(), clock=clock)
         # SQLite has one writer at a time: threads of this process take turns here
-        # instead of sleeping in SQLite's busy handler, which is far slower under load.
+        # instead of polling in SQLite's busy handler (which gives up after busy_timeout).
         self._write_lock: AbstractContextManager[object] = (
             threading.Lock() if store.engine.dialect.name == "sqlite" else nullcontext()
         )
