@@ -491,7 +491,7 @@ def clean_title(fragment: str) -> str:
     if (
         title.endswith(".")
         and not title.endswith("..")
-        and not re.search(r"\b(?:al|vs|etc|[A-Z])\.$", title)
+        and not re.search(r"\b(?:et al|etc)\.$", title)
     ):
         title = title[:-1].rstrip()
     return title

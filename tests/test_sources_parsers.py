@@ -86,6 +86,16 @@ def test_arxiv_real_samples() -> None:
     assert "10<sup>31</sup>" in prelc.abstract
 
 
+def test_arxiv_oai_pmh_real_sample() -> None:
+    path = sample("arxiv_oai_pmh_listrecords_2013.xml")
+    assert detect_format(path) == "arxiv-oai"
+    (record,) = list(read_file(path))
+    assert record.arxiv_id == "0801.3931" and record.published == date(2008, 1, 25)
+    assert record.authors == ["T. Manos", "E. Athanassoula"]  # forenames + keyname
+    assert record.published_doi == "10.1007/978-3-540-75826-6_11"
+    assert "Poincaré (y,p<sub>y</sub>) surface" in record.abstract
+
+
 # --- PubMed -----------------------------------------------------------------
 
 

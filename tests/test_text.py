@@ -126,6 +126,8 @@ def test_glued_medrxiv_headings_are_separated() -> None:
         ),
         ("Is it real?", "Is it real?"),
         ("Wait for it...", "Wait for it..."),
+        ("Effects of vitamin D.", "Effects of vitamin D"),
+        ("A reply to Smith et al.", "A reply to Smith et al."),
         ("[Translated title in brackets].", "Translated title in brackets"),
         ("A study of  wrapped\n  lines.", "A study of wrapped lines"),
     ],

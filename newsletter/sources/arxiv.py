@@ -195,3 +195,64 @@ KIND = SourceKind(
     build=lambda name, options: ArxivSource(name, options),
     summary="arXiv API search (Atom): option `query`",
 )
+
+
+# --- OAI-PMH (bulk harvests saved to a file) ---------------------------------
+
+OAI = "{http://www.openarchives.org/OAI/2.0/}"
+OAI_ARXIV = "{http://arxiv.org/OAI/arXiv/}"
+
+
+def parse_oai(source: IO[bytes], *, label: str = "arXiv OAI-PMH") -> Iterator[PaperRecord]:
+    """Records of an OAI-PMH ListRecords answer in the ``arXiv`` metadata format."""
+    try:
+        context = etree.iterparse(
+            source, events=("end",), tag=f"{OAI}record", resolve_entities=False, no_network=True
+        )
+        for position, (_event, node) in enumerate(context, 1):
+            header = node.find(f"{OAI}header")
+            meta = node.find(f"{OAI}metadata/{OAI_ARXIV}arXiv")
+            if header is None or header.get("status") == "deleted" or meta is None:
+                node.clear()
+                continue
+            record = _oai_record(meta)
+            record.extra["position"] = position
+            yield record
+            node.clear()
+    except etree.XMLSyntaxError as exc:
+        raise ParseError(
+            f"{label}: malformed or truncated XML at line {exc.lineno}: {exc.msg}"
+        ) from exc
+
+
+def _oai_record(meta: etree._Element) -> PaperRecord:
+    def text(tag: str) -> str:
+        return _text(meta.find(f"{OAI_ARXIV}{tag}"))
+
+    ident, _version = arxiv_id(text("id"))
+    authors = []
+    for author in meta.iterfind(f"{OAI_ARXIV}authors/{OAI_ARXIV}author"):
+        parts = [
+            _text(author.find(f"{OAI_ARXIV}{part}")).strip()
+            for part in ("forenames", "keyname", "suffix")
+        ]
+        name = " ".join(p for p in parts if p)
+        if name:
+            authors.append(clean_plain(name))
+    extra: dict[str, object] = {"categories": text("categories").split()}
+    journal_ref = " ".join(text("journal-ref").split())
+    if journal_ref:
+        extra["journal_ref"] = journal_ref
+    return PaperRecord(
+        title=clean_title(clean_plain(text("title"))),
+        authors=authors,
+        abstract=clean_plain(text("abstract")),
+        source="arxiv",
+        kind="preprint",
+        published=_date(text("created")),
+        url=f"https://arxiv.org/abs/{ident}" if ident else "",
+        doi=f"10.48550/arxiv.{ident}" if ident and "/" not in ident else None,
+        arxiv_id=ident or None,
+        published_doi=text("doi").strip() or None,
+        extra=extra,
+    )

@@ -24,6 +24,7 @@ from newsletter.text import clean_abstract, clean_markup, clean_title, normalize
 FORMATS = {
     "arxiv": "arXiv API Atom",
     "arxiv-rss": "arXiv RSS/Atom feed",
+    "arxiv-oai": "arXiv OAI-PMH ListRecords",
     "pubmed": "PubMed efetch XML",
     "biorxiv": "bioRxiv/medRxiv API JSON",
     "rss": "RSS/Atom feed",
@@ -70,6 +71,12 @@ def detect_format(path: Path) -> str:
         if lower.startswith((b"<!doctype html", b"<html")) or b"<html" in lower[:300]:
             raise UnknownFormatError(
                 f"{path}: an HTML page, not a paper file (was an error page saved?)"
+            )
+        if b"<oai-pmh" in lower:
+            if b"arxiv.org/oai/arxiv" in lower:
+                return "arxiv-oai"
+            raise UnknownFormatError(
+                f"{path}: OAI-PMH, but not in arXiv's metadata format; harvest with metadataPrefix=arXiv."
             )
         if b"<feed" in lower:
             if b"rss.arxiv.org" in lower or b"oai:arxiv.org" in lower:
@@ -119,6 +126,9 @@ def read_file(path: Path, fmt: str | None = None) -> Iterator[PaperRecord]:
     elif fmt == "arxiv":
         with path.open("rb") as fh:
             yield from arxiv.parse_feed(fh, label=label)[0]
+    elif fmt == "arxiv-oai":
+        with path.open("rb") as fh:
+            yield from arxiv.parse_oai(fh, label=label)
     elif fmt in ("arxiv-rss", "rss"):
         yield from rss.parse_feed(path.read_bytes(), where=label)
     elif fmt == "json":
