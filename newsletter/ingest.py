@@ -26,9 +26,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from newsletter.errors import NewsletterError, ParseError
+from newsletter.errors import NewsletterError, ParseError, StoreError
 from newsletter.models import Paper, PaperKind, utcnow
 from newsletter.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.sources.base import PaperRecord
@@ -406,9 +407,26 @@ def ingest(
     stops answering) rolls the whole transaction back and propagates.
     """
     result = IngestResult(origin=origin)
-    moment = now or utcnow()
+    try:
+        _ingest(store, records, result, now or utcnow(), progress)
+    except IntegrityError as exc:
+        # PostgreSQL: another process stored one of these works between our read and our write
+        raise StoreError(
+            f"{origin}: another ingest stored some of the same papers at the same time; "
+            "nothing from this one was kept, run it again."
+        ) from exc
+    return result
+
+
+def _ingest(
+    store: Store,
+    records: Iterable[PaperRecord],
+    result: IngestResult,
+    moment: datetime,
+    progress: Callable[[int], None] | None,
+) -> None:
     with store.write() as session:
-        merger = Merger(session, origin=origin, now=moment)
+        merger = Merger(session, origin=result.origin, now=moment)
         chunk: list[PaperRecord] = []
 
         def store_chunk() -> None:
@@ -430,7 +448,6 @@ def ingest(
                 store_chunk()
         if chunk:
             store_chunk()
-    return result
 
 
 # --- reading the links ------------------------------------------------------

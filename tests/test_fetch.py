@@ -353,5 +353,10 @@ def test_cli_fetch_bad_options(run_cli: Callable[..., Result], project: Path) ->
     assert unknown.stderr.strip() == "Error: no source named 'nope'; configured: pm."
     backwards = run_cli("fetch", "--since", "2025-06-10", "--until", "2025-06-01")
     assert backwards.exit_code == 1 and "after --until" in backwards.stderr
+    (project / "slice.toml").write_text("[fetch]\nretries = 0\n", encoding="utf-8")
+    none = run_cli("fetch")
+    assert none.stderr.strip() == (
+        "Error: no sources configured: add a [[sources]] entry (name, kind, options) to slice.toml."
+    )
     bad_date = run_cli("fetch", "--since", "June")
     assert bad_date.exit_code == 2

@@ -24,6 +24,7 @@ from newsletter.errors import SourceHTTPError, SourceTimeout
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0
+MAX_BACKOFF = 60.0
 
 
 class Clock(Protocol):
@@ -182,7 +183,11 @@ class PoliteClient:
             return response
 
     def _pause(self, attempt: int, retry_after_s: float | None) -> None:
-        delay = retry_after_s if retry_after_s is not None else self.backoff * (2**attempt)
+        delay = (
+            retry_after_s
+            if retry_after_s is not None
+            else min(self.backoff * (2**attempt), MAX_BACKOFF)
+        )
         self.clock.sleep(delay)
 
 
