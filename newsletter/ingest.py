@@ -26,6 +26,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -178,6 +179,7 @@ def _conflicting_ids(paper: Paper, record: PaperRecord) -> bool:
 
 
 CHUNK = 256
+INGEST_LOCK = 5173012  # PostgreSQL advisory lock held by each ingest transaction
 
 
 class Merger:
@@ -410,7 +412,7 @@ def ingest(
     try:
         _ingest(store, records, result, now or utcnow(), progress)
     except IntegrityError as exc:
-        # PostgreSQL: another process stored one of these works between our read and our write
+        # another writer (not an ingest) stored one of these works between our read and write
         raise StoreError(
             f"{origin}: another ingest stored some of the same papers at the same time; "
             "nothing from this one was kept, run it again."
@@ -426,6 +428,10 @@ def _ingest(
     progress: Callable[[int], None] | None,
 ) -> None:
     with store.write() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # ingests take turns, as SQLite's write lock makes them do: each one's
+            # reads then see every paper the one before it stored
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK})
         merger = Merger(session, origin=result.origin, now=moment)
         chunk: list[PaperRecord] = []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -159,6 +160,23 @@ def test_link_made_in_the_other_order_and_by_title(store: Store) -> None:
     journal, preprint, journal2, preprint2 = papers(store)
     assert preprint.published_version_id == journal.id
     assert preprint2.published_version_id == journal2.id and preprint2.kind == "preprint"
+
+
+def test_two_ingests_at_once_store_each_work_once(any_store: Store) -> None:
+    batch = [rec(title=f"Work number {n} on chest CT", doi=f"10.5555/w.{n}") for n in range(600)]
+    results: list[Any] = []
+
+    def run(origin: str) -> None:
+        copies = [PaperRecord(**{**r.__dict__, "extra": {}}) for r in batch]
+        results.append(ingest(any_store, copies, origin=origin))
+
+    threads = [threading.Thread(target=run, args=(f"feed-{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted((r.new, r.merged) for r in results) == [(0, 600), (600, 0)]
+    assert len(papers(any_store)) == 600
 
 
 def test_reingesting_the_same_data_changes_nothing(store: Store) -> None:
