@@ -224,6 +224,9 @@ def test_pubmed_record_without_title_is_rejected(store: Store) -> None:
         ("latin1.csv", "not UTF-8 text"),
         ("notes.txt", "unknown format"),
         ("error_page.xml", "an HTML page, not a paper file"),
+        ("broken.json", "not valid JSON at line 2 column 1"),
+        ("broken.jsonl", "line 2 is not valid JSON"),
+        ("empty.jsonl", "the file is empty"),
     ],
 )
 def test_a_bad_file_leaves_the_database_as_it_was(
