@@ -227,6 +227,32 @@ def test_medrxiv_pages_by_cursor_until_empty(
     assert all(p.kind == "preprint" and p.source == "medrxiv" for p in stored(fetch_store))
 
 
+def test_rss_feed_keeps_what_falls_in_the_window(
+    tmp_path: Path, replay_server: ReplayServer, fetch_store: Store
+) -> None:
+    items = "".join(
+        f"<item><title>Journal paper {day}.</title><link>https://j.example/{day}</link>"
+        f"<pubDate>{day} Jun 2025 08:00:00 GMT</pubDate><description>About CT.</description></item>"
+        for day in ("02", "10", "14", "20")
+    )
+    replay_server.add(
+        "/feed.xml",
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>J</title>{items}</channel></rss>',
+        content_type="application/rss+xml",
+    )
+    settings = make_settings(
+        tmp_path,
+        f'[[sources]]\nname = "radiology-toc"\nkind = "rss"\nurl = "{replay_server.url}/feed.xml"\n'
+        'label = "radiology"\n',
+    )
+    (result,) = fetch(settings, fetch_store).results
+    assert (result.fetched, result.new) == (2, 2)
+    assert [(p.title, p.source, p.kind) for p in stored(fetch_store)] == [
+        ("Journal paper 10", "radiology", "paper"),
+        ("Journal paper 14", "radiology", "paper"),
+    ]
+
+
 def test_429_with_retry_after_is_honoured(
     tmp_path: Path, replay_server: ReplayServer, fetch_store: Store
 ) -> None:
