@@ -57,7 +57,7 @@ def assert_links_absolute(html: str) -> None:
 
 HOSTILE_TITLE = (
     '<script>alert(1)</script>Nodules "><img src=x onerror=alert(1)> '
-    "__SLICE_UNSUBSCRIBE_URL__ {{ 7*7 }} {% raw %} deep learning CT"
+    "__SLICE_UNSUBSCRIBE_URL__ {{ 7*7 }} {% raw %} deep learning CT\r\nBcc: victim@example.org"
 )
 HOSTILE_ABSTRACT = (
     "Subject: you won\r\nBcc: everyone@example.org\r\n\r\n"
@@ -105,6 +105,7 @@ def test_hostile_paper_text_renders_harmless(csettings: Settings, cstore: Store)
     # a header-looking first line stays body text; the subject is one clean line
     subject = json.loads(result.folder.message.read_text())["subject"]
     assert "\n" not in subject and "\r" not in subject and "<" not in subject
+    assert subject.endswith("deep learning CT Bcc: victim@example.org")
     assert subject.startswith('alert(1)Nodules ">') or subject.startswith("Nodules")
 
 
