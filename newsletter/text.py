@@ -24,6 +24,25 @@ from lxml import etree
 
 ALLOWED_TAGS = frozenset({"i", "b", "sub", "sup"})
 _NEEDS_SANITIZER = re.compile("[<>&\u00a0]")
+_BLOCKS = frozenset(
+    {
+        "p",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "section",
+        "table",
+        "tr",
+    }
+)
 _RENAME = {"em": "i", "strong": "b", "italic": "i", "bold": "b"}
 
 # --- sanitizing -------------------------------------------------------------
@@ -416,7 +435,7 @@ def labelled(sections: Iterable[tuple[str, str]]) -> str:
 
 
 def _fix_tree(root: lxml.html.HtmlElement) -> None:
-    for el in list(root.iter()):
+    for el in list(root.iterdescendants()):
         if not isinstance(el.tag, str):
             continue
         name = _local(el.tag)
@@ -429,6 +448,11 @@ def _fix_tree(root: lxml.html.HtmlElement) -> None:
             name = el.tag
         if name in ("i", "b"):
             _unglue(el)
+        elif name in _BLOCKS:
+            # a block's end is a paragraph break once the tag itself is gone
+            el.tail = "\n\n" + (el.tail or "")
+        elif name == "br":
+            el.tail = " " + (el.tail or "")
 
 
 def _replace_with_markup(el: etree._Element, markup: str) -> None:

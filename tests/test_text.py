@@ -38,6 +38,12 @@ def test_clean_markup_renames_em_and_strong_and_keeps_escaped_text() -> None:
     )
 
 
+def test_html_paragraphs_become_paragraph_breaks() -> None:
+    assert clean_markup(
+        "<p>First part.</p><p>Second<br>part.</p><ul><li>a</li><li>b</li></ul>"
+    ) == ("First part.\n\nSecond part.\n\na\n\nb")
+
+
 def test_markup_glued_to_words_gets_spaces() -> None:
     assert clean_markup("variants at the<i>TERT</i>gene region") == (
         "variants at the <i>TERT</i> gene region"
