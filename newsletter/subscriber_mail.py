@@ -23,6 +23,7 @@ from newsletter import errors
 from newsletter.config import Settings
 from newsletter.htmlmail import render_mjml
 from newsletter.mail import build_message, parse_address, sender_domain, smtp_client
+from newsletter.send.message import derive_list_id
 from newsletter.subscribers import (
     Confirmation,
     ConsentSource,
@@ -108,8 +109,8 @@ async def _close(client: aiosmtplib.SMTP) -> None:
 
 
 def list_id(settings: Settings) -> str:
-    """The List-Id header value: the setting, or derived from the sender's domain."""
-    value = settings.newsletter.list_id or f"newsletter.{sender_domain(settings)}"
+    """The List-Id header value, the same as on issues: the setting, or derived from the sender."""
+    value = settings.newsletter.list_id or derive_list_id(settings)
     return f"{settings.newsletter.name} <{value}>"
 
 

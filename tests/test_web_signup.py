@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.models import Issue, IssueStatus, SubscriberStatus
+from newsletter.send.message import derive_list_id
 from newsletter.store import Store
 from tests.signup_support import (
     BASE,
@@ -99,6 +100,7 @@ async def test_reader_subscribes_confirms_and_leaves_with_one_click(site: Site) 
     assert welcome["Subject"] == f"Welcome to {site.settings.newsletter.name}"
     assert welcome["To"].addresses[0].display_name == "Ann Reader"
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert str(welcome["List-Id"]).endswith(f"<{derive_list_id(site.settings)}>")  # as on issues
     header_url = str(welcome["List-Unsubscribe"]).split(">")[0].lstrip("<")
     [body_url] = links(welcome, "unsubscribe")
     assert header_url == body_url and "=?" not in str(welcome["List-Unsubscribe"])
