@@ -183,3 +183,18 @@ def test_default_window_is_the_last_complete_week(
     result = run_cli("compose")
     assert result.exit_code == 1  # the stored papers are from 2026-W22
     assert result.stderr.startswith(f"Error: no papers published or first seen in {expected};")
+
+
+def test_a_profile_that_matches_nothing_is_a_warning(
+    run_cli: Callable[..., Result], project: Path, environ: dict[str, str], stored: dict[str, int]
+) -> None:
+    toml = project / "slice.toml"
+    toml.write_text(
+        toml.read_text().split("[profile.terms]")[0] + '[profile.terms]\n"ultrasound" = 1.0\n'
+    )
+    result = run_cli("compose", "--week", WEEK, env={**environ, "COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert (
+        "Warning: the issue lists no papers: none of the 7 candidates was chosen (--explain shows why)"
+        in result.stderr
+    )
