@@ -187,12 +187,19 @@ class Subscribers:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.tokens = tokens or Tokens(settings.require_secret_key(), clock=clock)
+        self._tokens = tokens
         # SQLite has one writer at a time: threads of this process take turns here
         # instead of polling in SQLite's busy handler (which gives up after busy_timeout).
         self._write_lock: AbstractContextManager[object] = (
             threading.Lock() if store.engine.dialect.name == "sqlite" else nullcontext()
         )
+
+    @property
+    def tokens(self) -> Tokens:
+        """The token maker; needs SLICE_SECRET_KEY, so it is made on first use (listing does not)."""
+        if self._tokens is None:
+            self._tokens = Tokens(self.settings.require_secret_key(), clock=self.clock)
+        return self._tokens
 
     @contextmanager
     def _write(self) -> Iterator[Session]:

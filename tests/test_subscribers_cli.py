@@ -322,3 +322,16 @@ def test_every_subscribers_command_has_help(run_cli: Run) -> None:
 def test_serve_needs_the_secret_key(run_cli: Run) -> None:
     result = run_cli("serve", env={})
     assert result.exit_code == 1 and "SLICE_SECRET_KEY is not set" in result.stderr
+
+
+def test_listing_needs_no_secret_key_but_adding_does(
+    cli: Run, smtp_environ: dict[str, str], store: Store
+) -> None:
+    cli("add", "ann@example.org", "--confirmed")
+    keyless = {k: v for k, v in smtp_environ.items() if k != "SLICE_SECRET_KEY"}
+    assert cli("list", env=keyless).exit_code == 0
+    assert cli("count", "--status", "confirmed", env=keyless).stdout == "1\n"
+    assert cli("export", env=keyless).stdout.startswith("email,name,status")
+    refused = cli("add", "bob@example.org", env=keyless)
+    assert refused.exit_code == 1 and "SLICE_SECRET_KEY is not set" in refused.stderr
+    assert emails(store) == ["ann@example.org"]
