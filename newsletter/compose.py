@@ -72,7 +72,9 @@ class ComposeResult:
             )
         if not self.issue.papers:
             out.append(
-                "the issue lists no papers; add some with --pin or start over with --reselect."
+                f"the issue lists no papers: none of the {len(self.selection.ranked)} candidates "
+                "was chosen (--explain shows why); pin papers with --pin, widen [profile] terms, "
+                "or start over with --reselect."
             )
         return out
 
