@@ -43,6 +43,13 @@ _BLOCKS = frozenset(
         "tr",
     }
 )
+# What only a tree walk can fix: MathML, tags to rename or turn into breaks,
+# and <i>/<b> glued to the words around them. Anything else goes straight to nh3.
+_NEEDS_TREE = re.compile(
+    r"math|<(?:em|strong|italic|bold|p|div|li|ul|ol|h\d|br|blockquote|section|table|tr)\b"
+    r"|[^\W\d_]<[ib]>|</[ib]>[^\W\d_]",
+    re.I,
+)
 _RENAME = {"em": "i", "strong": "b", "italic": "i", "bold": "b"}
 
 # --- sanitizing -------------------------------------------------------------
@@ -417,7 +424,7 @@ def _unglue(el: etree._Element) -> None:
 
 def clean_markup(fragment: str) -> str:
     """An HTML fragment (PubMed XML, RSS HTML) as a clean stored fragment."""
-    if "<" in fragment:
+    if _NEEDS_TREE.search(fragment):
         root = lxml.html.fragment_fromstring(fragment, create_parent="div")
         _fix_tree(root)
         fragment = lxml.html.tostring(root, encoding="unicode")
