@@ -153,3 +153,42 @@ def test_the_opt_in_by_clicking_without_javascript(live: Live, width: int) -> No
 
         browser.open(re.sub(r"/confirm/.*", "/confirm/not-a-token", link))
         shot("7-bad-link")
+
+
+def test_slice_serve_runs_the_app(project: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    script = Path(sys.executable).parent / "slice"
+    if not script.exists():
+        pytest.skip("the `slice` console script is not installed in this environment")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLICE_")}
+    env.update(
+        SLICE_SECRET_KEY="serve-test-secret-0123456789", SLICE_CONFIG=str(project / "slice.toml")
+    )
+    proc = subprocess.Popen(
+        [str(script), "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/subscribe", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    "slice serve did not start"
+                )
+                time.sleep(0.1)
+        assert page.status_code == 200 and 'name="form_token"' in page.text
+        assert "Test Weekly" in page.text
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+    assert f"Serving Test Weekly on http://127.0.0.1:{port}" in stderr
