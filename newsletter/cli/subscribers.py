@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich.progress import Progress
-from rich.table import Table
 
 from newsletter.cli.base import err, out, state
 from newsletter.models import Subscriber
@@ -188,11 +187,14 @@ def list_(
     if not subscribers:
         out().print("No subscribers" + (f" with status {status}." if status else " yet."))
         return
-    table = Table("email", "name", "status", "consent", "since")
+    # plain aligned columns: nothing is cut to the terminal's width, and grep works
+    lines = [("email", "name", "status", "consent", "since")]
     for sub in subscribers:
         since = sub.confirmed_at or sub.created_at
-        table.add_row(sub.email, sub.name, sub.status, sub.consent_source, f"{since:%Y-%m-%d}")
-    out().print(table)
+        lines.append((sub.email, sub.name, sub.status, sub.consent_source, f"{since:%Y-%m-%d}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(5)]
+    for line in lines:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 @subscribers_app.command()
