@@ -270,6 +270,12 @@ def test_list_count_remove_and_forget(cli: Run, store: Store) -> None:
         ("ann@example.org", "confirmed", "Ann"),
         ("bob@example.org", "pending", ""),
     ]
+    day = f"{rows(store)[0].created_at:%Y-%m-%d}"
+    assert cli("list").stdout.splitlines() == [
+        "email            name  status     consent           since",
+        f"ann@example.org  Ann   confirmed  cli-consent-held  {day}",
+        f"bob@example.org        pending    cli               {day}",
+    ]
     table = cli("list", "--status", "pending").stdout
     assert "bob@example.org" in table and "ann@example.org" not in table
     assert cli("list", "--status", "bounced").stdout == "No subscribers with status bounced.\n"
