@@ -100,6 +100,11 @@ class WebSettings(Section):
         ge=0,
         description="A pending address gets at most one confirmation email per this interval.",
     )
+    signups_per_ip_per_hour: int = Field(
+        10,
+        ge=0,
+        description="Confirmation emails one IP address can cause through the form per hour; 0 for no limit.",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -13,6 +13,7 @@ from datetime import date
 from email.utils import getaddresses
 from pathlib import Path
 
+import httpx
 import pytest
 
 from newsletter.models import Issue, IssueStatus, SubscriberStatus
@@ -176,6 +177,31 @@ async def test_a_thousand_posts_for_one_address_send_one_email(site: Site) -> No
     assert one(site.store).status == "pending"
     assert (await site.client.get(path_of(second_link))).status_code == 200
     assert one(site.store).status == "confirmed"
+
+
+async def test_one_client_cannot_use_the_form_to_mail_many_strangers(site: Site) -> None:
+    assert site.settings.web.signups_per_ip_per_hour == 10
+    for i in range(10):
+        assert (await site.subscribe(f"stranger{i}@example.org")).status_code == 200
+    blocked = await site.subscribe("stranger10@example.org", "Name")
+    assert blocked.status_code == 429 and "Too many sign-ups" in blocked.text
+    assert 'value="stranger10@example.org"' in blocked.text
+    assert len(site.mail()) == 10 and len(rows(site.store)) == 10
+
+    other = httpx.AsyncClient(
+        transport=httpx.ASGITransport(site.app, client=("198.51.100.20", 4444)), base_url=BASE
+    )
+    async with other:
+        page = await other.get("/subscribe")
+        answer = await other.post(
+            "/subscribe",
+            data={"email": "someone@example.org", "form_token": form_token(page.text)},
+        )
+    assert answer.status_code == 200 and len(site.mail()) == 11
+
+    site.clock.advance(hours=1)
+    assert (await site.subscribe("stranger10@example.org")).status_code == 200
+    assert len(site.mail()) == 12
 
 
 async def test_a_failed_confirmation_email_can_be_asked_for_again_at_once(site: Site) -> None:

@@ -98,6 +98,7 @@ def create_app(
     subscribers = Subscribers(settings, app.state.store, clock=clock)
     app.state.subscribers = subscribers
     app.state.subscriber_mail = SubscriberMail(subscribers, mailer=mailer, templates=templates)
+    app.state.signup_limiter = signup.SignupLimiter(settings.web.signups_per_ip_per_hour, clock)
     templates.globals["newsletter"] = settings.newsletter
     templates.globals["signup_form"] = lambda: signup.SignupForm.fresh(subscribers)
 

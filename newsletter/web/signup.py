@@ -17,8 +17,9 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ from newsletter.errors import InvalidAddressError, InvalidNameError, TokenError
 from newsletter.models import SUPPRESSED
 from newsletter.subscriber_mail import SubscriberMail, ttl_text
 from newsletter.subscribers import (
+    Clock,
     Confirmation,
     ConfirmStatus,
     ConsentSource,
@@ -66,6 +68,42 @@ class SignupForm:
     @classmethod
     def fresh(cls, subscribers: Subscribers) -> SignupForm:
         return cls(action="/subscribe", token=subscribers.tokens.form_token(), honeypot=HONEYPOT)
+
+
+class SignupLimiter:
+    """Confirmation emails each client address caused in the last hour (in memory, this process).
+
+    The resend interval keeps one mailbox from being flooded; this keeps one client
+    from using the form to mail many strangers.
+    """
+
+    WINDOW = timedelta(hours=1)
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, per_hour: int, clock: Clock) -> None:
+        self.per_hour = per_hour
+        self.clock = clock
+        self._sent: dict[str, deque[datetime]] = {}
+
+    def _recent(self, ip: str) -> deque[datetime]:
+        times = self._sent.get(ip, deque())
+        cutoff = self.clock() - self.WINDOW
+        while times and times[0] <= cutoff:
+            times.popleft()
+        return times
+
+    def exhausted(self, ip: str | None) -> bool:
+        return bool(self.per_hour) and ip is not None and len(self._recent(ip)) >= self.per_hour
+
+    def record(self, ip: str | None) -> None:
+        if not self.per_hour or ip is None:
+            return
+        times = self._recent(ip)
+        times.append(self.clock())
+        self._sent.pop(ip, None)
+        self._sent[ip] = times  # most recently active last
+        if len(self._sent) > self.MAX_CLIENTS:
+            del self._sent[next(iter(self._sent))]
 
 
 def _subscribers(request: Request) -> Subscribers:
@@ -195,6 +233,16 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
         return _signup_page(
             request, status=400, error="Please enter your email address.", name=name
         )
+    limiter: SignupLimiter = request.app.state.signup_limiter
+    if limiter.exhausted(_client_ip(request)):
+        return _signup_page(
+            request,
+            status=429,
+            error="Too many sign-ups came from your network in the last hour. "
+            "Please try again later.",
+            email=email,
+            name=name,
+        )
     try:
         result = await run_in_threadpool(
             subscribers.subscribe,
@@ -206,6 +254,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
     except (InvalidAddressError, InvalidNameError) as exc:
         return _signup_page(request, status=400, error=_sentence(str(exc)), email=email, name=name)
     if result.confirmation is not None:
+        limiter.record(_client_ip(request))
         background.add_task(_send_confirmation, _mail(request), result.confirmation)
     return _page(
         request, "web/check_inbox.html", email=email.strip(), valid_for=_valid_for(request)
