@@ -67,6 +67,7 @@ async def test_reader_subscribes_confirms_and_leaves_with_one_click(site: Site) 
     answer = await site.subscribe("Ann.Reader@Example.org", "Ann Reader")
     assert answer.status_code == 200
     assert "Check your inbox" in answer.text
+    assert "works for 3 days" in answer.text and "new link after an hour" in answer.text
     sub = one(site.store)
     assert (sub.status, sub.email, sub.email_key) == (
         "pending",

@@ -226,9 +226,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
         )
     if _text(form, HONEYPOT):
         log.info("signup honeypot filled; ignored")
-        return _page(
-            request, "web/check_inbox.html", email=email.strip(), valid_for=_valid_for(request)
-        )
+        return _check_inbox(request, email)
     if not email.strip():
         return _signup_page(
             request, status=400, error="Please enter your email address.", name=name
@@ -256,9 +254,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
     if result.confirmation is not None:
         limiter.record(_client_ip(request))
         background.add_task(_send_confirmation, _mail(request), result.confirmation)
-    return _page(
-        request, "web/check_inbox.html", email=email.strip(), valid_for=_valid_for(request)
-    )
+    return _check_inbox(request, email)
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
@@ -328,6 +324,28 @@ def _bad_unsubscribe_link(request: Request) -> HTMLResponse:
 
 def _valid_for(request: Request) -> str:
     return ttl_text(request.app.state.settings.web.confirm_ttl_hours)
+
+
+def _check_inbox(request: Request, email: str) -> HTMLResponse:
+    """The same page for every accepted form, whatever the address's status."""
+    return _page(
+        request,
+        "web/check_inbox.html",
+        email=email.strip(),
+        valid_for=_valid_for(request),
+        resend_after=_resend_after(request),
+    )
+
+
+def _resend_after(request: Request) -> str:
+    minutes = request.app.state.settings.web.resend_interval_minutes
+    if minutes == 0:
+        again = "at once"
+    elif minutes < 60:
+        again = f"after {minutes:g} minutes"
+    else:
+        again = "after an hour" if minutes == 60 else f"after {ttl_text(minutes / 60)}"
+    return again
 
 
 def _sentence(message: str) -> str:
