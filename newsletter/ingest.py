@@ -484,6 +484,9 @@ def ingest_files(
     *,
     fmt: str | None = None,
     now: datetime | None = None,
+    on_start: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+    on_done: Callable[[IngestResult], None] | None = None,
 ) -> list[IngestResult]:
     """Each file in its own transaction; a file that cannot be read is a result with an error."""
     from newsletter.sources.files import read_file
@@ -491,13 +494,22 @@ def ingest_files(
     results = []
     for path in paths:
         origin = f"file:{path.name}"
+        if on_start is not None:
+            on_start(origin)
+
+        def progress(count: int, origin: str = origin) -> None:
+            if on_progress is not None:
+                on_progress(origin, count)
+
         try:
             if not path.is_file():
                 raise ParseError(f"{path}: no such file")
-            result = ingest(store, read_file(path, fmt), origin=origin, now=now)
+            result = ingest(store, read_file(path, fmt), origin=origin, now=now, progress=progress)
         except NewsletterError as exc:
             result = IngestResult(origin=origin, error=" ".join(str(exc).split()))
         results.append(result)
+        if on_done is not None:
+            on_done(result)
     return results
 
 

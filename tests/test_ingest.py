@@ -276,6 +276,7 @@ def test_cli_ingest_shows_the_table_and_fails_for_a_bad_file(
     lines = [line for line in result.stdout.splitlines() if "file:week.xml" in line]
     assert [c.strip() for c in lines[0].split("│")[2:8]] == ["4", "3", "0", "0", "0", "1"]
     assert "Rejected: file:week.xml: PMID 41000004: no title" in result.stderr
+    assert "file:week.xml (done)" in result.stderr and "file:notes.txt (failed)" in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: 1 file(s) failed; the others were stored: ")
     assert "notes.txt: unknown format" in last

@@ -82,6 +82,44 @@ def _report(results: Sequence[IngestResult], title: str, what: str) -> None:
         raise FetchFailed(f"{len(failed)} {what} failed{kept}: {reasons}")
 
 
+class Bars:
+    """One progress line per source or file on stderr: records so far, then done or failed."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[n]} records"),
+            TimeElapsedColumn(),
+            console=err(),
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> Bars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.progress.stop()
+
+    def start(self, name: str) -> None:
+        self.tasks[name] = self.progress.add_task(name, total=None, n=0)
+
+    def move(self, name: str, count: int) -> None:
+        self.progress.update(self.tasks[name], n=count)
+
+    def done(self, result: IngestResult) -> None:
+        status = "failed" if result.error else "done"
+        self.progress.update(
+            self.tasks[result.origin],
+            total=1,
+            completed=1,
+            n=result.fetched,
+            description=f"{result.origin} ({status})",
+        )
+
+
 def fetch(
     ctx: typer.Context,
     since: Annotated[str | None, typer.Option(help="First day to fetch (YYYY-MM-DD).")] = None,
@@ -108,45 +146,16 @@ def fetch(
     )
     select_sources(settings, source or ())  # a bad option stops here, before any request
     store = app.store()
-    with (
-        Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[n]} records"),
-            TimeElapsedColumn(),
-            console=err(),
-            transient=False,
-        ) as progress,
-        httpx.Client() as client,
-    ):
-        tasks: dict[str, TaskID] = {}
-
-        def started(name: str) -> None:
-            tasks[name] = progress.add_task(name, total=None, n=0)
-
-        def moved(name: str, n: int) -> None:
-            progress.update(tasks[name], n=n)
-
-        def done(result: IngestResult) -> None:
-            status = "failed" if result.error else "done"
-            progress.update(
-                tasks[result.origin],
-                total=1,
-                completed=1,
-                n=result.fetched,
-                description=f"{result.origin} ({status})",
-            )
-
+    with Bars() as bars, httpx.Client() as client:
         report = run_fetch(
             settings,
             store,
             client=client,
             window=window,
             only=source or (),
-            on_start=started,
-            on_progress=moved,
-            on_done=done,
+            on_start=bars.start,
+            on_progress=bars.move,
+            on_done=bars.done,
         )
     _report(report.results, f"Fetched {window.since} to {window.until}", "source(s)")
 
@@ -166,7 +175,11 @@ def ingest(
     """Store papers from local files; the format is detected from each file's content."""
     if format is not None and format not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
-    results = ingest_files(state(ctx).store(), files, fmt=format)
+    store = state(ctx).store()
+    with Bars() as bars:
+        results = ingest_files(
+            store, files, fmt=format, on_start=bars.start, on_progress=bars.move, on_done=bars.done
+        )
     _report(results, "Ingested", "file(s)")
 
 
