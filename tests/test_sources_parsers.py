@@ -221,6 +221,18 @@ def test_biorxiv_real_samples() -> None:
 # --- RSS --------------------------------------------------------------------
 
 
+def test_arxiv_rss() -> None:
+    assert detect_format(HERE / "arxiv_rss.xml") == "arxiv-rss"
+    new, revised = read_file(HERE / "arxiv_rss.xml")
+    assert (new.arxiv_id, new.source, new.kind) == ("2506.07001", "arxiv", "preprint")
+    assert new.abstract == "We pretrain on 10<sup>6</sup> knee slices and fine-tune with few labels."
+    assert new.authors == ["Mei Tanaka", "Jonas Berg", "Radiology AI Group"]
+    assert new.extra["announce_type"] == "new" and new.published == date(2025, 6, 10)
+    assert revised.arxiv_id == "2401.01234" and revised.extra["version"] == "v3"
+    assert revised.extra["announce_type"] == "replace-cross"
+    assert revised.abstract == "A revision."
+
+
 def test_arxiv_rss_real_sample() -> None:
     records = rss.parse_feed(sample("arxiv_rss_atom_cs.AI.xml").read_bytes())
     assert len(records) == 86
