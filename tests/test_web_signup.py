@@ -43,10 +43,11 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def site(
-    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, db_url: str
 ) -> AsyncIterator[Site]:
+    """The app on each database backend (SQLite always, PostgreSQL when configured)."""
     settings = smtp_settings(project, smtp_environ)
-    store = Store.open(settings.database_url)
+    store = Store.open(db_url)
     opened = Site(settings, store, smtp_server)
     try:
         yield opened
