@@ -119,6 +119,40 @@ def test_arxiv_pages_and_waits_three_seconds(
     assert [p.arxiv_id for p in stored(fetch_store)] == ["2506.00001", "2506.00002", "2506.00003"]
 
 
+def test_arxiv_empty_page_before_the_end_is_asked_again(
+    tmp_path: Path, replay_server: ReplayServer, fetch_store: Store
+) -> None:
+    replay_server.add("/api/query", atom(["2506.00001", "2506.00002"], 3), content_type=ATOM)
+    replay_server.add("/api/query", atom([], 3), content_type=ATOM)
+    replay_server.add("/api/query", atom(["2506.00003"], 3), content_type=ATOM)
+    settings = make_settings(
+        tmp_path,
+        f'[[sources]]\nname = "ax"\nkind = "arxiv"\nquery = "x"\n'
+        f'base_url = "{replay_server.url}/api/query"\npage_size = 2\n',
+    )
+    (result,) = fetch(settings, fetch_store).results
+    assert [r.query["start"][0] for r in replay_server.requests] == ["0", "2", "2"]
+    assert (result.new, result.warnings) == (3, [])
+
+
+def test_arxiv_empty_pages_that_persist_are_a_warning(
+    tmp_path: Path, replay_server: ReplayServer, fetch_store: Store
+) -> None:
+    replay_server.add("/api/query", atom(["2506.00001", "2506.00002"], 5), content_type=ATOM)
+    replay_server.add("/api/query", atom([], 5), content_type=ATOM)
+    settings = make_settings(
+        tmp_path,
+        f'[[sources]]\nname = "ax"\nkind = "arxiv"\nquery = "x"\n'
+        f'base_url = "{replay_server.url}/api/query"\npage_size = 2\n',
+    )
+    (result,) = fetch(settings, fetch_store).results
+    assert len(replay_server.requests) == 4 and result.new == 2
+    assert result.warnings == [
+        "arXiv kept answering an empty page at 2 of 5 results; the rest were not fetched, "
+        "run `slice fetch` again later."
+    ]
+
+
 def test_pubmed_history_batches_and_identifies_itself(
     tmp_path: Path, replay_server: ReplayServer, fetch_store: Store
 ) -> None:

@@ -24,6 +24,7 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
 OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
 DEFAULT_URL = "https://export.arxiv.org/api/query"
+EMPTY_PAGE_RETRIES = 2
 
 _ID = re.compile(
     r"(?:arxiv\.org/abs/|^arXiv:|^oai:arXiv\.org:|^)([a-z-]+(?:\.[A-Z]{2})?/\d{7}|\d{4}\.\d{4,5})(v\d+)?$",
@@ -157,6 +158,7 @@ class ArxivSource:
     def __init__(self, name: str, options: ArxivOptions) -> None:
         self.name = name
         self.options = options
+        self.warnings: list[str] = []
 
     def query_for(self, window: FetchWindow) -> str:
         span = f"submittedDate:[{window.since:%Y%m%d}0000 TO {window.until:%Y%m%d}2359]"
@@ -167,6 +169,7 @@ class ArxivSource:
         ctx.http.limit(opts.base_url, interval=opts.interval)
         start = 0
         seen = 0
+        empty_pages = 0
         while start < opts.max_results:
             size = min(opts.page_size, opts.max_results - start)
             response = ctx.http.get(
@@ -181,11 +184,22 @@ class ArxivSource:
                 what=f"source '{self.name}'",
             )
             records, total = parse_feed(response.content, label=f"source '{self.name}'")
+            if not records and total is not None and start < total:
+                # the API now and then answers a page empty although more remain: ask again
+                empty_pages += 1
+                if empty_pages <= EMPTY_PAGE_RETRIES:
+                    continue
+                self.warnings.append(
+                    f"arXiv kept answering an empty page at {start} of {total} results; "
+                    "the rest were not fetched, run `slice fetch` again later."
+                )
+                break
+            empty_pages = 0
             yield from records
             seen += len(records)
             ctx.progress(seen)
             start += len(records)
-            if not records or len(records) < size or (total is not None and start >= total):
+            if not records or (start >= total if total is not None else len(records) < size):
                 break
 
 
