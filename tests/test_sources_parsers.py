@@ -225,7 +225,9 @@ def test_arxiv_rss() -> None:
     assert detect_format(HERE / "arxiv_rss.xml") == "arxiv-rss"
     new, revised = read_file(HERE / "arxiv_rss.xml")
     assert (new.arxiv_id, new.source, new.kind) == ("2506.07001", "arxiv", "preprint")
-    assert new.abstract == "We pretrain on 10<sup>6</sup> knee slices and fine-tune with few labels."
+    assert (
+        new.abstract == "We pretrain on 10<sup>6</sup> knee slices and fine-tune with few labels."
+    )
     assert new.authors == ["Mei Tanaka", "Jonas Berg", "Radiology AI Group"]
     assert new.extra["announce_type"] == "new" and new.published == date(2025, 6, 10)
     assert revised.arxiv_id == "2401.01234" and revised.extra["version"] == "v3"
@@ -297,6 +299,21 @@ def test_unknown_and_html_files_are_refused() -> None:
 def test_non_utf8_csv_is_refused_with_the_offset() -> None:
     with pytest.raises(ParseError, match=r"not UTF-8 text \(byte 0xe9 at offset 18\)"):
         list(read_file(HERE / "latin1.csv"))
+
+
+def test_csv_with_semicolons_or_tabs(tmp_path: Path) -> None:
+    for delimiter in (";", "\t"):
+        path = tmp_path / "papers.csv"
+        path.write_text(
+            delimiter.join(["title", "authors", "published", "doi"])
+            + "\n"
+            + delimiter.join(["Excel export.", '"Doe, J.; Roe, R."', "2025-06-11", "10.5555/x"])
+            + "\n",
+            encoding="utf-8",
+        )
+        assert detect_format(path) == "csv"
+        (record,) = list(read_file(path))
+        assert (record.title, record.authors) == ("Excel export", ["J. Doe", "R. Roe"])
 
 
 def test_slice_json_sanitizes_and_normalizes() -> None:

@@ -101,7 +101,7 @@ def detect_format(path: Path) -> str:
             return "jsonl"
         return "json"
     first = text.split(b"\n", 1)[0].decode("utf-8", "replace").lower()
-    if "," in first and "title" in [c.strip().strip('"') for c in first.split(",")]:
+    if _csv_delimiter(first) is not None:
         return "csv"
     raise UnknownFormatError(f"{path}: unknown format; Slice reads {_names()}")
 
@@ -190,9 +190,20 @@ def _jsonl_records(path: Path) -> Iterator[PaperRecord]:
             yield from_mapping(item, position=f"line {number}")
 
 
+def _csv_delimiter(header: str) -> str | None:
+    """The delimiter of a CSV header line that names a title column (comma, semicolon or tab)."""
+    for delimiter in (",", ";", "\t"):
+        columns = [c.strip().strip('"').lower() for c in header.strip().split(delimiter)]
+        if len(columns) > 1 and "title" in columns:
+            return delimiter
+    return None
+
+
 def _csv_records(path: Path) -> Iterator[PaperRecord]:
     with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
+        delimiter = _csv_delimiter(fh.readline()) or ","
+        fh.seek(0)
+        reader = csv.DictReader(fh, delimiter=delimiter)
         unknown = [f for f in reader.fieldnames or [] if f and f.strip() not in RECORD_FIELDS]
         if unknown:
             raise ParseError(
