@@ -196,6 +196,8 @@ def test_same_source_reporting_a_new_version_updates(store: Store) -> None:
     result = ingest(store, [rec(abstract="v2 with more", extra={"version": 2})], origin="pubmed")
     assert result.updated == 1
     assert papers(store)[0].abstract == "v2 with more"
+    older = ingest(store, [rec(abstract="v1", extra={"version": 1})], origin="pubmed")
+    assert older.unchanged == 1 and papers(store)[0].abstract == "v2 with more"
 
 
 def test_records_without_title_or_date_are_rejected_and_counted(store: Store) -> None:
