@@ -553,3 +553,33 @@ async def test_pages_cannot_be_framed_and_errors_are_pages(site: Site) -> None:
     assert missing.status_code == 404 and "Page not found" in missing.text
     assert missing.headers["content-type"].startswith("text/html")
     assert (await site.client.get("/healthz")).text == "ok"
+
+
+async def test_confirmation_and_welcome_are_dkim_signed_when_a_key_is_set(
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, tmp_path: Path
+) -> None:
+    from tests.send_support import dkim_verify, make_dkim_key
+
+    key, record = make_dkim_key(tmp_path)
+    settings = smtp_settings(
+        project,
+        smtp_environ,
+        SLICE_DKIM_KEY=str(key),
+        SLICE_DKIM_SELECTOR="s1",
+        SLICE_DKIM_DOMAIN="example.org",
+    )
+    with Store.open(settings.database_url) as store:
+        signed = Site(settings, store, smtp_server)
+        try:
+            await signed.subscribe("ann@example.org", "Ann")
+            await signed.client.get(path_of(links(signed.mail()[0], "confirm")[0]))
+        finally:
+            await signed.close()
+    confirm, welcome = (m.data for m in smtp_server.messages)
+    assert confirm.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    assert dkim_verify(confirm, record) and dkim_verify(welcome, record)
+    signed_names = welcome.split(b"h=", 1)[1].split(b";", 1)[0].replace(b"\r\n\t", b"")
+    assert b"list-unsubscribe:" in signed_names and b"list-unsubscribe-post" in signed_names
+    assert not dkim_verify(
+        confirm.replace(b"Confirm your subscription", b"Confirm your subscriptioN"), record
+    )
