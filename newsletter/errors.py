@@ -62,6 +62,10 @@ class UnknownFormatError(ParseError):
     """A file's content matches none of the formats Slice reads."""
 
 
+class SomeSourcesFailed(SourceError):
+    """Some sources or files could not be read; the others were stored."""
+
+
 # --- compose --------------------------------------------------------------
 
 

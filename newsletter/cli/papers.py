@@ -21,16 +21,12 @@ from rich.progress import (
 from rich.table import Table
 
 from newsletter.cli.base import err, out, state
-from newsletter.errors import NewsletterError
+from newsletter.errors import SomeSourcesFailed
 from newsletter.ingest import IngestResult, ingest_files
 from newsletter.papers import PaperQuery, as_record, iso_week, list_papers
 from newsletter.sources.files import FORMATS
 from newsletter.sources.runner import fetch_window, run_fetch, select_sources
 from newsletter.text import plain_text
-
-
-class FetchFailed(NewsletterError):
-    """One or more sources or files could not be read; the others were stored."""
 
 
 def _date(value: str | None, flag: str) -> date | None:
@@ -79,7 +75,7 @@ def _report(results: Sequence[IngestResult], title: str, what: str) -> None:
     if failed:
         kept = "; the others were stored" if len(failed) < len(results) else ""
         reasons = "; ".join(f"{r.error}" for r in failed)
-        raise FetchFailed(f"{len(failed)} {what} failed{kept}: {reasons}")
+        raise SomeSourcesFailed(f"{len(failed)} {what} failed{kept}: {reasons}")
 
 
 class Bars:
