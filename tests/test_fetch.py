@@ -400,6 +400,22 @@ def test_cli_fetch_one_source_fails_the_others_are_kept(
     assert len(json.loads(listed.stdout)) == 2
 
 
+def test_disabled_sources_are_skipped_unless_named(tmp_path: Path) -> None:
+    from newsletter.errors import ConfigError
+    from newsletter.sources.runner import select_sources
+
+    settings = make_settings(
+        tmp_path,
+        '[[sources]]\nname = "on"\nkind = "arxiv"\nquery = "x"\n'
+        '[[sources]]\nname = "off"\nkind = "arxiv"\nquery = "y"\nenabled = false\n',
+    )
+    assert [e.name for e, _ in select_sources(settings)] == ["on"]
+    assert [e.name for e, _ in select_sources(settings, ["off"])] == ["off"]
+    settings.sources[0].enabled = False
+    with pytest.raises(ConfigError, match="every source in slice.toml has enabled = false"):
+        select_sources(settings)
+
+
 def test_cli_fetch_bad_options(run_cli: Callable[..., Result], project: Path) -> None:
     (project / "slice.toml").write_text(
         '[[sources]]\nname = "pm"\nkind = "pubmed"\nterm = "x"\nqeury = "y"\n', encoding="utf-8"

@@ -57,6 +57,11 @@ def select_sources(
         if name not in names:
             raise ConfigError(f"no source named '{name}'; configured: {', '.join(sorted(names))}.")
     chosen = [e for e in entries if e.name in only] if only else [e for e in entries if e.enabled]
+    if not chosen:
+        raise ConfigError(
+            "every source in slice.toml has enabled = false; enable one, or run one by name "
+            "with --source NAME."
+        )
     return [(entry, build_source(entry)) for entry in chosen]
 
 
