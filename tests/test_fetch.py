@@ -412,7 +412,7 @@ def test_disabled_sources_are_skipped_unless_named(tmp_path: Path) -> None:
     assert [e.name for e, _ in select_sources(settings)] == ["on"]
     assert [e.name for e, _ in select_sources(settings, ["off"])] == ["off"]
     settings.sources[0].enabled = False
-    with pytest.raises(ConfigError, match="every source in slice.toml has enabled = false"):
+    with pytest.raises(ConfigError, match=r"every source in slice\.toml has enabled = false"):
         select_sources(settings)
 
 
