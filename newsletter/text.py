@@ -318,9 +318,7 @@ SECTION_HEADINGS = (
 _HEADINGS = "|".join(re.escape(h) for h in sorted(SECTION_HEADINGS, key=len, reverse=True))
 # A heading glued to the next sentence ("BackgroundA range ..."), at the start of
 # the abstract or after the end of the previous sentence.
-_GLUED = re.compile(
-    rf"(^|(?<=[.!?)\]])\s*|\n\s*)(?P<h>{_HEADINGS})(?P<next>[A-Z0-9][a-z0-9 ,(])", re.M
-)
+_GLUED = re.compile(rf"(^|(?<=[.!?)\]])\s*|\n\s*)(?P<h>{_HEADINGS})(?P<next>[A-Z0-9])", re.M)
 
 
 def split_glued_headings(text: str) -> str:

@@ -113,6 +113,10 @@ def test_glued_medrxiv_headings_are_separated() -> None:
     assert split_glued_headings(glued) == (
         "Background: A range of estimates exist.\n\nMethods: We used data.\n\nConclusions: It works."
     )
+    # a heading glued to an acronym
+    assert split_glued_headings("BackgroundSARS-CoV-2 spread. MethodsCT scans were read.") == (
+        "Background: SARS-CoV-2 spread.\n\nMethods: CT scans were read."
+    )
     # a heading word in running text is left alone
     assert split_glued_headings("Our Results are robust. Background noise.") == (
         "Our Results are robust. Background noise."
