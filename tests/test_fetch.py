@@ -119,6 +119,25 @@ def test_arxiv_pages_and_waits_three_seconds(
     assert [p.arxiv_id for p in stored(fetch_store)] == ["2506.00001", "2506.00002", "2506.00003"]
 
 
+def test_two_sources_on_one_host_share_its_spacing(
+    tmp_path: Path, replay_server: ReplayServer, fetch_store: Store
+) -> None:
+    replay_server.add("/api/query", atom(["2506.00001"], 1), content_type=ATOM)
+    replay_server.add("/api/query", atom(["2506.00002"], 1), content_type=ATOM)
+    settings = make_settings(
+        tmp_path,
+        "".join(
+            f'[[sources]]\nname = "{name}"\nkind = "arxiv"\nquery = "{name}"\n'
+            f'base_url = "{replay_server.url}/api/query"\n'
+            for name in ("imaging", "radiology")
+        ),
+    )
+    report = fetch(settings, fetch_store)
+    (a, _), (b, _) = report.requests
+    assert b - a == pytest.approx(3.0)
+    assert [r.new for r in report.results] == [1, 1]
+
+
 def test_arxiv_empty_page_before_the_end_is_asked_again(
     tmp_path: Path, replay_server: ReplayServer, fetch_store: Store
 ) -> None:
