@@ -83,6 +83,7 @@ def issue_html(papers: int = 10) -> str:
         f'<tr><td style="padding:32px"><p {style}>Hi {FIRST_NAME},</p>'
         f"<p {style}>Here are this week’s ten papers.</p></td></tr>\n"
         + "".join(cards)
+        + "<tr><td>\n.5 mm slices; see the methods.\n</td></tr>\n"
         + f'<tr><td style="padding:24px 32px;font-size:12px;color:#52606d">'
         "You get this email because you subscribed to Test Weekly. "
         f'<a href="{UNSUBSCRIBE_URL}" style="color:#52606d">Unsubscribe</a> with one click.'
@@ -102,6 +103,8 @@ def issue_text(papers: int = 10) -> str:
             "   " + ABSTRACT.strip(),
             "",
         ]
+    # lines that start with a dot must survive SMTP's dot-stuffing
+    lines += [".5 mm slices were used throughout.", "...", "."]
     lines += ["--", f"Unsubscribe: {UNSUBSCRIBE_URL}", "Test Weekly, 12 Example Street, Brussels", ""]
     return "\n".join(lines)
 

@@ -420,3 +420,30 @@ def test_ledger_on_each_database(
         issue = session.get(Issue, ISSUE)
     assert [s.email for s in bounced] == [addresses[4]]
     assert issue is not None and issue.status == "sent" and issue.sent_at is not None
+
+
+def test_wire_form_is_the_message_dot_stuffed(smtp_settings: Settings, tmp_path: Path) -> None:
+    """What DATA carries is exactly what aiosmtplib's own normalizing would make of the message."""
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    from newsletter.outbox import IssueFolder
+    from newsletter.send.dkim import DkimSigner
+    from newsletter.send.message import IssueMessage, Reader
+
+    key, record = make_dkim_key(tmp_path)
+    settings = load_settings(
+        config=smtp_settings.config_file,
+        environ={"SLICE_SECRET_KEY": TEST_SECRET, "SLICE_DKIM_KEY": str(key),
+                 "SLICE_DKIM_SELECTOR": "s1", "SLICE_DKIM_DOMAIN": "example.org"},
+    )
+    write_issue(settings, None)
+    message = IssueMessage.from_outbox(
+        settings, IssueFolder.of(settings.outbox_dir, ISSUE), signer=DkimSigner.from_settings(settings)
+    )
+    now = datetime(2025, 6, 16, 6, 0, tzinfo=UTC)
+    for reader in [Reader("u1", "a@example.com", ".dot"), Reader("u2", "b@example.com", "Ann")]:
+        plain = message.render(reader, now=now)
+        wire = asyncio.run(message.render_wire(reader, now=now))
+        assert wire == PERIOD_REGEX.sub(b"..", normalize_message_line_endings(plain))
+        assert b"\r\n.5 mm slices" in plain and b"\r\n..5 mm slices" in wire
+        assert dkim_verify(plain, record)

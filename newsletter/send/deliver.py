@@ -79,6 +79,45 @@ def classify(exc: BaseException, stage: str) -> Answer:
     return Answer("soft", None, _one_line(f"{exc.__class__.__name__}: {exc}"), stage)
 
 
+async def _data_as_is(client: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
+    """DATA for bytes already in wire form.
+
+    aiosmtplib's `SMTP.data` normalizes line ends and dot-stuffs every message
+    with two regular expressions (about 0.5 ms for a 44 KB issue, more than a
+    third of the client's time per message). An issue's messages are encoded in
+    wire form once (`newsletter.send.message.dot_stuff`), so this writes them as
+    they are, through the same protocol object and lock as `SMTP.data`. With a
+    protocol that does not look as expected it falls back to `SMTP.data`.
+    """
+    protocol = client.protocol
+    lock = getattr(protocol, "_command_lock", None)
+    if protocol is None or lock is None or not hasattr(protocol, "_response_pending"):
+        return await client.data(_unstuff(data))
+    timeout = client.timeout
+    try:
+        async with lock:
+            protocol._response_pending = True
+            protocol.write(b"DATA\r\n")
+            start = await protocol.read_response(timeout=timeout)
+            if start.code != 354:
+                raise aiosmtplib.SMTPDataError(start.code, start.message)
+            protocol._response_pending = True
+            protocol.write(data)
+            protocol.write(b".\r\n")
+            response = await protocol.read_response(timeout=timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()
+        raise
+    if response.code != 250:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    return response
+
+
+def _unstuff(data: bytes) -> bytes:
+    undone = data.replace(b"\r\n..", b"\r\n.")
+    return undone[1:] if undone.startswith(b"..") else undone
+
+
 class RelayConnection:
     """One SMTP connection, reused for many messages and reopened when it drops."""
 
@@ -113,8 +152,12 @@ class RelayConnection:
         self.opened += 1
         return None
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> Answer:
-        """Send one message to one recipient; the answer, whatever it is."""
+    async def send(self, sender: str, recipient: str, data: bytes, *, wire: bool = False) -> Answer:
+        """Send one message to one recipient; the answer, whatever it is.
+
+        ``wire=True`` says ``data`` is already in DATA form (CRLF line ends, dot-stuffed,
+        ending in CRLF), as `IssueMessage.render_wire` makes it.
+        """
         problem = await self._connect()
         if problem is not None:
             return problem
@@ -140,7 +183,7 @@ class RelayConnection:
             stage = "rcpt"
             await client.rcpt(recipient, encoding=encoding)
             stage = "data"
-            response = await client.data(data)
+            response = await (_data_as_is(client, data) if wire else client.data(data))
         except aiosmtplib.SMTPResponseException as exc:
             answer = classify(exc, stage)
             await self._reset(answer)

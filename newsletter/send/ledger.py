@@ -17,11 +17,12 @@ All methods are synchronous and short; the sender runs them on one thread.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.types import DateTime, Integer, String
 
 from newsletter.models import (
@@ -87,6 +88,12 @@ class Ledger:
         self.store = store
         self.issue_id = issue_id
         self.batch_size = batch_size
+        # plain connections (no ORM session) for the many small writes of a send;
+        # on SQLite they take the write lock at BEGIN, like Store.write()
+        self._writer = store.engine.execution_options(slice_write=True)
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return self._writer.begin()
 
     # --- the issue row --------------------------------------------------
 
@@ -111,8 +118,7 @@ class Ledger:
 
     def start(self, now: datetime) -> StartInfo:
         """Freeze the audience (first run) or pick up where a stopped run left off."""
-        with self.store.write() as session:
-            conn = session.connection()
+        with self._write() as conn:
             status = conn.execute(select(I.c.status).where(I.c.id == self.issue_id)).scalar_one()
             if status == IssueStatus.COMPOSED:
                 columns = ["issue_id", "subscriber_id", "status", "message_id", "attempts"]
@@ -155,8 +161,7 @@ class Ledger:
 
     def finish_if_done(self, now: datetime) -> bool:
         """Mark the issue sent when no row is left open."""
-        with self.store.write() as session:
-            conn = session.connection()
+        with self._write() as conn:
             left = conn.execute(
                 select(func.count())
                 .select_from(D)
@@ -259,8 +264,7 @@ class Ledger:
         if not rows:
             return [], []
         ids = [r.delivery_id for r in rows]
-        with self.store.write() as session:
-            conn = session.connection()
+        with self._write() as conn:
             live = {
                 int(delivery_id): str(status)
                 for delivery_id, status in conn.execute(
@@ -330,8 +334,7 @@ class Ledger:
             for o in outcomes
             if o.suppress
         ]
-        with self.store.write() as session:
-            conn = session.connection()
+        with self._write() as conn:
             conn.execute(
                 update(D)
                 .where(D.c.id == bindparam("b_id"), D.c.status == DeliveryStatus.SENDING)
@@ -363,8 +366,7 @@ class Ledger:
 
     def retry_failed(self, now: datetime) -> int:
         """Queue failed and deferred rows again with a fresh count of tries."""
-        with self.store.write() as session:
-            conn = session.connection()
+        with self._write() as conn:
             count = conn.execute(
                 update(D)
                 .where(

@@ -14,18 +14,21 @@ message's body hash is one SHA-256 over the joined pieces.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import hashlib
 import hmac
 import html
 import re
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.headerregistry import Address
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
+from functools import partial
 
 from newsletter.config import Settings
 from newsletter.errors import HeaderInjectionError, SendError
@@ -69,13 +72,23 @@ def qp_encode(text: str) -> bytes:
     return encoded
 
 
+def dot_stuff(piece: bytes) -> bytes:
+    """SMTP transparency (RFC 5321 4.5.2) for a run of whole lines: a leading "." doubled."""
+    stuffed = piece.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
 @dataclass(frozen=True)
 class Piece:
-    """A constant run of the encoded body, or (``slot`` set) a place for a reader's value."""
+    """A constant run of the encoded body, or (``slot`` set) a place for a reader's value.
+
+    ``canonical`` is the run in DKIM's relaxed form; ``wire`` is it dot-stuffed for DATA.
+    """
 
     raw: bytes
     canonical: bytes
     slot: str | None = None  # "url", "name", "url_html", "name_html"
+    wire: bytes = b""
 
 
 def _encode_part(text: str, *, is_html: bool) -> list[Piece]:
@@ -87,12 +100,12 @@ def _encode_part(text: str, *, is_html: bool) -> list[Piece]:
             pieces.append(Piece(b"", b"", slot + ("_html" if is_html else "")))
         elif segment:
             raw = qp_encode(segment)
-            pieces.append(Piece(raw, canonical_body(raw)))
+            pieces.append(Piece(raw, canonical_body(raw), None, dot_stuff(raw)))
     return pieces
 
 
 def _const(raw: bytes) -> Piece:
-    return Piece(raw, canonical_body(raw))
+    return Piece(raw, canonical_body(raw), None, dot_stuff(raw))
 
 
 def _header(name: str, value: str) -> bytes:
@@ -243,6 +256,36 @@ class IssueMessage:
 
     def render(self, reader: Reader, *, now: datetime, message_id: str | None = None) -> bytes:
         """The message for one reader, exactly as it goes on the wire."""
+        headers, body, encoded = self._fill(reader, now=now, message_id=message_id)
+        if self.signer is not None:
+            headers.insert(0, self._signature(headers, encoded, now))
+        return b"".join(headers) + b"\r\n" + body
+
+    async def render_wire(
+        self, reader: Reader, *, now: datetime, executor: Executor | None = None
+    ) -> bytes:
+        """The message as DATA carries it: CRLF line ends and dot-stuffed, ready to write.
+
+        This is `render`'s message with SMTP's transparency applied once here, so the
+        40-odd KB of an issue need not be scanned again for every reader. The DKIM
+        signature (made on ``executor`` when given: hashing and RSA free the GIL) is
+        over the message itself, as the receiver sees it.
+        """
+        headers, _body, encoded = self._fill(reader, now=now, message_id=None)
+        if self.signer is not None:
+            if executor is None:
+                headers.insert(0, self._signature(headers, encoded, now))
+            else:
+                loop = asyncio.get_running_loop()
+                sign = partial(self._signature, headers, encoded, now)
+                headers.insert(0, await loop.run_in_executor(executor, sign))
+        stuffed = {slot: dot_stuff(value) for slot, value in encoded.items()}
+        body = b"".join(stuffed[p.slot] if p.slot else p.wire for p in self.pieces)
+        return b"".join(headers) + b"\r\n" + body
+
+    def _fill(
+        self, reader: Reader, *, now: datetime, message_id: str | None
+    ) -> tuple[list[bytes], bytes, dict[str, bytes]]:
         url = self.unsubscribe_url(reader.uid)
         name = first_name(reader.name)
         values = {
@@ -259,20 +302,16 @@ class IssueMessage:
             b"Date: " + format_datetime(now, usegmt=True).encode("ascii") + b"\r\n",
             b"Message-ID: " + (message_id or self.message_id(reader.uid)).encode("ascii") + b"\r\n",
             *self._tail,
-            b"List-Unsubscribe: <"
-            + url.encode("ascii")
-            + b">,\r\n "
-            + self._mailto.encode("ascii")
-            + b"\r\n",
+            b"List-Unsubscribe: <" + url.encode("ascii") + b">,\r\n " + self._mailto.encode("ascii") + b"\r\n",
             *self._post,
         ]
-        if self.signer is not None:
-            canon = (
-                canonical_body(encoded[p.slot]) if p.slot else p.canonical for p in self.pieces
-            )
-            body_hash = hashlib.sha256(b"".join(canon)).digest()
-            headers.insert(0, self.signer.sign(headers, body_hash, timestamp=int(now.timestamp())))
-        return b"".join(headers) + b"\r\n" + body
+        return headers, body, encoded
+
+    def _signature(self, headers: list[bytes], encoded: dict[str, bytes], now: datetime) -> bytes:
+        assert self.signer is not None
+        canon = (canonical_body(encoded[p.slot]) if p.slot else p.canonical for p in self.pieces)
+        body_hash = hashlib.sha256(b"".join(canon)).digest()
+        return self.signer.sign(headers, body_hash, timestamp=int(now.timestamp()))
 
 
 def _to_header(reader: Reader) -> bytes:

@@ -171,6 +171,7 @@ class Sender:
         self.limiter.on_wait = self._cap_wait
         self.tally = RunTally()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slice-ledger")
+        self._slots = 3 * options.concurrency  # rows claimed and not yet finished, at most
         self._relay_failures = 0
         self._stop = asyncio.Event()
         self._fatal: BaseException | None = None
@@ -203,7 +204,7 @@ class Sender:
     async def _run(self) -> None:
         n = self.options.concurrency
         queue: asyncio.Queue[Row | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(2 * n)
+        slots = asyncio.Semaphore(self._slots)
         committer = _GroupCommit(self._db, self.ledger, self.clock)
         commit_task = asyncio.create_task(committer.run())
         workers = [asyncio.create_task(self._worker(queue, slots, committer)) for _ in range(n)]
@@ -240,14 +241,20 @@ class Sender:
                 continue
             i = 0
             while i < len(rows) and not self._stop.is_set():
-                await slots.acquire()
-                if self._stop.is_set():
-                    slots.release()
-                    return
-                taken = 1
+                # claim in groups: wait until a connection's worth of slots is free,
+                # then take every free slot (fewer, larger ledger transactions)
+                want = min(n, len(rows) - i)
+                taken = 0
+                while taken < want:
+                    await slots.acquire()
+                    taken += 1
                 while taken < len(rows) - i and not slots.locked():
                     await slots.acquire()
                     taken += 1
+                if self._stop.is_set():
+                    for _ in range(taken):
+                        slots.release()
+                    return
                 chunk = rows[i : i + taken]
                 i += taken
                 cursor = chunk[-1].delivery_id
@@ -267,9 +274,9 @@ class Sender:
         self, queue: asyncio.Queue[Row | None], slots: asyncio.Semaphore, n: int
     ) -> bool:
         """Nothing due now: wait for rows in flight, then for the next retry. False when done."""
-        for _ in range(2 * n):  # every claimed row has finished when all slots are back
+        for _ in range(self._slots):  # every claimed row has finished when all slots are back
             await slots.acquire()
-        for _ in range(2 * n):
+        for _ in range(self._slots):
             slots.release()
         if self._stop.is_set():
             return False
@@ -319,8 +326,8 @@ class Sender:
 
     async def _attempt(self, connection: RelayConnection, row: Row) -> Answer:
         await self.limiter.acquire()
-        data = self.message.render(row.reader, now=self.clock.now())
-        answer = await connection.send(self.message.envelope_from, row.reader.email, data)
+        data = await self.message.render_wire(row.reader, now=self.clock.now())
+        answer = await connection.send(self.message.envelope_from, row.reader.email, data, wire=True)
         if answer.kind == "relay" or (answer.kind == "soft" and answer.code is None):
             self._relay_failures += 1
             if self._relay_failures >= self.options.relay_failure_limit:
