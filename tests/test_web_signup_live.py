@@ -130,13 +130,13 @@ def test_the_opt_in_by_clicking_without_javascript(live: Live, width: int) -> No
         browser.type("#signup-name", "Rita Reader")
         browser.click(".signup button", navigates=True)
         shot("3-check-inbox")
-        live.smtp.wait_for(1)  # the email leaves after the page is answered
+        live.smtp.wait_for(1, timeout=20)  # the email leaves after the page is answered
         [message] = live.smtp.parsed()
         [link] = links(message, "confirm")
 
         browser.open(link)
         shot("4-confirmed")
-        live.smtp.wait_for(2)
+        live.smtp.wait_for(2, timeout=20)
         [_, welcome] = live.smtp.parsed()
         for name, email in (("confirm-email", message), ("welcome-email", welcome)):
             page = OUTPUT / f"signup-{width}-{name}.html"
