@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -121,9 +120,7 @@ def run_sink(port: int) -> None:
 
 
 def start_sink_process() -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "sink"], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, __file__, "sink"], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
     return proc, port
@@ -141,7 +138,11 @@ def make_project(
     }
     if dkim:
         key, _record = make_dkim_key(folder)
-        env |= {"SLICE_DKIM_KEY": str(key), "SLICE_DKIM_SELECTOR": "s1", "SLICE_DKIM_DOMAIN": "example.org"}
+        env |= {
+            "SLICE_DKIM_KEY": str(key),
+            "SLICE_DKIM_SELECTOR": "s1",
+            "SLICE_DKIM_DOMAIN": "example.org",
+        }
     settings = load_settings(config=folder / "slice.toml", environ=env)
     store = Store.open(settings.database_url)
     write_issue(settings, store, papers=papers)
@@ -176,7 +177,9 @@ def one_message(settings: Settings) -> bytes:
 
     folder = IssueFolder.of(settings.outbox_dir, ISSUE)
     message = IssueMessage.from_outbox(settings, folder, signer=DkimSigner.from_settings(settings))
-    return message.render(Reader("bench-uid", "reader@example.com", "Ada Lovelace"), now=SystemClock().now())
+    return message.render(
+        Reader("bench-uid", "reader@example.com", "Ada Lovelace"), now=SystemClock().now()
+    )
 
 
 def throughput(readers: int, concurrency: int, papers: int, rounds: int) -> list[dict[str, Any]]:
@@ -233,7 +236,11 @@ def memory_child(folder: Path, port: int) -> None:
     """Runs only the send, then prints its peak RSS (KiB) and the count."""
     settings = load_settings(
         config=folder / "slice.toml",
-        environ={"SLICE_SECRET_KEY": SECRET, "SLICE_SMTP_HOST": "127.0.0.1", "SLICE_SMTP_PORT": str(port)},
+        environ={
+            "SLICE_SECRET_KEY": SECRET,
+            "SLICE_SMTP_HOST": "127.0.0.1",
+            "SLICE_SMTP_PORT": str(port),
+        },
     )
     store = Store.open(settings.database_url)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -243,7 +250,11 @@ def memory_child(folder: Path, port: int) -> None:
     )
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"sent": report.tally.sent, "before_kib": before, "peak_kib": peak, "seconds": elapsed}))
+    print(
+        json.dumps(
+            {"sent": report.tally.sent, "before_kib": before, "peak_kib": peak, "seconds": elapsed}
+        )
+    )
 
 
 def memory(sizes: list[int]) -> list[dict[str, Any]]:
@@ -253,11 +264,15 @@ def memory(sizes: list[int]) -> list[dict[str, Any]]:
         for size in sizes:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp) / "p"
-                _settings, store = make_project(folder, port=port, readers=size, papers=1, dkim=False)
+                _settings, store = make_project(
+                    folder, port=port, readers=size, papers=1, dkim=False
+                )
                 store.dispose()
                 out = subprocess.run(
                     [sys.executable, __file__, "memory-child", str(folder), str(port)],
-                    capture_output=True, text=True, check=True,
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 ).stdout
                 row = json.loads(out.strip().splitlines()[-1]) | {"readers": size}
                 results.append(row)
@@ -287,7 +302,9 @@ def rate_accuracy(rate: float, seconds: float) -> dict[str, Any]:
     count = int(rate * seconds) + 1
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            settings, store = make_project(Path(tmp) / "p", port=server.port, readers=count, papers=10, dkim=True)
+            settings, store = make_project(
+                Path(tmp) / "p", port=server.port, readers=count, papers=10, dkim=True
+            )
             options = SendOptions(rate=rate, concurrency=4)
             asyncio.run(send_issue(settings, store, ISSUE, options=options))
             store.dispose()
@@ -317,8 +334,12 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "memory-child":
         memory_child(Path(sys.argv[2]), int(sys.argv[3]))
         return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="all", choices=["all", "throughput", "memory", "rate"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "what", nargs="?", default="all", choices=["all", "throughput", "memory", "rate"]
+    )
     parser.add_argument("--readers", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--papers", type=int, default=10)

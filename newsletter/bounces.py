@@ -28,14 +28,15 @@ from pathlib import Path
 from typing import cast
 
 from flufl.bounce import all_failures
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
+from sqlmodel import SQLModel
 
 from newsletter.errors import BounceFileError, TokenError
-from newsletter.models import Subscriber, SubscriberStatus, utcnow
+from newsletter.models import SubscriberStatus, utcnow
 from newsletter.store import Store
 from newsletter.tokens import Tokens
 
-S = cast(Table, Subscriber.__table__)
+S = SQLModel.metadata.tables["subscribers"]
 _TOKEN_IN_URL = re.compile(r"/unsubscribe/([A-Za-z0-9_\-.]+)")
 
 

@@ -74,8 +74,8 @@ def issue_html(papers: int = 10) -> str:
             f"</td></tr>\n"
         )
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{html.escape(SUBJECT)}</title></head>\n"
         '<body style="margin:0;padding:0;background:#f5f7fa">\n'
         '<div style="display:none;max-height:0;overflow:hidden">Ten papers this week.</div>\n'
@@ -105,7 +105,12 @@ def issue_text(papers: int = 10) -> str:
         ]
     # lines that start with a dot must survive SMTP's dot-stuffing
     lines += [".5 mm slices were used throughout.", "...", "."]
-    lines += ["--", f"Unsubscribe: {UNSUBSCRIBE_URL}", "Test Weekly, 12 Example Street, Brussels", ""]
+    lines += [
+        "--",
+        f"Unsubscribe: {UNSUBSCRIBE_URL}",
+        "Test Weekly, 12 Example Street, Brussels",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -122,7 +127,9 @@ def write_issue(
     """A composed issue in the outbox (and its row in the store, when one is given)."""
     folder = IssueFolder.of(settings.outbox_dir, issue_id)
     folder.root.mkdir(parents=True, exist_ok=True)
-    folder.email_html.write_text(html_text if html_text is not None else issue_html(papers), "utf-8")
+    folder.email_html.write_text(
+        html_text if html_text is not None else issue_html(papers), "utf-8"
+    )
     folder.text.write_text(text if text is not None else issue_text(papers), "utf-8")
     folder.web_html.write_text("<html><body>web copy</body></html>\n", "utf-8")
     rendered = RenderedIssue(
@@ -222,7 +229,9 @@ def make_dkim_key(folder: Path, bits: int = 2048) -> tuple[Path, bytes]:
     return path, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
 
 
-def dkim_verify(data: bytes, record: bytes, *, selector: str = "s1", domain: str = "example.org") -> bool:
+def dkim_verify(
+    data: bytes, record: bytes, *, selector: str = "s1", domain: str = "example.org"
+) -> bool:
     """Verify with dkimpy, an implementation independent of Slice's signer."""
     wanted = f"{selector}._domainkey.{domain}.".encode()
 

@@ -111,9 +111,13 @@ def test_one_eml_file(store: Store, readers: list[str], tmp_path: Path) -> None:
     assert statuses(store)[readers[1]] == "bounced"
 
 
-def test_unsubscribed_reader_who_bounces_stays_unsubscribed(store: Store, readers: list[str], tmp_path: Path) -> None:
+def test_unsubscribed_reader_who_bounces_stays_unsubscribed(
+    store: Store, readers: list[str], tmp_path: Path
+) -> None:
     path = tmp_path / "b.eml"
-    path.write_bytes((REPORTS / "dsn-permanent.eml").read_bytes().replace(b"reader000001", b"reader000007"))
+    path.write_bytes(
+        (REPORTS / "dsn-permanent.eml").read_bytes().replace(b"reader000001", b"reader000007")
+    )
     report = import_bounces(store, path)
     assert report.already == 1 and statuses(store)[readers[7]] == "unsubscribed"
 
@@ -139,7 +143,12 @@ def test_cli_prints_a_line_per_change_and_a_summary(
     ],
 )
 def test_bad_paths_are_one_line(
-    run_cli: Callable[..., Result], store: Store, tmp_path: Path, name: str, content: object, expected: str
+    run_cli: Callable[..., Result],
+    store: Store,
+    tmp_path: Path,
+    name: str,
+    content: object,
+    expected: str,
 ) -> None:
     path = tmp_path / name
     if content == "":

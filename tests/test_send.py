@@ -92,7 +92,10 @@ def test_every_confirmed_reader_gets_one_message_with_their_own_links(
         # the decoded parts are exactly the rendered issue with this reader's values
         assert crlf(text.get_content()) == fill_placeholders(issue_text(), values)
         assert crlf(body.get_content()) == fill_placeholders(issue_html(), values)
-        assert msg["List-Unsubscribe"] == f"<{url}>, <mailto:unsubscribe@example.org?subject=unsubscribe>"
+        assert (
+            msg["List-Unsubscribe"]
+            == f"<{url}>, <mailto:unsubscribe@example.org?subject=unsubscribe>"
+        )
         assert tokens.read_unsubscribe(url.rsplit("/", 1)[1]) == subs[address].uid
     # the HTML part escapes what a reader typed as their name
     zoe = by_rcpt["zoe@example.com"]
@@ -178,13 +181,25 @@ def test_dkim_signature_verifies_with_an_independent_verifier(
         assert tags["a"] == "rsa-sha256" and tags["d"] == "example.org" and tags["s"] == "s1"
         signed = set(tags["h"].split(":"))
         assert {
-            "from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "list-unsubscribe",
+            "list-unsubscribe-post",
         } <= signed
         assert dkim_verify(received.data, record)
         # any change to a signed header or the body breaks it
-        assert not dkim_verify(received.data.replace(b"Subject: Radiology", b"Subject: Radiolo9y"), record)
-        assert not dkim_verify(received.data.replace(b"Read the paper", b"Read the pap3r", 1), record)
-        forged = received.data.replace(b"List-Unsubscribe-Post:", b"List-Unsubscribe-Post: x\r\nList-Unsubscribe-Post:", 1)
+        assert not dkim_verify(
+            received.data.replace(b"Subject: Radiology", b"Subject: Radiolo9y"), record
+        )
+        assert not dkim_verify(
+            received.data.replace(b"Read the paper", b"Read the pap3r", 1), record
+        )
+        forged = received.data.replace(
+            b"List-Unsubscribe-Post:", b"List-Unsubscribe-Post: x\r\nList-Unsubscribe-Post:", 1
+        )
         assert not dkim_verify(forged, record)
 
 
@@ -263,7 +278,9 @@ def test_backoff_grows_and_gives_up_after_max_attempts(
     # the server saw the tries spaced out by those waits
     assert len(smtp_server.attempts) == 0  # refused at RCPT: DATA never started
     with db.read() as session:
-        assert session.exec(select(Subscriber)).one().status == "confirmed"  # a 4xx never suppresses
+        assert (
+            session.exec(select(Subscriber)).one().status == "confirmed"
+        )  # a 4xx never suppresses
     assert report.tally.failed == 1 and report.tally.suppressed == 0
 
 
@@ -293,9 +310,7 @@ def test_relay_refusing_everything_stops_early_and_loses_nobody(
     assert len({m.rcpt_tos[0] for m in smtp_server.messages}) == 50
 
 
-def test_unreachable_relay_stops_with_one_line(
-    project: Path, environ: dict[str, str]
-) -> None:
+def test_unreachable_relay_stops_with_one_line(project: Path, environ: dict[str, str]) -> None:
     import socket
 
     with socket.socket() as s:
@@ -332,12 +347,23 @@ def test_readers_who_leave_before_their_turn_are_skipped_and_late_signups_not_ad
     smtp_server.refuse_all = None
     report = send(smtp_settings, db)
     assert report.tally.skipped == 3 and report.tally.sent == 3
-    assert {m.rcpt_tos[0] for m in smtp_server.messages} == {addresses[0], addresses[2], addresses[3]}
+    assert {m.rcpt_tos[0] for m in smtp_server.messages} == {
+        addresses[0],
+        addresses[2],
+        addresses[3],
+    }
     rows = ledger(db)
     assert "late@example.com" not in rows
-    assert rows[addresses[1]].status == "skipped" and "unsubscribed" in rows[addresses[1]].last_error
+    assert (
+        rows[addresses[1]].status == "skipped" and "unsubscribed" in rows[addresses[1]].last_error
+    )
     assert report.counts == {
-        "pending": 0, "sending": 0, "sent": 3, "deferred": 0, "failed": 0, "skipped": 3
+        "pending": 0,
+        "sending": 0,
+        "sent": 3,
+        "deferred": 0,
+        "failed": 0,
+        "skipped": 3,
     }
 
 
@@ -433,12 +459,18 @@ def test_wire_form_is_the_message_dot_stuffed(smtp_settings: Settings, tmp_path:
     key, record = make_dkim_key(tmp_path)
     settings = load_settings(
         config=smtp_settings.config_file,
-        environ={"SLICE_SECRET_KEY": TEST_SECRET, "SLICE_DKIM_KEY": str(key),
-                 "SLICE_DKIM_SELECTOR": "s1", "SLICE_DKIM_DOMAIN": "example.org"},
+        environ={
+            "SLICE_SECRET_KEY": TEST_SECRET,
+            "SLICE_DKIM_KEY": str(key),
+            "SLICE_DKIM_SELECTOR": "s1",
+            "SLICE_DKIM_DOMAIN": "example.org",
+        },
     )
     write_issue(settings, None)
     message = IssueMessage.from_outbox(
-        settings, IssueFolder.of(settings.outbox_dir, ISSUE), signer=DkimSigner.from_settings(settings)
+        settings,
+        IssueFolder.of(settings.outbox_dir, ISSUE),
+        signer=DkimSigner.from_settings(settings),
     )
     now = datetime(2025, 6, 16, 6, 0, tzinfo=UTC)
     for reader in [Reader("u1", "a@example.com", ".dot"), Reader("u2", "b@example.com", "Ann")]:

@@ -61,13 +61,21 @@ def test_send_prints_a_summary_and_a_line_per_failure(
         "failed reader000002@example.com: 550 5.1.1 <reader000002@example.com>: no such user "
         "(address suppressed as bounced)"
     ) in result.stderr
-    assert "Issue 2025-W24: sent 4, deferred 0, failed 1 (1 suppressed), skipped 0 in" in result.stdout
-    assert "Ledger: 4 sent, 1 failed, 0 skipped, 0 deferred, 0 waiting of 5. Issue finished." in result.stdout
+    assert (
+        "Issue 2025-W24: sent 4, deferred 0, failed 1 (1 suppressed), skipped 0 in" in result.stdout
+    )
+    assert (
+        "Ledger: 4 sent, 1 failed, 0 skipped, 0 deferred, 0 waiting of 5. Issue finished."
+        in result.stdout
+    )
 
     again = run_cli("send", ISSUE, env=smtp_environ)
     assert again.exit_code == 0
     assert again.stdout.startswith("Issue 2025-W24 was already sent on ")
-    assert "(sent 4, failed 1, skipped 0); nothing to do; `--retry-failed` tries the 1 failed again." in again.stdout
+    assert (
+        "(sent 4, failed 1, skipped 0); nothing to do; `--retry-failed` tries the 1 failed again."
+        in again.stdout
+    )
     assert len(smtp_server.messages) == 4
 
     status = run_cli("send", ISSUE, "--status", env=smtp_environ)
@@ -175,8 +183,8 @@ def test_dry_run_writes_the_wire_bytes_and_touches_no_ledger(
     wire = next(m.data for m in smtp_server.messages if m.rcpt_tos == ["ada@example.com"])
 
     def stable(data: bytes) -> bytes:
-        head, body = data.split(b"\r\n\r\n", 1)
-        keep = [h for h in parse(data).keys() if h not in ("Date", "DKIM-Signature")]
+        _head, body = data.split(b"\r\n\r\n", 1)
+        keep = [h for h in parse(data) if h not in ("Date", "DKIM-Signature")]
         msg = parse(data)
         return b"".join(f"{k}: {msg[k]}".encode() for k in keep) + body
 
@@ -211,12 +219,19 @@ def test_proof_goes_to_one_address_and_touches_no_ledger(
         (["send", "2025-W99"], "issue 2025-W99 is not composed"),
         (["send", "../etc"], "is not an issue id"),
         (["send", ISSUE, "--to", "not an address"], "is not one address"),
-        (["send", ISSUE, "--status"], "issue 2025-W24 has not been sent yet (0 confirmed subscribers"),
+        (
+            ["send", ISSUE, "--status"],
+            "issue 2025-W24 has not been sent yet (0 confirmed subscribers",
+        ),
     ],
 )
 def test_bad_input_gets_one_line(
-    run_cli: Run, smtp_environ: dict[str, str], smtp_settings: Settings, db: Store,
-    args: list[str], expected: str,
+    run_cli: Run,
+    smtp_environ: dict[str, str],
+    smtp_settings: Settings,
+    db: Store,
+    args: list[str],
+    expected: str,
 ) -> None:
     write_issue(smtp_settings, None)
     result = run_cli(*args, env=smtp_environ)
@@ -232,7 +247,11 @@ def test_conflicting_flags_are_a_usage_error(run_cli: Run) -> None:
 
 
 def test_dkim_key_problems_are_one_line(
-    run_cli: Run, project: Path, smtp_environ: dict[str, str], tmp_path: Path, db: Store,
+    run_cli: Run,
+    project: Path,
+    smtp_environ: dict[str, str],
+    tmp_path: Path,
+    db: Store,
     smtp_settings: Settings,
 ) -> None:
     write_issue(smtp_settings, db)
@@ -240,8 +259,22 @@ def test_dkim_key_problems_are_one_line(
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key")
     cases = [
-        ({"SLICE_DKIM_KEY": str(tmp_path / "missing.pem"), "SLICE_DKIM_SELECTOR": "s", "SLICE_DKIM_DOMAIN": "example.org"}, "does not exist"),
-        ({"SLICE_DKIM_KEY": str(bad), "SLICE_DKIM_SELECTOR": "s", "SLICE_DKIM_DOMAIN": "example.org"}, "is not a PEM private key"),
+        (
+            {
+                "SLICE_DKIM_KEY": str(tmp_path / "missing.pem"),
+                "SLICE_DKIM_SELECTOR": "s",
+                "SLICE_DKIM_DOMAIN": "example.org",
+            },
+            "does not exist",
+        ),
+        (
+            {
+                "SLICE_DKIM_KEY": str(bad),
+                "SLICE_DKIM_SELECTOR": "s",
+                "SLICE_DKIM_DOMAIN": "example.org",
+            },
+            "is not a PEM private key",
+        ),
         ({"SLICE_DKIM_KEY": str(bad)}, "SLICE_DKIM_SELECTOR and SLICE_DKIM_DOMAIN"),
     ]
     for extra, expected in cases:
@@ -260,20 +293,40 @@ def test_dev_smtp_keeps_messages_as_eml_and_prints_a_line_each(project: Path) ->
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLICE_")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from newsletter.cli import app; app()", "--config",
-         str(project / "slice.toml"), "dev-smtp", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-c",
+            "from newsletter.cli import app; app()",
+            "--config",
+            str(project / "slice.toml"),
+            "dev-smtp",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert first.startswith(f"Listening on 127.0.0.1:{port}; messages go to {project / 'outbox' / 'mailbox'}")
-        message = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: Hello there\r\n\r\nBody\r\n"
+        assert first.startswith(
+            f"Listening on 127.0.0.1:{port}; messages go to {project / 'outbox' / 'mailbox'}"
+        )
+        message = (
+            b"From: a@example.org\r\nTo: b@example.com\r\nSubject: Hello there\r\n\r\nBody\r\n"
+        )
         import asyncio
 
         asyncio.run(
-            aiosmtplib.send(message, sender="a@example.org", recipients=["b@example.com"],
-                            hostname="127.0.0.1", port=port)
+            aiosmtplib.send(
+                message,
+                sender="a@example.org",
+                recipients=["b@example.com"],
+                hostname="127.0.0.1",
+                port=port,
+            )
         )
         line = proc.stdout.readline()
         assert "a@example.org → b@example.com 'Hello there'" in line

@@ -122,9 +122,11 @@ def test_a_second_send_of_the_same_issue_waits_its_turn(
         while not smtp_server.messages and time.monotonic() < kill_when_started:
             time.sleep(0.01)
         second = start_send(project, smtp_environ)
-        out, err = second.communicate(timeout=30)
+        _out, err = second.communicate(timeout=30)
         assert second.returncode == 1
-        assert err.startswith(f"Error: another `slice send {ISSUE}` is running (process {first.pid})")
+        assert err.startswith(
+            f"Error: another `slice send {ISSUE}` is running (process {first.pid})"
+        )
     finally:
         first.kill()
         first.wait()

@@ -26,13 +26,22 @@ from rich.text import Text
 
 from newsletter.bounces import import_bounces
 from newsletter.cli.base import err, out, state
+from newsletter.config import Settings
 from newsletter.devsmtp import MailSink, Received, SmtpServerThread
 from newsletter.errors import RelayRefusedError, SendError
 from newsletter.models import DeliveryStatus
-from newsletter.send import SendOptions, dry_run, issue_status, send_issue, send_proof
+from newsletter.send import (
+    IssueStatusReport,
+    SendOptions,
+    dry_run,
+    issue_status,
+    send_issue,
+    send_proof,
+)
 from newsletter.send.deliver import Answer
 from newsletter.send.ledger import Outcome, Row
 from newsletter.send.run import RunTally
+from newsletter.store import Store
 
 IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a folder in outbox/).")]
 
@@ -166,7 +175,9 @@ def send(
         _send(console, settings, app_state.store(), issue, retry_failed=retry_failed)
 
 
-def _send(console: Console, settings, store, issue: str, *, retry_failed: bool) -> None:  # type: ignore[no-untyped-def]
+def _send(
+    console: Console, settings: Settings, store: Store, issue: str, *, retry_failed: bool
+) -> None:
     stderr = err()
     options = SendOptions.from_settings(settings)
     with ProgressEvents(stderr) as events:
@@ -221,7 +232,7 @@ def _send(console: Console, settings, store, issue: str, *, retry_failed: bool) 
         console.print(f"Run `slice send {issue}` again to continue.")
 
 
-def _print_status(console: Console, report, issue: str) -> None:  # type: ignore[no-untyped-def]
+def _print_status(console: Console, report: IssueStatusReport, issue: str) -> None:
     if report.issue is None:
         raise SendError(
             f"issue {issue} has not been sent yet ({report.confirmed} confirmed subscribers "

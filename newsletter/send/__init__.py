@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import make_msgid
 from pathlib import Path
-from typing import cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
+from sqlmodel import SQLModel
 
 from newsletter.config import Settings
 from newsletter.errors import SendError
 from newsletter.mail import parse_address, smtp_client
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
+from newsletter.models import Issue, IssueStatus, SubscriberStatus
 from newsletter.outbox import IssueFolder
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.dkim import DkimSigner
@@ -48,7 +48,7 @@ __all__ = [
     "send_proof",
 ]
 
-S = cast(Table, Subscriber.__table__)
+S = SQLModel.metadata.tables["subscribers"]
 
 
 @dataclass

@@ -114,14 +114,13 @@ class DkimSigner:
         """
         by_name: dict[bytes, list[bytes]] = {}
         for line in headers:
-            name = line.split(b":", 1)[0].strip().lower()
-            by_name.setdefault(name, []).append(line)
+            by_name.setdefault(line.split(b":", 1)[0].strip().lower(), []).append(line)
         names = [n for n in SIGNED_HEADERS if n.encode() in by_name]
         names += [n for n in OVERSIGNED if n.encode() in by_name]
         signed: list[bytes] = []
         used: dict[bytes, int] = {}
-        for name in names:
-            key = name.encode()
+        for header in names:
+            key = header.encode()
             found = by_name[key]
             count = used.get(key, 0)
             if count < len(found):  # the last unused instance, bottom-up (RFC 6376 5.4.2)

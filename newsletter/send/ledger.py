@@ -22,24 +22,33 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.types import DateTime, Integer, String
+from sqlmodel import SQLModel
 
 from newsletter.models import (
-    Delivery,
     DeliveryStatus,
     Issue,
     IssueStatus,
-    Subscriber,
     SubscriberStatus,
 )
 from newsletter.outbox import RenderedIssue
 from newsletter.send.message import Reader
 from newsletter.store import Store
 
-D = cast(Table, Delivery.__table__)
-S = cast(Table, Subscriber.__table__)
-I = cast(Table, Issue.__table__)  # noqa: E741
+D = SQLModel.metadata.tables["deliveries"]
+S = SQLModel.metadata.tables["subscribers"]
+I = SQLModel.metadata.tables["issues"]  # noqa: E741
 
 OPEN = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
 

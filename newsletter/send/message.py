@@ -302,7 +302,11 @@ class IssueMessage:
             b"Date: " + format_datetime(now, usegmt=True).encode("ascii") + b"\r\n",
             b"Message-ID: " + (message_id or self.message_id(reader.uid)).encode("ascii") + b"\r\n",
             *self._tail,
-            b"List-Unsubscribe: <" + url.encode("ascii") + b">,\r\n " + self._mailto.encode("ascii") + b"\r\n",
+            b"List-Unsubscribe: <"
+            + url.encode("ascii")
+            + b">,\r\n "
+            + self._mailto.encode("ascii")
+            + b"\r\n",
             *self._post,
         ]
         return headers, body, encoded

@@ -327,7 +327,9 @@ class Sender:
     async def _attempt(self, connection: RelayConnection, row: Row) -> Answer:
         await self.limiter.acquire()
         data = await self.message.render_wire(row.reader, now=self.clock.now())
-        answer = await connection.send(self.message.envelope_from, row.reader.email, data, wire=True)
+        answer = await connection.send(
+            self.message.envelope_from, row.reader.email, data, wire=True
+        )
         if answer.kind == "relay" or (answer.kind == "soft" and answer.code is None):
             self._relay_failures += 1
             if self._relay_failures >= self.options.relay_failure_limit:
