@@ -353,10 +353,10 @@ class Subscribers:
             sub.unsubscribed_at = None
             sub.status_reason = ""
             sub.updated_at = now
-            welcome = Welcome(sub.email, sub.name, sub.uid, None)
+            email, name, uid = sub.email, sub.name, sub.uid
+        # read after the commit: the latest issue is not worth holding the write lock for
         return ConfirmResult(
-            ConfirmStatus.CONFIRMED,
-            Welcome(welcome.email, welcome.name, welcome.uid, self.latest_issue()),
+            ConfirmStatus.CONFIRMED, Welcome(email, name, uid, self.latest_issue())
         )
 
     # --- leaving -----------------------------------------------------------
