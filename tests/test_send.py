@@ -479,3 +479,77 @@ def test_wire_form_is_the_message_dot_stuffed(smtp_settings: Settings, tmp_path:
         assert wire == PERIOD_REGEX.sub(b"..", normalize_message_line_endings(plain))
         assert b"\r\n.5 mm slices" in plain and b"\r\n..5 mm slices" in wire
         assert dkim_verify(plain, record)
+
+
+def test_a_slow_relay_times_out_and_the_message_goes_again_with_the_same_id(
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer
+) -> None:
+    settings = load_settings(
+        config=project / "slice.toml", environ=smtp_environ, overrides={"smtp": {"timeout": 0.3}}
+    )
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store, papers=1)
+        addresses = add_readers(store, 3)
+        smtp_server.delay = 0.6  # longer than the client waits
+
+        async def main() -> SendReport:
+            async def recover() -> None:
+                await asyncio.sleep(0.5)
+                smtp_server.delay = 0
+
+            task = asyncio.create_task(recover())
+            # retries come after the server recovers (timeouts in a row would stop the send)
+            options = SendOptions(**{**FAST, "retry_base_seconds": 1.2})
+            report = await send_issue(settings, store, ISSUE, options=options, rng=random.Random(3))
+            await task
+            return report
+
+        report = asyncio.run(main())
+        rows = ledger(store)
+    assert report.finished and report.tally.deferred >= 1
+    assert {r.status for r in rows.values()} == {"sent"}
+    timed_out = [r for r in rows.values() if r.attempts > 1]
+    assert timed_out and all("timed out" in r.last_error or r.last_error == "" for r in rows.values())
+    # the slow server finished the timed-out transaction after the client gave up: the
+    # reader may hold two copies, always with the one Message-ID the ledger recorded
+    ids: dict[str, set[str]] = {}
+    for m in smtp_server.messages:
+        ids.setdefault(m.rcpt_tos[0], set()).add(str(parse(m.data)["Message-ID"]))
+    assert set(ids) == set(addresses)
+    assert all(ids[a] == {rows[a].message_id} for a in addresses)
+
+
+def test_login_then_send_over_reused_connections(
+    project: Path, environ: dict[str, str]
+) -> None:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins: list[str] = []
+
+    def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.password == b"s3cret"
+        if ok:
+            logins.append(data.login.decode())
+        return AuthResult(success=ok)
+
+    server = RecordingSMTPServer(
+        smtp_kwargs={"authenticator": check, "auth_require_tls": False}
+    ).start()
+    try:
+        env = {
+            **environ,
+            "SLICE_SMTP_HOST": "127.0.0.1",
+            "SLICE_SMTP_PORT": str(server.port),
+            "SLICE_SMTP_USERNAME": "editor",
+            "SLICE_SMTP_PASSWORD": "s3cret",
+        }
+        settings = load_settings(config=project / "slice.toml", environ=env)
+        with Store.open(settings.database_url) as store:
+            write_issue(settings, store, papers=1)
+            add_readers(store, 12)
+            report = send(settings, store, options={"concurrency": 3})
+        assert report.tally.sent == 12 and len(server.messages) == 12
+        # one login per connection, not per message
+        assert logins == ["editor"] * 3 and server.connections == 3
+    finally:
+        server.stop()
