@@ -130,3 +130,32 @@ def test_a_second_send_of_the_same_issue_waits_its_turn(
     finally:
         first.kill()
         first.wait()
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer
+) -> None:
+    settings = load_settings(config=project / "slice.toml", environ=smtp_environ)
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store, papers=1)
+        addresses = add_readers(store, 200)
+    smtp_server.delay = 0.02
+    proc = start_send(project, smtp_environ)
+    deadline = time.monotonic() + 30
+    while len(smtp_server.messages) < 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Interrupted: " in err and f"Run `slice send {ISSUE}` again to continue." in err
+    assert "Traceback" not in err
+    with Store.open(settings.database_url) as store, store.read() as session:
+        states = Counter(d.status for d in session.exec(select(Delivery)).all())
+    # rows waiting for a connection went back to pending; only those on the wire stay 'sending'
+    assert states["sending"] <= CONCURRENCY
+    assert states["sent"] >= 20 and states["sent"] + states["sending"] + states["pending"] == 200
+
+    final = start_send(project, smtp_environ)
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    assert {m.rcpt_tos[0] for m in smtp_server.messages} == set(addresses)

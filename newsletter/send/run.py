@@ -19,8 +19,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from newsletter.config import Settings
-from newsletter.errors import RelayRefusedError
+from newsletter.errors import RelayRefusedError, StoreError
 from newsletter.models import DeliveryStatus
 from newsletter.send.deliver import Answer, RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger, Outcome, Row, backoff_delay
@@ -178,7 +180,14 @@ class Sender:
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+        except SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+            raise StoreError(
+                f"the delivery ledger could not be written ({first}); the send stopped and "
+                "nothing was lost: run the same `slice send` again."
+            ) from exc
 
     def _halt(self, reason: str, fatal: BaseException | None = None) -> None:
         if not self.tally.stopped:
@@ -316,8 +325,8 @@ class Sender:
                             outcome = self._untried(row, str(exc))
                     await committer.submit(outcome)  # committed before the next message
                     self._count(row, outcome, answer)
-                except Exception as exc:  # the ledger cannot be written: stop everything
-                    self._halt(f"the ledger could not be written: {exc}", exc)
+                except StoreError as exc:  # the ledger cannot be written: stop everything
+                    self._halt(str(exc), exc)
                 finally:
                     slots.release()
         finally:
