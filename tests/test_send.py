@@ -509,7 +509,9 @@ def test_a_slow_relay_times_out_and_the_message_goes_again_with_the_same_id(
     assert report.finished and report.tally.deferred >= 1
     assert {r.status for r in rows.values()} == {"sent"}
     timed_out = [r for r in rows.values() if r.attempts > 1]
-    assert timed_out and all("timed out" in r.last_error or r.last_error == "" for r in rows.values())
+    assert timed_out and all(
+        "timed out" in r.last_error or r.last_error == "" for r in rows.values()
+    )
     # the slow server finished the timed-out transaction after the client gave up: the
     # reader may hold two copies, always with the one Message-ID the ledger recorded
     ids: dict[str, set[str]] = {}
@@ -519,9 +521,7 @@ def test_a_slow_relay_times_out_and_the_message_goes_again_with_the_same_id(
     assert all(ids[a] == {rows[a].message_id} for a in addresses)
 
 
-def test_login_then_send_over_reused_connections(
-    project: Path, environ: dict[str, str]
-) -> None:
+def test_login_then_send_over_reused_connections(project: Path, environ: dict[str, str]) -> None:
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
     logins: list[str] = []

@@ -156,6 +156,6 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(
     assert states["sent"] >= 20 and states["sent"] + states["sending"] + states["pending"] == 200
 
     final = start_send(project, smtp_environ)
-    out, err = final.communicate(timeout=120)
+    _out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
     assert {m.rcpt_tos[0] for m in smtp_server.messages} == set(addresses)
