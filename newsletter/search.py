@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from sqlalchemy import column, func, literal_column, select, table, text
+from sqlalchemy import Select, column, func, literal_column, select, table, text
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
@@ -306,27 +306,38 @@ class SearchPage:
         return out
 
 
-def search_papers(session: Session, params: SearchParams) -> SearchPage:
-    """One page of the papers that match ``params``, in the order asked for."""
-    parsed, notes = parse_query(params.q)
-    if params.q and parsed.empty:
-        if not notes:
-            notes.append("Your search has no words in it to look for.")
-        return SearchPage(params=params, papers=[], total=0, notes=notes)
-    dialect = session.get_bind().dialect.name
-    stmt = select(Paper)
-    rank: ColumnElement[Any] | None = None
-    if not parsed.empty:
-        if dialect == "sqlite":
-            stmt = stmt.join(_FTS, _FTS.c.rowid == Paper.id).where(
-                text("papers_fts MATCH :match").bindparams(match=fts5_match(parsed))
-            )
-            rank = literal_column("bm25(papers_fts, 10.0, 1.0, 4.0)")
-        else:
-            tsquery = pg_tsquery(parsed)
-            document: ColumnElement[Any] = literal_column(PG_DOCUMENT)
-            stmt = stmt.where(document.op("@@")(tsquery))
-            rank = -func.ts_rank_cd(document, tsquery)
+def _order(params: SearchParams, rank: ColumnElement[Any] | None) -> tuple[Any, ...]:
+    if params.effective_sort == "relevance" and rank is not None:
+        return (rank, col(Paper.published).desc(), col(Paper.id).desc())
+    if params.effective_sort == "oldest":
+        return (col(Paper.published).asc(), col(Paper.id).asc())
+    return (col(Paper.published).desc(), col(Paper.id).desc())
+
+
+def _sqlite_plan(
+    params: SearchParams, parsed: ParsedQuery
+) -> tuple[Select[Any], Select[Any], tuple[Any, ...]]:
+    """(ids of the matches, their count, their order) on SQLite.
+
+    A search with no other filter runs on the FTS5 index alone: it never reads a
+    paper's row to rank or count (a page's ten rows are read afterwards). With
+    filters, it joins the papers, still carrying only ids.
+    """
+    match = text("papers_fts MATCH :match").bindparams(match=fts5_match(parsed))
+    rank: ColumnElement[Any] = literal_column("bm25(papers_fts, 10.0, 1.0, 4.0)")
+    joined = _filtered(
+        select(col(Paper.id)).join(_FTS, _FTS.c.rowid == Paper.id).where(match), params
+    )
+    if params.source or params.kind or params.since or params.until:
+        count = select(func.count()).select_from(joined.subquery())
+        return joined, count, _order(params, rank)
+    count = select(func.count()).select_from(_FTS).where(match)
+    if params.effective_sort == "relevance":  # ties: the paper stored last first
+        return select(_FTS.c.rowid).where(match), count, (rank, _FTS.c.rowid.desc())
+    return joined, count, _order(params, rank)
+
+
+def _filtered(stmt: Select[Any], params: SearchParams) -> Select[Any]:
     if params.source:
         stmt = stmt.where(col(Paper.source) == params.source)
     if params.kind:
@@ -335,8 +346,31 @@ def search_papers(session: Session, params: SearchParams) -> SearchPage:
         stmt = stmt.where(col(Paper.published) >= params.since)
     if params.until:
         stmt = stmt.where(col(Paper.published) <= params.until)
+    return stmt
 
-    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+def search_papers(session: Session, params: SearchParams) -> SearchPage:
+    """One page of the papers that match ``params``, in the order asked for."""
+    parsed, notes = parse_query(params.q)
+    if params.q and parsed.empty:
+        if not notes:
+            notes.append("Your search has no words in it to look for.")
+        return SearchPage(params=params, papers=[], total=0, notes=notes)
+    dialect = session.get_bind().dialect.name
+    if parsed.empty:
+        ids = _filtered(select(col(Paper.id)), params)
+        count = select(func.count()).select_from(ids.subquery())
+        order = _order(params, None)
+    elif dialect == "sqlite":
+        ids, count, order = _sqlite_plan(params, parsed)
+    else:
+        tsquery = pg_tsquery(parsed)
+        document: ColumnElement[Any] = literal_column(PG_DOCUMENT)
+        ids = _filtered(select(col(Paper.id)).where(document.op("@@")(tsquery)), params)
+        count = select(func.count()).select_from(ids.subquery())
+        order = _order(params, -func.ts_rank_cd(document, tsquery))
+
+    total = int(session.scalar(count) or 0)
     if (
         total == 0
         and dialect == "postgresql"
@@ -351,16 +385,15 @@ def search_papers(session: Session, params: SearchParams) -> SearchPage:
     )
     if total == 0 or result.beyond_last:
         return result
-    order: Sequence[Any]
-    sort = params.effective_sort
-    if sort == "relevance" and rank is not None:
-        order = (rank, col(Paper.published).desc(), col(Paper.id).desc())
-    elif sort == "oldest":
-        order = (col(Paper.published).asc(), col(Paper.id).asc())
-    else:
-        order = (col(Paper.published).desc(), col(Paper.id).desc())
-    stmt = stmt.order_by(*order).limit(params.per_page).offset((params.page - 1) * params.per_page)
-    result.papers = list(session.scalars(stmt))
+    ordered = ids.order_by(*order)
+    page_ids = [
+        int(i)
+        for i in session.scalars(
+            ordered.limit(params.per_page).offset((params.page - 1) * params.per_page)
+        )
+    ]
+    rows = {p.id: p for p in session.scalars(select(Paper).where(col(Paper.id).in_(page_ids)))}
+    result.papers = [rows[i] for i in page_ids if i in rows]
     return result
 
 
