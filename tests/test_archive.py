@@ -384,7 +384,7 @@ def test_a_submitted_form_lands_on_the_short_url(app: FastAPI, any_store: Store)
 def test_sort_menu_defaults_to_best_match(app: FastAPI, any_store: Store) -> None:
     add_papers(any_store, [make_paper(i) for i in range(3)])
     page = get(app, "/?q=chest").text
-    assert '<option value="" selected>Best match (newest without a search)</option>' in page
+    assert '<option value="" selected>Best match</option>' in page
     assert '<details class="filters">' in page  # closed: no filter is set
     page = get(app, "/?q=chest&sort=oldest").text
     assert '<option value="oldest" selected>' in page
