@@ -243,7 +243,7 @@ def memory_child(folder: Path, port: int) -> None:
         },
     )
     store = Store.open(settings.database_url)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # peak so far: start-up
     started = time.perf_counter()
     report = asyncio.run(
         send_issue(settings, store, ISSUE, options=SendOptions(rate=0, concurrency=8))

@@ -553,3 +553,28 @@ def test_login_then_send_over_reused_connections(project: Path, environ: dict[st
         assert logins == ["editor"] * 3 and server.connections == 3
     finally:
         server.stop()
+
+
+def test_deferred_readers_are_retried_in_the_same_run_after_the_backoff(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    """With the default 30 s base on a fake clock: the run waits out the backoff, then retries."""
+    from newsletter.send.ratelimit import FakeClock
+
+    write_issue(smtp_settings, db, papers=1)
+    addresses = add_readers(db, 3)
+    smtp_server.rcpt_replies[addresses[0]] = "451 4.2.0 mailbox busy"
+    clock = FakeClock()
+    options = SendOptions(rate=0, concurrency=1, max_attempts=3)
+    report = asyncio.run(
+        send_issue(smtp_settings, db, ISSUE, options=options, clock=clock, rng=random.Random(5))
+    )
+    assert report.finished and report.tally.sent == 2 and report.tally.deferred == 2
+    # deferred twice: the run waited about 30 s, then about 60 s (x0.5-1.5 jitter) to retry
+    waits = [s for s in clock.sleeps if s > 1]
+    assert len(waits) == 2
+    assert 15 <= waits[0] <= 45 and 30 <= waits[1] <= 90
+    row = ledger(db)[addresses[0]]
+    assert row.status == "failed" and row.attempts == 3
+    assert row.last_error == "gave up after 3 tries: 451 4.2.0 mailbox busy"
+    assert clock.elapsed == sum(clock.sleeps)

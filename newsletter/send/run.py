@@ -296,14 +296,15 @@ class Sender:
             return False
         self.events.waiting("retry", retry_at)
         delay = (retry_at - self.clock.now()).total_seconds()
-        stop = asyncio.create_task(self._stop.wait())
+        waits = [
+            asyncio.create_task(self._stop.wait()),
+            asyncio.create_task(self.clock.sleep(delay)),
+        ]
         try:
-            await asyncio.wait(
-                [stop, asyncio.create_task(self.clock.sleep(delay))],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop.cancel()
+            for task in waits:
+                task.cancel()
         self.events.waiting("", None)
         return not self._stop.is_set()
 
