@@ -1,7 +1,7 @@
 """Searching the stored papers: full text, filters, sort and pages.
 
 Full text runs on the database's own engine: SQLite FTS5 (the ``papers_fts``
-table) or PostgreSQL text search (the GIN index of migration m051). What a
+table) or PostgreSQL text search (the ``paper_search`` table of m052). What a
 reader types is never SQL and never FTS syntax: `parse_query` reads it as
 words, "quoted phrases", ``-excluded`` words and ``OR``, and each word or
 phrase reaches the database as a bound parameter (FTS5: a quoted string;
@@ -19,11 +19,10 @@ from datetime import date
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, column, func, literal_column, select, table, text
+from sqlalchemy import Select, bindparam, column, func, literal_column, select, table
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from newsletter.migrations.m051_paper_search_authors import PG_DOCUMENT
 from newsletter.models import Paper, PaperKind
 
 Sort = Literal["newest", "oldest", "relevance"]
@@ -39,6 +38,7 @@ _PIECE = re.compile(r'(-?)"([^"]*)"?|(\S+)')
 _SOURCE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FTS = table("papers_fts", column("rowid"))
+_PG_SEARCH = table("paper_search", column("paper_id"), column("document"))
 _PG_CONFIG: ColumnElement[Any] = literal_column("'english'::regconfig")
 
 
@@ -314,26 +314,37 @@ def _order(params: SearchParams, rank: ColumnElement[Any] | None) -> tuple[Any, 
     return (col(Paper.published).desc(), col(Paper.id).desc())
 
 
-def _sqlite_plan(
-    params: SearchParams, parsed: ParsedQuery
+def _index_plan(
+    params: SearchParams, parsed: ParsedQuery, dialect: str
 ) -> tuple[Select[Any], Select[Any], tuple[Any, ...]]:
-    """(ids of the matches, their count, their order) on SQLite.
+    """(ids of the matches, their count, their order) for a search with words.
 
-    A search with no other filter runs on the FTS5 index alone: it never reads a
-    paper's row to rank or count (a page's ten rows are read afterwards). With
-    filters, it joins the papers, still carrying only ids.
+    The words are matched in the full-text index (SQLite: the FTS5 table;
+    PostgreSQL: the ``paper_search`` table of stored documents). A search with
+    no other filter ranks and counts on the index alone and never reads a
+    paper's row (the page's rows are read afterwards); with filters it joins the
+    papers, still carrying only ids.
     """
-    match = text("papers_fts MATCH :match").bindparams(match=fts5_match(parsed))
-    rank: ColumnElement[Any] = literal_column("bm25(papers_fts, 10.0, 1.0, 4.0)")
-    joined = _filtered(
-        select(col(Paper.id)).join(_FTS, _FTS.c.rowid == Paper.id).where(match), params
-    )
+    index_id: ColumnElement[Any]
+    if dialect == "sqlite":
+        index: Any = _FTS
+        index_id = _FTS.c.rowid
+        match: ColumnElement[Any] = literal_column("papers_fts").op("MATCH")(
+            bindparam("match", fts5_match(parsed))
+        )
+        rank: ColumnElement[Any] = literal_column("bm25(papers_fts, 10.0, 1.0, 4.0)")
+    else:
+        index, index_id = _PG_SEARCH, _PG_SEARCH.c.paper_id
+        tsquery = pg_tsquery(parsed)
+        match = _PG_SEARCH.c.document.op("@@")(tsquery)
+        rank = -func.ts_rank_cd(_PG_SEARCH.c.document, tsquery)
+    joined = _filtered(select(col(Paper.id)).join(index, index_id == Paper.id).where(match), params)
     if params.source or params.kind or params.since or params.until:
         count = select(func.count()).select_from(joined.subquery())
         return joined, count, _order(params, rank)
-    count = select(func.count()).select_from(_FTS).where(match)
+    count = select(func.count()).select_from(index).where(match)
     if params.effective_sort == "relevance":  # ties: the paper stored last first
-        return select(_FTS.c.rowid).where(match), count, (rank, _FTS.c.rowid.desc())
+        return select(index_id).where(match), count, (rank, index_id.desc())
     return joined, count, _order(params, rank)
 
 
@@ -361,14 +372,8 @@ def search_papers(session: Session, params: SearchParams) -> SearchPage:
         ids = _filtered(select(col(Paper.id)), params)
         count = select(func.count()).select_from(ids.subquery())
         order = _order(params, None)
-    elif dialect == "sqlite":
-        ids, count, order = _sqlite_plan(params, parsed)
     else:
-        tsquery = pg_tsquery(parsed)
-        document: ColumnElement[Any] = literal_column(PG_DOCUMENT)
-        ids = _filtered(select(col(Paper.id)).where(document.op("@@")(tsquery)), params)
-        count = select(func.count()).select_from(ids.subquery())
-        order = _order(params, -func.ts_rank_cd(document, tsquery))
+        ids, count, order = _index_plan(params, parsed, dialect)
 
     total = int(session.scalar(count) or 0)
     if (

@@ -14,7 +14,6 @@ from sqlalchemy import literal_column, select, text
 from sqlalchemy.dialects import postgresql
 
 from newsletter.config import Settings
-from newsletter.migrations.m051_paper_search_authors import PG_DOCUMENT
 from newsletter.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.outbox import IssueFolder, RenderedIssue
 from newsletter.search import SearchParams, parse_query, pg_tsquery, search_papers
@@ -346,13 +345,31 @@ def test_postgres_search_uses_the_gin_index(db_url: str) -> None:
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only: SQLite searches its FTS5 table")
     parsed, _ = parse_query('chest "x-ray" -knee OR mammography')
-    stmt = select(literal_column("id")).select_from(text("papers"))
-    stmt = stmt.where(literal_column(PG_DOCUMENT).op("@@")(pg_tsquery(parsed)))
+    stmt = select(literal_column("paper_id")).select_from(text("paper_search"))
+    stmt = stmt.where(literal_column("document").op("@@")(pg_tsquery(parsed)))
     sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     with Store.open(db_url) as store, store.write() as session:
         session.execute(text("SET LOCAL enable_seqscan = off"))
         plan = "\n".join(str(row[0]) for row in session.execute(text(f"EXPLAIN {sql}")))
-    assert "ix_papers_search" in plan
+    assert "ix_paper_search_document" in plan
+
+
+def test_postgres_search_documents_follow_every_write(db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite has its own trigger test")
+    with Store.open(db_url) as store:
+        [paper_id] = add_papers(store, [make_paper(1, title="Original wording")])
+        with store.write() as session:
+            session.execute(
+                text("UPDATE papers SET title = 'Revised phrasing' WHERE id = :i"), {"i": paper_id}
+            )
+        with store.read() as session:
+            assert search_papers(session, SearchParams(q="original")).total == 0
+            assert search_papers(session, SearchParams(q="revised")).total == 1
+        with store.write() as session:
+            session.execute(text("DELETE FROM papers"))
+        with store.read() as session:
+            assert session.execute(text("SELECT count(*) FROM paper_search")).scalar_one() == 0
 
 
 def test_sqlite_rows_inserted_with_plain_sql_are_indexed(store: Store) -> None:
