@@ -228,6 +228,11 @@ class Sender:
             self._halt("interrupted")
             for task in workers:
                 task.cancel()
+            # Python 3.11's wait_for (inside aiosmtplib) can swallow a cancellation that
+            # arrives as the relay answers; such a worker goes on, sees the stop, and
+            # leaves at its sentinel instead of waiting for a row forever.
+            for _ in workers:
+                queue.put_nowait(None)
             await asyncio.gather(*workers, return_exceptions=True)
             waiting = [row for row in _drain(queue) if row is not None]
             untried = [self._untried(row, "the send was interrupted") for row in waiting]
