@@ -132,8 +132,9 @@ def test_a_second_send_of_the_same_issue_waits_its_turn(
         first.wait()
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(
-    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, stop: int
 ) -> None:
     settings = load_settings(config=project / "slice.toml", environ=smtp_environ)
     with Store.open(settings.database_url) as store:
@@ -144,7 +145,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(
     deadline = time.monotonic() + 30
     while len(smtp_server.messages) < 20 and time.monotonic() < deadline:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Interrupted: " in err and f"Run `slice send {ISSUE}` again to continue." in err

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -44,6 +47,20 @@ from newsletter.send.run import RunTally
 from newsletter.store import Store
 
 IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a folder in outbox/).")]
+
+
+@contextlib.contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, `systemctl stop`) stops as Ctrl-C does: cleanly, nothing lost."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Rate(ProgressColumn):
@@ -180,7 +197,7 @@ def _send(
 ) -> None:
     stderr = err()
     options = SendOptions.from_settings(settings)
-    with ProgressEvents(stderr) as events:
+    with ProgressEvents(stderr) as events, _term_as_interrupt():
         try:
             report = asyncio.run(
                 send_issue(
@@ -278,7 +295,8 @@ def dev_smtp(
         ) from None
     console.print(f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops.")
     try:
-        threading.Event().wait()
+        with _term_as_interrupt():
+            threading.Event().wait()
     except KeyboardInterrupt:
         console.print("Stopped.")
     finally:
