@@ -25,7 +25,7 @@ from newsletter import errors
 from newsletter.config import Settings
 from newsletter.htmlmail import render_mjml
 from newsletter.mail import build_message, parse_address, sender_domain, smtp_client
-from newsletter.send.dkim import DkimSigner, canonical_body
+from newsletter.send.dkim import DkimSigner, canonical_whole_body
 from newsletter.send.message import derive_list_id
 from newsletter.subscribers import (
     Confirmation,
@@ -54,7 +54,7 @@ def dkim_signed(signer: DkimSigner, data: bytes, *, timestamp: int) -> bytes:
             lines[-1] += line  # a folded header's next line
         else:
             lines.append(line)
-    body_hash = hashlib.sha256(canonical_body(body)).digest()
+    body_hash = hashlib.sha256(canonical_whole_body(body)).digest()
     return signer.sign(lines, body_hash, timestamp=timestamp) + data
 
 

@@ -60,6 +60,16 @@ def canonical_body(data: bytes) -> bytes:
     return _TRAILING_WSP.sub(b"\r\n", _WSP_RUN.sub(b" ", data))
 
 
+def canonical_whole_body(data: bytes) -> bytes:
+    """Relaxed canonicalization of a complete body (RFC 6376, 3.4.4).
+
+    Unlike `canonical_body`, which works on pieces of an issue, this also drops
+    the empty lines at the end and ends a non-empty body with exactly one CRLF.
+    """
+    body = canonical_body(data).rstrip(b" \t").rstrip(b"\r\n")
+    return body + b"\r\n" if body else b""
+
+
 def canonical_header(line: bytes) -> bytes:
     """Relaxed header canonicalization of one raw header line (with its CRLF)."""
     name, _, value = line.partition(b":")
