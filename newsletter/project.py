@@ -7,6 +7,7 @@ it always lists every setting with its real default and its description.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,9 @@ def default_config_text(name: str | None = None) -> str:
                 lines.append(f"# (environment: {env})")
             if section_name == "newsletter" and key == "name" and name:
                 lines.append(_toml_line(key, name))
+            elif section_name == "newsletter" and key == "from_address" and name:
+                # formataddr quotes a name with commas or quotes, so it stays one address
+                lines.append(_toml_line(key, formataddr((name, "newsletter@example.org"))))
             else:
                 lines.append("# " + _toml_line(key, value))
         lines.append("")

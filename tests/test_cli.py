@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from newsletter import __version__
 from newsletter.cli import app
+from newsletter.config import load_settings
+from newsletter.mail import parse_address
 
 
 def all_commands() -> list[list[str]]:
@@ -64,6 +66,18 @@ def test_init_creates_a_project(tmp_path: Path) -> None:
     for folder in ("templates", "subscribers", "outbox"):
         assert (target / folder).is_dir()
     assert 'name = "Radiology AI Weekly"' in (target / "slice.toml").read_text()
+    settings = load_settings(config=target / "slice.toml", environ={})
+    assert settings.newsletter.name == "Radiology AI Weekly"
+    assert settings.newsletter.from_address == "Radiology AI Weekly <newsletter@example.org>"
+
+
+def test_init_name_with_a_comma_stays_one_sender(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "w"), "--name", 'Imaging, "AI" & Co'])
+    assert result.exit_code == 0, result.output
+    settings = load_settings(config=tmp_path / "w" / "slice.toml", environ={})
+    sender = parse_address(settings.newsletter.from_address)
+    assert sender.display_name == 'Imaging, "AI" & Co'
+    assert sender.addr_spec == "newsletter@example.org"
     assert "created" in result.stdout
 
 
