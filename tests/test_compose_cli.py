@@ -198,3 +198,18 @@ def test_a_profile_that_matches_nothing_is_a_warning(
         "Warning: the issue lists no papers: none of the 7 candidates was chosen (--explain shows why)"
         in result.stderr
     )
+
+
+def test_the_id_slice_papers_shows_is_the_one_pin_takes(
+    run_cli: Callable[..., Result], project: Path, environ: dict[str, str], stored: dict[str, int]
+) -> None:
+    """An editor copies an id from `slice papers` into `slice compose --pin`."""
+    parking = stored["Hospital parking and patient satisfaction"]
+    table = run_cli("papers", env={**environ, "COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.stdout.splitlines() if "Hospital parking" in line)
+    shown_id = row.strip("│┃ ").split()[0]
+    assert shown_id == str(parking)
+    assert run_cli("compose", "--week", WEEK, "--pin", shown_id).exit_code == 0
+    issue = json.loads((project / "outbox" / WEEK / "issue.json").read_text())
+    assert parking in [p["id"] for p in issue["papers"]]

@@ -203,7 +203,9 @@ def papers(
         typer.echo(json.dumps([as_record(p) for p in found], ensure_ascii=False, indent=2))
         return
     table = Table(title=f"{len(found)} paper(s)", title_justify="left")
-    for column in ("published", "source", "kind", "title", "id"):
+    # "id" is the number `slice compose --pin/--exclude` take; the identifier says where it is from
+    table.add_column("id", justify="right", no_wrap=True)
+    for column in ("published", "source", "kind", "title", "identifier"):
         table.add_column(column, overflow="fold")
     for p in found:
         ident = (
@@ -211,7 +213,9 @@ def papers(
             or (f"PMID {p.pmid}" if p.pmid else "")
             or (f"arXiv {p.arxiv_id}" if p.arxiv_id else "")
         )
-        table.add_row(p.published.isoformat(), p.source, p.kind, plain_text(p.title), ident)
+        table.add_row(
+            str(p.id), p.published.isoformat(), p.source, p.kind, plain_text(p.title), ident
+        )
     out().print(table)
 
 
