@@ -42,9 +42,10 @@ def _date(value: str | None, flag: str) -> date | None:
 
 def results_table(results: Sequence[IngestResult], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column("source", no_wrap=True)
+    # long file names fold; the counts never shrink away in a narrow terminal
+    table.add_column("source", overflow="fold", min_width=12)
     for name in ("fetched", "new", "updated", "duplicates merged", "linked", "rejected"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True, min_width=min(len(name), 7))
     for r in results:
         if r.error:
             table.add_row(r.origin, "failed", "-", "-", "-", "-", "-")
@@ -74,7 +75,7 @@ def _report(results: Sequence[IngestResult], title: str, what: str) -> None:
     failed = [r for r in results if r.error]
     if failed:
         kept = "; the others were stored" if len(failed) < len(results) else ""
-        reasons = "; ".join(f"{r.error}" for r in failed)
+        reasons = "; ".join(str(r.error).rstrip(".") for r in failed)
         raise SomeSourcesFailed(f"{len(failed)} {what} failed{kept}: {reasons}")
 
 
