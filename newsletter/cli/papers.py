@@ -41,10 +41,15 @@ def _date(value: str | None, flag: str) -> date | None:
 
 
 def results_table(results: Sequence[IngestResult], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption="merged: duplicates merged into a stored record; linked: preprint and journal version linked",
+        caption_justify="left",
+    )
     # long file names fold; the counts never shrink away in a narrow terminal
-    table.add_column("source", overflow="fold", min_width=12)
-    for name in ("fetched", "new", "updated", "duplicates merged", "linked", "rejected"):
+    table.add_column("source", overflow="fold", min_width=20)
+    for name in ("fetched", "new", "updated", "merged", "linked", "rejected"):
         table.add_column(name, justify="right", no_wrap=True, min_width=min(len(name), 7))
     for r in results:
         if r.error:
