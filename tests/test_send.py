@@ -578,3 +578,32 @@ def test_deferred_readers_are_retried_in_the_same_run_after_the_backoff(
     assert row.status == "failed" and row.attempts == 3
     assert row.last_error == "gave up after 3 tries: 451 4.2.0 mailbox busy"
     assert clock.elapsed == sum(clock.sleeps)
+
+
+def test_relay_outage_is_shown_while_waiting_and_cleared_when_it_answers(
+    smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
+) -> None:
+    """While the relay refuses, the progress line says so and when the next try is; then it clears."""
+    from newsletter.send.ratelimit import FakeClock
+
+    write_issue(smtp_settings, db, papers=1)
+    add_readers(db, 3)
+    smtp_server.refuse_all = "421 4.3.2 System not accepting network messages"
+    notes: list[tuple[str, Any]] = []
+
+    class Events:
+        def begin(self, **_: Any) -> None: ...
+        def skipped(self, rows: Any) -> None: ...
+        def outcome(self, row: Any, outcome: Any, answer: Any) -> None: ...
+        def waiting(self, reason: str, until: Any) -> None:
+            notes.append((reason, until))
+            if sum(1 for r, _ in notes if r == "relay") == 2:
+                smtp_server.refuse_all = None  # the relay comes back
+
+    clock = FakeClock()
+    report = send(smtp_settings, db, options={"concurrency": 1}, events=Events(), clock=clock)
+    assert report.finished and report.tally.sent == 3
+    relay_notes = [(r, u) for r, u in notes if r == "relay"]
+    assert len(relay_notes) == 2 and all(u is not None for _, u in relay_notes)
+    assert notes[-1] == ("", None)  # cleared once a message went through
+    assert sum(s for s in clock.sleeps if s > 0) > 0  # it waited between tries, on the fake clock

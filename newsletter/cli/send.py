@@ -143,6 +143,8 @@ class ProgressEvents:
         note = ""
         if reason == "retry" and until is not None:
             note = f"waiting to retry deferred messages at {until:%H:%M:%S} UTC"
+        elif reason == "relay" and until is not None:
+            note = f"the relay does not answer: trying again at {until:%H:%M:%S} UTC"
         elif reason and until is not None:
             note = f"{reason} cap reached: waiting until {until:%H:%M:%S} UTC"
         self.progress.update(self.task, note=note)

@@ -355,8 +355,13 @@ class Sender:
                 )
             elif answer.kind == "relay":
                 delay = self.options.reconnect_base_seconds * 2 ** min(self._relay_failures - 1, 6)
-                await self.clock.sleep(delay * self.rng.uniform(0.5, 1.5))
+                delay *= self.rng.uniform(0.5, 1.5)
+                # shown on the progress line, so a person sees why nothing moves
+                self._cap_wait("relay", delay)
+                await self.clock.sleep(delay)
         else:
+            if self._relay_failures:
+                self.events.waiting("", None)  # the relay answers again: clear the note
             self._relay_failures = 0
         return answer
 
