@@ -113,7 +113,7 @@ def test_headers_mime_and_line_lengths(
     raw = received.data
     msg = parse(raw)
     assert received.mail_from == "newsletter@example.org"
-    assert str(msg["From"]) == "My Research Weekly <newsletter@example.org>"
+    assert str(msg["From"]) == "Test Weekly <newsletter@example.org>"
     assert str(msg["To"]) == "Ada Lovelace <ada@example.com>"
     assert str(msg["Subject"]) == SUBJECT
     assert msg["Date"].datetime.tzinfo is not None

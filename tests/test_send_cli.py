@@ -351,3 +351,39 @@ def test_dev_smtp_on_a_busy_port_is_one_line(run_cli: Run) -> None:
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
     time.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "relay", "refused"),
+    [
+        ("http://127.0.0.1:8000", "smtp.example.org", True),  # real relay, links to localhost
+        ("http://localhost:8000", "smtp.example.org", True),
+        ("https://weekly.example.org", "smtp.example.org", False),
+        ("http://127.0.0.1:8000", "127.0.0.1", False),  # dev-smtp or the demo: fine
+    ],
+)
+def test_real_relay_with_local_links_is_refused_before_anything_happens(
+    run_cli: Run,
+    smtp_environ: dict[str, str],
+    smtp_settings: Settings,
+    db: Store,
+    base_url: str,
+    relay: str,
+    refused: bool,
+) -> None:
+    from newsletter.send import check_public_links
+
+    write_issue(smtp_settings, db)
+    add_readers(db, 2)
+    env = {**smtp_environ, "SLICE_BASE_URL": base_url, "SLICE_SMTP_HOST": relay}
+    settings = load_settings(config=smtp_settings.config_file, environ=env)
+    if not refused:
+        check_public_links(settings)
+        return
+    result = run_cli("send", ISSUE, env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: web.base_url is ")
+    assert "set SLICE_BASE_URL" in result.stderr and result.stderr.count("\n") == 1
+    with db.read() as session:
+        assert session.exec(select(Delivery)).all() == []  # no ledger, no connection tried
+        assert session.get(Issue, ISSUE).status == "composed"  # type: ignore[union-attr]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import os
 import random
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import make_msgid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlmodel import SQLModel
@@ -134,6 +136,32 @@ def _relay_name(settings: Settings) -> str:
     return f"{settings.smtp.host}:{settings.smtp.port}"
 
 
+def _is_local(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_public_links(settings: Settings) -> None:
+    """Refuse to mail real readers links that point at this machine.
+
+    With the relay on this machine (``slice dev-smtp``, the demo) a local
+    ``web.base_url`` is fine; through a real relay every unsubscribe link would
+    lead nowhere, which breaks the one-click promise and bulk-mail law.
+    """
+    link_host = urlsplit(settings.web.base_url).hostname or ""
+    if _is_local(link_host) and not _is_local(settings.smtp.host):
+        raise SendError(
+            f"web.base_url is {settings.web.base_url}, so the unsubscribe and browser links "
+            f"would point at the reader's own machine; set SLICE_BASE_URL to the public URL "
+            f"of `slice serve` before sending through {_relay_name(settings)}."
+        )
+
+
 async def send_issue(
     settings: Settings,
     store: Store,
@@ -148,6 +176,7 @@ async def send_issue(
 ) -> SendReport:
     """Send an issue to its frozen audience, resuming a stopped send. Safe to run again."""
     started = time.monotonic()
+    check_public_links(settings)
     clock = clock or SystemClock()
     options = options or SendOptions.from_settings(settings)
     folder, message, signed = _load(settings, issue_id)
