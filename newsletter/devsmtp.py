@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl as ssl_
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,10 @@ class SmtpServerThread:
     """Runs an aiosmtpd server on 127.0.0.1 in a background thread.
 
     ``port=0`` picks a free port; read it back from ``.port`` once started.
+    ``ssl`` makes it an implicit-TLS server (TLS from the first byte, as on port
+    465); STARTTLS, AUTH and their requirements go to aiosmtpd's `SMTP` through
+    ``smtp_kwargs`` (``tls_context``, ``require_starttls``, ``authenticator``,
+    ``auth_required``, ``auth_require_tls``).
     """
 
     def __init__(
@@ -79,10 +84,12 @@ class SmtpServerThread:
         host: str = "127.0.0.1",
         port: int = 0,
         smtp_kwargs: dict[str, Any] | None = None,
+        ssl: ssl_.SSLContext | None = None,
     ) -> None:
         self.handler = handler
         self.host = host
         self.port = port
+        self.ssl = ssl
         self._smtp_kwargs = {"data_size_limit": 50 * 1024 * 1024, **(smtp_kwargs or {})}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -99,7 +106,7 @@ class SmtpServerThread:
         asyncio.set_event_loop(loop)
         try:
             self._server = loop.run_until_complete(
-                loop.create_server(self._factory, host=self.host, port=self.port)
+                loop.create_server(self._factory, host=self.host, port=self.port, ssl=self.ssl)
             )
             self.port = self._server.sockets[0].getsockname()[1]
         except BaseException as exc:  # reported to the starting thread
