@@ -90,6 +90,67 @@ def smtp_client(settings: Settings) -> aiosmtplib.SMTP:
     )
 
 
+_TLS_MODES = (
+    "`tls` is for a relay that speaks TLS from the first byte (usually port 465), "
+    "`starttls` for one that upgrades a plain connection (usually port 587)"
+)
+
+
+# the relay hung up during the handshake (busy, restarting): worth another try
+_SSL_DROPPED = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def setup_problem(exc: BaseException, where: str) -> str | None:
+    """What is wrong when opening a connection failed in a way no retry can mend.
+
+    A refused login, a certificate this machine does not trust, a TLS mode the
+    relay does not speak, a relay that offers no STARTTLS or no AUTH: each is a
+    setting to fix, so the sentence says which. None for anything else (a relay
+    that is down or busy may be back in a moment).
+    """
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return (
+            f"the relay at {where} refused the login: {exc.code} {_one_line(exc.message)}; "
+            "check SLICE_SMTP_USERNAME and SLICE_SMTP_PASSWORD"
+        )
+    seen: BaseException | None = exc
+    for _ in range(5):  # aiosmtplib wraps the ssl error as the cause of SMTPConnectError
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            reason = seen.verify_message or seen.reason or "certificate verify failed"
+            return (
+                f"the relay at {where} sent a TLS certificate this machine does not trust "
+                f"({reason}); check that SLICE_SMTP_HOST is the name on the relay's "
+                "certificate, or, for a relay with a private CA, set SSL_CERT_FILE to "
+                "that CA's certificate file"
+            )
+        if isinstance(seen, ssl.SSLError) and not isinstance(seen, _SSL_DROPPED):
+            reason = (seen.reason or str(seen)).replace("_", " ").lower()
+            return (
+                f"the TLS handshake with the relay at {where} failed ({reason}); "
+                f"check SLICE_SMTP_TLS: {_TLS_MODES}"
+            )
+        seen = seen.__cause__
+    if type(exc) is aiosmtplib.SMTPException:  # raised by the client itself, not the relay
+        text = str(exc)
+        if "AUTH extension" in text:
+            return (
+                f"the relay at {where} offers no login (AUTH) on this connection; check "
+                f"SLICE_SMTP_TLS: {_TLS_MODES}; or leave SLICE_SMTP_USERNAME empty "
+                "for a relay that needs no login"
+            )
+        if "STARTTLS extension" in text:
+            return (
+                f"the relay at {where} does not offer STARTTLS; check SLICE_SMTP_TLS: {_TLS_MODES}"
+            )
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:500]
+
+
 async def send_one(settings: Settings, message: EmailMessage) -> None:
     """Send one transactional email; raise SendError with the relay's answer on failure."""
     client = smtp_client(settings)
@@ -97,11 +158,14 @@ async def send_one(settings: Settings, message: EmailMessage) -> None:
     try:
         async with client:
             await client.send_message(message)
-    except aiosmtplib.SMTPResponseException as exc:
-        raise SendError(
-            f"the relay at {where} refused the email: {exc.code} {exc.message}"
-        ) from exc
     except (aiosmtplib.SMTPException, OSError) as exc:
+        problem = setup_problem(exc, where)
+        if problem is not None:
+            raise SendError(f"{problem}.") from exc
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            raise SendError(
+                f"the relay at {where} refused the email: {exc.code} {exc.message}"
+            ) from exc
         raise SendError(
             f"cannot reach the relay at {where}: {exc}; check SLICE_SMTP_HOST/PORT "
             f"(for a local test relay run `slice dev-smtp`)."

@@ -24,7 +24,13 @@ from jinja2 import Environment, TemplateError
 from newsletter import errors
 from newsletter.config import Settings
 from newsletter.htmlmail import render_mjml
-from newsletter.mail import build_message, parse_address, sender_domain, smtp_client
+from newsletter.mail import (
+    build_message,
+    parse_address,
+    sender_domain,
+    setup_problem,
+    smtp_client,
+)
 from newsletter.send.dkim import DkimSigner, canonical_whole_body
 from newsletter.send.message import derive_list_id
 from newsletter.subscribers import (
@@ -90,7 +96,9 @@ class SmtpMailer:
                         client = smtp_client(self.settings)
                         await client.connect()
                 except (aiosmtplib.SMTPException, OSError) as exc:
-                    reason = f"cannot reach the relay at {where}: {exc}"
+                    reason = (
+                        setup_problem(exc, where) or f"cannot reach the relay at {where}: {exc}"
+                    )
                     results.extend([reason] * (len(messages) - i))
                     client = None
                     break

@@ -11,7 +11,9 @@ about one message; it returns an `Answer`, classified by `classify`:
 - ``relay``    the relay refuses the sender or the session (MAIL refused, 421, cannot
                connect): not this reader's fault; the row goes back untried
 
-Authentication failures raise `RelayRefusedError` at once: no message can go.
+A setting to fix (a refused login, an untrusted certificate, a TLS mode the relay
+does not speak; see `newsletter.mail.setup_problem`) raises `RelayRefusedError` at
+once: no message can go.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Literal
 import aiosmtplib
 
 from newsletter.errors import RelayRefusedError
+from newsletter.mail import setup_problem
 
 Kind = Literal["sent", "soft", "hard", "reject", "relay"]
 SmtpFactory = Callable[[], aiosmtplib.SMTP]
@@ -139,14 +142,12 @@ class RelayConnection:
         client = self._factory()
         try:
             await client.connect()
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            raise RelayRefusedError(
-                f"the relay at {self.where} refused the login: {exc.code} {_one_line(exc.message)}; "
-                "check SLICE_SMTP_USERNAME and SLICE_SMTP_PASSWORD."
-            ) from None
-        except aiosmtplib.SMTPResponseException as exc:
-            return Answer("relay", exc.code, _one_line(exc.message), "connect")
         except (aiosmtplib.SMTPException, OSError) as exc:
+            problem = setup_problem(exc, self.where)
+            if problem is not None:  # a setting to fix: no message can go, stop at once
+                raise RelayRefusedError(f"{problem}.") from None
+            if isinstance(exc, aiosmtplib.SMTPResponseException):
+                return Answer("relay", exc.code, _one_line(exc.message), "connect")
             return Answer("relay", None, _one_line(str(exc)) or "cannot connect", "connect")
         self._client = client
         self.opened += 1
