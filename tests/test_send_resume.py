@@ -64,7 +64,9 @@ def test_killed_sends_resume_without_losing_or_repeating_readers(
     with Store.open(settings.database_url) as store:
         write_issue(settings, store, papers=3)
         addresses = add_readers(store, 90)
-    smtp_server.delay = 0.01  # DATA takes a moment, so kills land mid-transaction
+    # DATA takes a moment, so kills land mid-transaction, and a send never outruns a test
+    # thread that a busy machine schedules late
+    smtp_server.delay = 0.05
 
     kills = [0, 9, 31, 58]  # right at the start (snapshot), and three points mid-send
     for point in kills:
@@ -140,13 +142,16 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(
     with Store.open(settings.database_url) as store:
         write_issue(settings, store, papers=1)
         addresses = add_readers(store, 200)
-    smtp_server.delay = 0.02
+    # slow enough that the send is still going when the signal lands, even on a busy machine
+    # (200 x 0.1 s over the connections: several seconds of margin after the 20th message)
+    smtp_server.delay = 0.1
     proc = start_send(project, smtp_environ)
     deadline = time.monotonic() + 30
     while len(smtp_server.messages) < 20 and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(stop)
     _out, err = proc.communicate(timeout=30)
+    smtp_server.delay = 0.0
     assert proc.returncode == 130, err
     assert "Interrupted: " in err and f"Run `slice send {ISSUE}` again to continue." in err
     assert "Traceback" not in err
