@@ -11,6 +11,7 @@ database keeps up with the relay without ever lagging behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -273,9 +274,18 @@ class Sender:
                 i += taken
                 cursor = chunk[-1].delivery_id
                 ids = {r.delivery_id: self.message.message_id(r.reader.uid) for r in chunk}
-                claimed, skipped = await self._db(
-                    self.ledger.claim, chunk, now=self.clock.now(), message_ids=ids
+                claim = asyncio.ensure_future(
+                    self._db(self.ledger.claim, chunk, now=self.clock.now(), message_ids=ids)
                 )
+                try:
+                    claimed, skipped = await asyncio.shield(claim)
+                except asyncio.CancelledError:
+                    # Interrupted while the claim ran in its thread: it still commits, so
+                    # queue what it claimed; the interrupt hands queued rows back as untried.
+                    with contextlib.suppress(Exception):
+                        for row in (await claim)[0]:
+                            queue.put_nowait(row)
+                    raise
                 for _ in range(len(chunk) - len(claimed)):
                     slots.release()
                 if skipped:
