@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -15,7 +15,9 @@ from typer.core import TyperGroup
 
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError
-from newsletter.store import Store, open_store
+
+if TYPE_CHECKING:  # SQLAlchemy is loaded by the commands that use the database
+    from newsletter.store import Store
 
 
 def out() -> Console:
@@ -55,6 +57,8 @@ class AppState:
         return self._settings
 
     def store(self) -> Store:
+        from newsletter.store import open_store
+
         if self._store is None:
             self._store = open_store(self.settings())
         return self._store

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import webbrowser
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from newsletter.cli.base import err, out, state
-from newsletter.compose import ComposeResult, compose_issue, window_from_options
-from newsletter.select import plain
+
+if TYPE_CHECKING:  # the selector and renderer load when a command runs, not for --help
+    from newsletter.compose import ComposeResult
 
 
 def explain_table(result: ComposeResult) -> Table:
+    from newsletter.select import plain
+
     """Every candidate with its score and the terms (and other parts) that earned it."""
     table = Table(title=f"Candidates for {result.selection.window}", title_justify="left")
     table.add_column("id", justify="right")
@@ -89,6 +92,8 @@ def register(app: typer.Typer) -> None:
         app_state = state(ctx)
         settings = app_state.settings()
         now = datetime.now(UTC)
+        from newsletter.compose import compose_issue, window_from_options
+
         window = window_from_options(week=week, since=since, until=until, today=now.date())
         result = compose_issue(
             settings,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from newsletter.cli.base import err, out, state
-from newsletter.demo import DemoReport, run_demo
+
+if TYPE_CHECKING:  # the demo pulls in every part; load it only when it runs
+    from newsletter.demo import DemoReport
 
 
 def _where(path: Path, root: Path) -> str:
@@ -65,6 +67,8 @@ def register(app: typer.Typer) -> None:
         """Run the whole loop locally: sample papers, an issue, three readers, a send."""
         state(ctx)
         progress = err()
+        from newsletter.demo import run_demo
+
         report = run_demo(directory, progress=lambda step: progress.print(f"… {step}"))
         console = out()
         # as it was typed (`.venv/bin/slice demo` from the README), so the command can be pasted

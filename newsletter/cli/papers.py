@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
@@ -22,11 +22,10 @@ from rich.table import Table
 
 from newsletter.cli.base import err, out, state
 from newsletter.errors import SomeSourcesFailed
-from newsletter.ingest import IngestResult, ingest_files
-from newsletter.papers import PaperQuery, as_record, iso_week, list_papers
 from newsletter.sources.files import FORMATS
-from newsletter.sources.runner import fetch_window, run_fetch, select_sources
-from newsletter.text import plain_text
+
+if TYPE_CHECKING:  # ingest and the sources load when a command runs, not for --help
+    from newsletter.ingest import IngestResult
 
 
 def _date(value: str | None, flag: str) -> date | None:
@@ -140,6 +139,8 @@ def fetch(
     """
     app = state(ctx)
     settings = app.settings()
+    from newsletter.sources.runner import fetch_window, run_fetch, select_sources
+
     window = fetch_window(
         since=_date(since, "--since"),
         until=_date(until, "--until"),
@@ -179,6 +180,8 @@ def ingest(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     store = state(ctx).store()
     with Bars() as bars:
+        from newsletter.ingest import ingest_files
+
         results = ingest_files(
             store, files, fmt=format, on_start=bars.start, on_progress=bars.move, on_done=bars.done
         )
@@ -200,6 +203,9 @@ def papers(
     as_json: Annotated[bool, typer.Option("--json", help="Print paper records as JSON.")] = False,
 ) -> None:
     """List the stored papers, newest first."""
+    from newsletter.papers import PaperQuery, as_record, iso_week, list_papers
+    from newsletter.text import plain_text
+
     since, until = iso_week(week) if week else (None, None)
     with state(ctx).store().read() as session:
         found = list_papers(

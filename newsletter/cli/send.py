@@ -11,7 +11,7 @@ from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -27,24 +27,16 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.bounces import import_bounces
 from newsletter.cli.base import err, out, state
 from newsletter.config import Settings
 from newsletter.devsmtp import MailSink, Received, SmtpServerThread
 from newsletter.errors import RelayRefusedError, SendError
-from newsletter.models import DeliveryStatus
-from newsletter.send import (
-    IssueStatusReport,
-    SendOptions,
-    dry_run,
-    issue_status,
-    send_issue,
-    send_proof,
-)
-from newsletter.send.deliver import Answer
-from newsletter.send.ledger import Outcome, Row
-from newsletter.send.run import RunTally
-from newsletter.store import Store
+
+if TYPE_CHECKING:  # the sender and its database load when a command runs, not for --help
+    from newsletter.send import IssueStatusReport
+    from newsletter.send.deliver import Answer
+    from newsletter.send.ledger import Outcome, Row
+    from newsletter.store import Store
 
 IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a folder in outbox/).")]
 
@@ -87,6 +79,8 @@ class ProgressEvents:
             transient=False,
         )
         self.task = self.progress.add_task("sending", total=None, counts="", note="")
+        from newsletter.send.run import RunTally
+
         self.tally = RunTally()
 
         self._started = False
@@ -112,6 +106,8 @@ class ProgressEvents:
         self._refresh()
 
     def outcome(self, row: Row, outcome: Outcome, answer: Answer | None) -> None:
+        from newsletter.models import DeliveryStatus
+
         t = self.tally
         if outcome.status == DeliveryStatus.SENT:
             t.sent += 1
@@ -181,6 +177,8 @@ def send(
     app_state = state(ctx)
     settings = app_state.settings({"send": {"rate": rate, "concurrency": concurrency}})
     console = out()
+    from newsletter.send import dry_run, issue_status, send_proof
+
     if status:
         _print_status(console, issue_status(settings, app_state.store(), issue), issue)
     elif to is not None:
@@ -198,6 +196,8 @@ def _send(
     console: Console, settings: Settings, store: Store, issue: str, *, retry_failed: bool
 ) -> None:
     stderr = err()
+    from newsletter.send import SendOptions, send_issue
+
     options = SendOptions.from_settings(settings)
     with ProgressEvents(stderr) as events, _term_as_interrupt():
         try:
@@ -318,6 +318,8 @@ def bounces_import(
     """Read bounce (DSN) and complaint (ARF) reports; suppress the addresses they name."""
     app_state = state(ctx)
     settings = app_state.settings()
+    from newsletter.bounces import import_bounces
+
     report = import_bounces(app_state.store(), path, secret_key=settings.secrets.secret_key or None)
     console = out()
     for line in report.lines():
