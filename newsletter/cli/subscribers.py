@@ -6,22 +6,16 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import Progress
 
 from newsletter.cli.base import err, out, state
-from newsletter.models import Subscriber
-from newsletter.subscriber_mail import SubscriberMail
-from newsletter.subscribers import (
-    AddAction,
-    ConsentSource,
-    SubscribeAction,
-    Subscribers,
-    check_status,
-)
-from newsletter.subscribers_csv import read_import_file, write_export
+
+if TYPE_CHECKING:  # the subscriber library and its database load when a command runs
+    from newsletter.models import Subscriber
+    from newsletter.subscribers import Subscribers
 
 subscribers_app = typer.Typer(
     name="subscribers",
@@ -41,11 +35,15 @@ StatusOption = Annotated[
 
 
 def _service(ctx: typer.Context) -> Subscribers:
+    from newsletter.subscribers import Subscribers
+
     app_state = state(ctx)
     return Subscribers(app_state.settings(), app_state.store())
 
 
 def _status(status: str | None) -> str | None:
+    from newsletter.subscribers import check_status
+
     return None if status is None else check_status(status)
 
 
@@ -63,6 +61,9 @@ def add(
     ] = False,
 ) -> None:
     """Add a subscriber. Without --confirmed they get a confirmation email, as from the web form."""
+    from newsletter.subscriber_mail import SubscriberMail
+    from newsletter.subscribers import AddAction, ConsentSource, SubscribeAction
+
     service = _service(ctx)
     console = out()
     if confirmed:
@@ -115,6 +116,9 @@ def import_(
     ] = False,
 ) -> None:
     """Import subscribers from CSV. Without --confirmed each new address gets a confirmation email."""
+    from newsletter.subscriber_mail import SubscriberMail
+    from newsletter.subscribers_csv import read_import_file
+
     parsed = read_import_file(file)
     service = _service(ctx)
     outcome = service.import_rows(parsed.rows, confirmed=confirmed)
@@ -164,6 +168,8 @@ def export(
     ] = None,
 ) -> None:
     """Export subscribers as CSV (email, name, status, consent, dates)."""
+    from newsletter.subscribers_csv import write_export
+
     subscribers = _service(ctx).all(status=_status(status))
     if output is None:
         write_export(subscribers, sys.stdout)
@@ -225,8 +231,9 @@ def remove(
 def count(ctx: typer.Context, status: StatusOption = None) -> None:
     """How many subscribers there are, by status."""
     counts = _service(ctx).count()
-    if status is not None:
-        typer.echo(counts[check_status(status)])
+    checked = _status(status)
+    if checked is not None:
+        typer.echo(counts[checked])
         return
     for name, n in counts.items():
         typer.echo(f"{name:<13}{n:>8}")
