@@ -113,6 +113,10 @@ def test_real_clock_at_a_low_rate_through_a_real_send(
         )
         elapsed = time.monotonic() - started
     assert report.tally.sent == 21
-    assert 0.95 <= stamps[-1] - stamps[0] <= 1.6, stamps[-1] - stamps[0]
-    assert max_in_window(sorted(stamps), 0.5) <= 12
+    stamps.sort()
+    # The first three messages each open one of the three connections, so their arrival
+    # is late by the connect time (large on a busy machine); from the fourth on, arrivals
+    # follow the grants, 1/20 s apart: 17 intervals at least (0.85 s), less a little jitter.
+    assert 0.8 <= stamps[-1] - stamps[3] <= 2.0, stamps[-1] - stamps[3]
+    assert max_in_window(stamps, 0.5) <= 12
     assert elapsed < 5
