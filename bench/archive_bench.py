@@ -1,6 +1,6 @@
 """Archive search with 100,000 stored papers: the web page against the raw FTS query.
 
-    /work/venv/bin/python bench/archive_bench.py [--papers 100000] [--rounds 15]
+    .venv/bin/python bench/archive_bench.py [--papers 100000] [--rounds 15]
 
 Fills a fresh SQLite project with invented papers (inserted with plain SQL, so
 the FTS triggers index them as they would any writer's rows), starts the real

@@ -1,6 +1,6 @@
 """Compose: the MJML pipeline against bare mjml-python, and selection at scale.
 
-    /work/venv/bin/python bench/compose_bench.py [--rounds 50] [--candidates 2000]
+    .venv/bin/python bench/compose_bench.py [--rounds 50] [--candidates 2000]
 
 1. Renders a 10-paper issue (full abstracts) once to capture its MJML, then times
    `render_mjml` (lint + compile + inline) against the baseline measured in the same

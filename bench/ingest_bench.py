@@ -1,6 +1,6 @@
 """Ingest throughput and peak memory for a 20,000-record PubMed efetch XML file.
 
-    /work/venv/bin/python bench/ingest_bench.py [--records 20000] [--keep FILE]
+    .venv/bin/python bench/ingest_bench.py [--records 20000] [--keep FILE]
 
 Writes a synthetic efetch file (structured abstracts, inline markup, MathML,
 a CollectiveName, reference lists), then measures, each phase in a fresh

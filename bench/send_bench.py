@@ -1,9 +1,9 @@
 """Send benchmarks: throughput against plain aiosmtplib, memory against audience size, rate accuracy.
 
-    /work/venv/bin/python bench/send_bench.py                 # all three
-    /work/venv/bin/python bench/send_bench.py throughput [--readers 5000] [--concurrency 8]
-    /work/venv/bin/python bench/send_bench.py memory [--sizes 10000,200000]
-    /work/venv/bin/python bench/send_bench.py rate [--rate 50] [--seconds 20]
+    .venv/bin/python bench/send_bench.py                 # all three
+    .venv/bin/python bench/send_bench.py throughput [--readers 5000] [--concurrency 8]
+    .venv/bin/python bench/send_bench.py memory [--sizes 10000,200000]
+    .venv/bin/python bench/send_bench.py rate [--rate 50] [--seconds 20]
 
 Throughput: `send_issue` (ledger, per-reader fill-in, DKIM on/off, global limiter
 off) to a local sink in another process, against a baseline measured in the

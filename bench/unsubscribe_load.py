@@ -11,7 +11,7 @@ SQLite project holding N confirmed subscribers, then:
 Checks that every POST answered 200 and that every subscriber is recorded as
 unsubscribed, and prints requests/s and p50/p95 latency for both, with ratios.
 
-    /work/venv/bin/python bench/unsubscribe_load.py [--requests 2000] [--concurrency 50]
+    .venv/bin/python bench/unsubscribe_load.py [--requests 2000] [--concurrency 50]
 """
 
 from __future__ import annotations

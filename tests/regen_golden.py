@@ -1,6 +1,6 @@
 """Build the fixed issue behind the compose golden files, and (run as a module) rewrite them.
 
-    /work/venv/bin/python -m tests.regen_golden      # rewrites tests/golden/compose/*
+    .venv/bin/python -m tests.regen_golden      # rewrites tests/golden/compose/*
 
 Review the diff (and open tests/golden/compose/email.html in a browser) before committing.
 """

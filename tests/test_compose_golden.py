@@ -1,7 +1,7 @@
 """The rendered files of one fixed issue, compared with reviewed copies.
 
 After an intended change to the templates or rendering, regenerate them with
-``/work/venv/bin/python -m tests.regen_golden`` and review the diff.
+``.venv/bin/python -m tests.regen_golden`` and review the diff.
 """
 
 from __future__ import annotations
