@@ -11,6 +11,7 @@ from newsletter.models import Paper
 from newsletter.store import Store
 
 WEEK = "2026-W22"  # Monday 2026-05-25 to Sunday 2026-05-31
+NOW = datetime(2026, 6, 1, 7, 30, tzinfo=UTC)  # the Monday after WEEK, when compose runs
 SEEN = datetime(2026, 5, 29, 6, 0, tzinfo=UTC)
 
 PROFILE = """

@@ -133,3 +133,18 @@ def run_cli(project: Path, environ: dict[str, str]) -> Callable[..., Result]:
         )
 
     return run
+
+
+@pytest.fixture
+def csettings(project: Path, environ: dict[str, str]) -> Settings:
+    """Settings for the compose tests: the test project with the compose test profile."""
+    from tests.composedata import project_settings
+
+    return project_settings(project, environ)
+
+
+@pytest.fixture
+def cstore(csettings: Settings) -> Iterator[Store]:
+    """The compose tests' database, migrated."""
+    with Store.open(csettings.database_url) as opened:
+        yield opened

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter.compose import compose_issue
 from newsletter.project import init_project
 from newsletter.select import week_window
 from newsletter.store import Store
-from tests.composedata import WEEK, add_papers, project_settings
+from tests.composedata import NOW, WEEK, add_papers, project_settings
 
 GOLDEN = Path(__file__).parent / "golden" / "compose"
 FILES = ("email.html", "issue.txt", "issue.html", "issue.json", "message.json")
-NOW = datetime(2026, 6, 1, 7, 30, tzinfo=UTC)
 
 EDITS = {
     "intro": "Screening AI had a big week: a prospective mammography trial and a lung nodule "

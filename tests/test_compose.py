@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -19,20 +18,7 @@ from newsletter.models import Issue, IssueStatus
 from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
 from newsletter.select import week_window
 from newsletter.store import Store
-from tests.composedata import WEEK, add_papers, project_settings
-
-NOW = datetime(2026, 6, 1, 7, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def csettings(project: Path, environ: dict[str, str]) -> Settings:
-    return project_settings(project, environ)
-
-
-@pytest.fixture
-def cstore(csettings: Settings) -> Iterator[Store]:
-    with Store.open(csettings.database_url) as opened:
-        yield opened
+from tests.composedata import NOW, WEEK, add_papers, project_settings
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import date
 from typing import Any
 
 import lxml.html
@@ -18,20 +16,7 @@ from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL
 from newsletter.render import plus_line
 from newsletter.select import week_window
 from newsletter.store import Store
-from tests.composedata import STRUCTURED, WEEK, add_papers, project_settings
-
-NOW = datetime(2026, 6, 1, 7, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def csettings(project: Path, environ: dict[str, str]) -> Settings:
-    return project_settings(project, environ)
-
-
-@pytest.fixture
-def cstore(csettings: Settings) -> Iterator[Store]:
-    with Store.open(csettings.database_url) as opened:
-        yield opened
+from tests.composedata import NOW, STRUCTURED, WEEK, add_papers
 
 
 def compose(settings: Settings, store: Store, **kw: Any):  # type: ignore[no-untyped-def]
