@@ -363,7 +363,11 @@ class Ledger:
                     update(S)
                     .where(
                         S.c.id == bindparam("b_sid"),
-                        S.c.status.in_([SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING]),
+                        # not IN (...): an expanding list cannot be part of an executemany
+                        or_(
+                            S.c.status == SubscriberStatus.CONFIRMED.value,
+                            S.c.status == SubscriberStatus.PENDING.value,
+                        ),
                     )
                     .values(
                         status=SubscriberStatus.BOUNCED.value,

@@ -7,6 +7,9 @@ Faults are set per recipient or for the next N messages:
     server.drop_next_data = 1      # close the connection mid-DATA, once
     server.delay = 0.5             # answer DATA slowly
     server.refuse_all = "421 4.7.0 Go away"
+    server.rcpt_delay = 0.02       # every RCPT answers after 20 ms, as a busy relay does
+    server.greylist.add("carol@example.org")       # 451 at RCPT the first time only
+    server.drop_after_data.add("dan@example.org")  # takes the body, then hangs up, once
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class FaultySink(MailSink):
     drop_next_data: int = 0
     delay: float = 0.0
     refuse_all: str | None = None
+    rcpt_delay: float = 0.0
+    greylist: set[str] = field(default_factory=set)
+    drop_after_data: set[str] = field(default_factory=set)
     connections: int = 0
     attempts: list[list[str]] = field(default_factory=list)
 
@@ -67,9 +73,14 @@ class FaultySink(MailSink):
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if self.rcpt_delay:
+            await asyncio.sleep(self.rcpt_delay)
         reply = self.rcpt_replies.get(address.lower())
         if reply:
             return reply
+        if address.lower() in self.greylist:
+            self.greylist.discard(address.lower())
+            return "451 4.7.1 Greylisted, try again in a moment"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -77,8 +88,12 @@ class FaultySink(MailSink):
         self.attempts.append([str(r) for r in envelope.rcpt_tos])
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.drop_next_data > 0:
-            self.drop_next_data -= 1
+        dropped = {str(r).lower() for r in envelope.rcpt_tos} & self.drop_after_data
+        if self.drop_next_data > 0 or dropped:
+            if dropped:
+                self.drop_after_data -= dropped
+            else:
+                self.drop_next_data -= 1
             assert server.transport is not None
             server.transport.close()
             return "421 4.4.2 Connection dropped"
