@@ -33,9 +33,10 @@ from premailer import Premailer
 
 import newsletter.render as render_module
 from newsletter.compose import compose_issue
+from newsletter.core.models import Paper
+from newsletter.core.project import init_project
+from newsletter.core.store import Store
 from newsletter.htmlmail import render_mjml
-from newsletter.models import Paper
-from newsletter.project import init_project
 from newsletter.select import (
     Choice,
     EditorModel,
@@ -45,7 +46,6 @@ from newsletter.select import (
     tokens,
     week_window,
 )
-from newsletter.store import Store
 from tests.composedata import WEEK, add_papers, project_settings
 from tests.test_compose_render import ten_papers
 

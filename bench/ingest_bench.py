@@ -95,8 +95,8 @@ def phase(name: str, path: Path, db: Path) -> dict[str, float]:
         with path.open("rb") as fh:
             count = sum(1 for _ in iter_articles(fh))
     else:
+        from newsletter.core.store import Store
         from newsletter.ingest import ingest_files
-        from newsletter.store import Store
 
         with Store.open(f"sqlite:///{db}") as store:
             (result,) = ingest_files(store, [path])

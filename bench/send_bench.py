@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT))
 import aiosmtplib  # noqa: E402
 from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
 
-from newsletter.config import Settings, load_settings  # noqa: E402
+from newsletter.core.config import Settings, load_settings  # noqa: E402
+from newsletter.core.project import init_project  # noqa: E402
+from newsletter.core.store import Store  # noqa: E402
 from newsletter.devsmtp import SmtpServerThread  # noqa: E402
-from newsletter.project import init_project  # noqa: E402
 from newsletter.send import SendOptions, send_issue  # noqa: E402
-from newsletter.store import Store  # noqa: E402
 from tests.send_support import ISSUE, add_readers, make_dkim_key, write_issue  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789abcdef"

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import httpx
 
-from newsletter.config import load_settings
-from newsletter.models import SubscriberStatus
-from newsletter.project import init_project
-from newsletter.store import open_store
+from newsletter.core.config import load_settings
+from newsletter.core.models import SubscriberStatus
+from newsletter.core.project import init_project
+from newsletter.core.store import open_store
 from newsletter.subscribers import EmailAddress, ImportRow, Subscribers
 
 SECRET = "bench-secret-key-0123456789abcdef"

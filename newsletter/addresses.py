@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.errors import InvalidAddressError, InvalidNameError
+from newsletter.core.errors import InvalidAddressError, InvalidNameError
 
 MAX_NAME_LENGTH = 100
 MAX_ADDRESS_LENGTH = 254

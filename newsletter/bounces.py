@@ -31,9 +31,9 @@ from flufl.bounce import all_failures
 from sqlalchemy import bindparam, select, update
 from sqlmodel import SQLModel
 
-from newsletter.errors import BounceFileError, TokenError
-from newsletter.models import SubscriberStatus, utcnow
-from newsletter.store import Store
+from newsletter.core.errors import BounceFileError, TokenError
+from newsletter.core.models import SubscriberStatus, utcnow
+from newsletter.core.store import Store
 from newsletter.tokens import Tokens
 
 S = SQLModel.metadata.tables["subscribers"]

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import nh3
 from markupsafe import Markup, escape
 
-from newsletter.models import Paper, PaperKind
+from newsletter.core.models import Paper, PaperKind
 from newsletter.outbox import strip_placeholders
 
 SAFE_TAGS = {"i", "b", "sub", "sup"}

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from newsletter.models import Paper, utcnow
+from newsletter.core.models import Paper, utcnow
 from newsletter.select import Choice, paper_tokens
 
 metadata = MetaData()

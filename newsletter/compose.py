@@ -19,10 +19,11 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from newsletter import choices
-from newsletter.config import Settings
-from newsletter.errors import ComposeError, NoPapersError
+from newsletter.core.config import Settings
+from newsletter.core.errors import ComposeError, NoPapersError
+from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.core.store import Store
 from newsletter.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
-from newsletter.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.outbox import IssueFolder
 from newsletter.render import Rendered, render_issue
 from newsletter.select import (
@@ -36,7 +37,6 @@ from newsletter.select import (
     plain,
 )
 from newsletter.select import select as select_papers
-from newsletter.store import Store
 
 __all__ = ["ComposeResult", "compose_issue", "load_candidates"]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from mjml import mjml2html
 
-from newsletter.errors import MjmlError
+from newsletter.core.errors import MjmlError
 
 __all__ = ["MjmlProblem", "lint_mjml", "render_mjml"]
 

@@ -30,11 +30,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from newsletter.errors import NewsletterError, ParseError, StoreError
-from newsletter.models import Paper, PaperKind, utcnow
+from newsletter.core.errors import NewsletterError, ParseError, StoreError
+from newsletter.core.models import Paper, PaperKind, utcnow
+from newsletter.core.store import Store
 from newsletter.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.sources.base import PaperRecord
-from newsletter.store import Store
 from newsletter.text import normalize_name, plain_text, sanitize, surname, title_key
 
 KINDS = frozenset(k.value for k in PaperKind)

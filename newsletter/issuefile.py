@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from newsletter.errors import ComposeError
+from newsletter.core.errors import ComposeError
 
 FORMAT = 1
 

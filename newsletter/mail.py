@@ -18,8 +18,8 @@ from email.utils import format_datetime, getaddresses, make_msgid
 
 import aiosmtplib
 
-from newsletter.config import Settings
-from newsletter.errors import HeaderInjectionError, SendError
+from newsletter.core.config import Settings
+from newsletter.core.errors import HeaderInjectionError, SendError
 
 _FORBIDDEN = {"\r", "\n", "\x00"}
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from newsletter.errors import IssueNotFoundError
+from newsletter.core.errors import IssueNotFoundError
 
 # Per-reader values filled in at send time.
 UNSUBSCRIBE_URL = "__SLICE_UNSUBSCRIBE_URL__"

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import String, cast, or_
 from sqlmodel import Session, col, select
 
-from newsletter.errors import ConfigError
-from newsletter.models import Paper
+from newsletter.core.errors import ConfigError
+from newsletter.core.models import Paper
 
 
 def iso_week(text: str) -> tuple[date, date]:

@@ -29,11 +29,11 @@ from newsletter.cards import (
     one_line,
     range_label,
 )
-from newsletter.config import Settings
-from newsletter.errors import MjmlError, TemplateError
+from newsletter.core.config import Settings
+from newsletter.core.errors import MjmlError, TemplateError
+from newsletter.core.models import Paper
 from newsletter.htmlmail import render_mjml
 from newsletter.issuefile import ITEM_KINDS, IssueFile
-from newsletter.models import Paper
 from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, RenderedIssue, strip_placeholders
 from newsletter.templating import PACKAGE_TEMPLATES, template_environment
 

@@ -23,7 +23,7 @@ from sqlalchemy import Select, bindparam, column, func, literal_column, select, 
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from newsletter.models import Paper, PaperKind
+from newsletter.core.models import Paper, PaperKind
 
 Sort = Literal["newest", "oldest", "relevance"]
 SORTS: tuple[Sort, ...] = ("newest", "oldest", "relevance")

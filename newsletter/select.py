@@ -28,7 +28,7 @@ from functools import lru_cache
 
 import nh3
 
-from newsletter.models import Paper
+from newsletter.core.models import Paper
 
 # --- windows ------------------------------------------------------------------
 

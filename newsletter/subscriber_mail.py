@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import aiosmtplib
 from jinja2 import Environment, TemplateError
 
-from newsletter import errors
-from newsletter.config import Settings
+from newsletter.core import errors
+from newsletter.core.config import Settings
 from newsletter.htmlmail import render_mjml
 from newsletter.mail import (
     build_message,

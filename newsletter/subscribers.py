@@ -37,14 +37,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from newsletter.addresses import EmailAddress, clean_name, normalize_email
-from newsletter.config import Settings
-from newsletter.errors import (
+from newsletter.core.config import Settings
+from newsletter.core.errors import (
     SubscriberError,
     SubscriberNotFoundError,
     TokenError,
     TokenExpiredError,
 )
-from newsletter.models import (
+from newsletter.core.models import (
     SUPPRESSED,
     Issue,
     IssueStatus,
@@ -52,7 +52,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.store import Store
+from newsletter.core.store import Store
 from newsletter.tokens import Tokens
 
 Clock = Callable[[], datetime]

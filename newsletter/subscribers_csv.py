@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TextIO
 
 from newsletter.addresses import clean_name, normalize_email
-from newsletter.errors import ImportFileError, InvalidAddressError, InvalidNameError
-from newsletter.models import Subscriber
+from newsletter.core.errors import ImportFileError, InvalidAddressError, InvalidNameError
+from newsletter.core.models import Subscriber
 from newsletter.subscribers import ImportRow
 
 EMAIL_HEADERS = {"email", "emailaddress", "mail", "e-mail", "e-mailaddress"}

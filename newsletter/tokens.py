@@ -29,7 +29,7 @@ from itsdangerous import (
     URLSafeTimedSerializer,
 )
 
-from newsletter.errors import TokenError, TokenExpiredError
+from newsletter.core.errors import TokenError, TokenExpiredError
 
 _CONFIRM = "slice.confirm.v1"
 _UNSUBSCRIBE = "slice.unsubscribe.v1"

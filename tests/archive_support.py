@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from newsletter.models import Paper
-from newsletter.store import Store
+from newsletter.core.models import Paper
+from newsletter.core.store import Store
 
 TOPICS = [
     ("Deep learning triage of chest radiographs in the emergency department", "chest radiograph"),

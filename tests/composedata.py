@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from newsletter.config import Settings, load_settings
-from newsletter.models import Paper
-from newsletter.store import Store
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.models import Paper
+from newsletter.core.store import Store
 
 WEEK = "2026-W22"  # Monday 2026-05-25 to Sunday 2026-05-31
 NOW = datetime(2026, 6, 1, 7, 30, tzinfo=UTC)  # the Monday after WEEK, when compose runs

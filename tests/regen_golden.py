@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 
 from newsletter.compose import compose_issue
-from newsletter.project import init_project
+from newsletter.core.project import init_project
+from newsletter.core.store import Store
 from newsletter.select import week_window
-from newsletter.store import Store
 from tests.composedata import NOW, WEEK, add_papers, project_settings
 
 GOLDEN = Path(__file__).parent / "golden" / "compose"

@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Table, insert
 
-from newsletter.config import Settings
-from newsletter.models import Issue, Subscriber, new_uid, utcnow
+from newsletter.core.config import Settings
+from newsletter.core.models import Issue, Subscriber, new_uid, utcnow
+from newsletter.core.store import Store
 from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
-from newsletter.store import Store
 
 ISSUE = "2025-W24"
 SUBJECT = "Radiology AI Weekly #12 — CT triage, MRI foundation models"

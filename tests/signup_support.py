@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from newsletter.config import Settings, load_settings
-from newsletter.models import Subscriber
-from newsletter.store import Store
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.models import Subscriber
+from newsletter.core.store import Store
 from newsletter.subscribers import Subscribers
 from newsletter.web import create_app
 from tests.support.smtpd import RecordingSMTPServer

@@ -13,11 +13,11 @@ from fastapi import FastAPI
 from sqlalchemy import literal_column, select, text
 from sqlalchemy.dialects import postgresql
 
-from newsletter.config import Settings
-from newsletter.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.core.config import Settings
+from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.core.store import Store
 from newsletter.outbox import IssueFolder, RenderedIssue
 from newsletter.search import SearchParams, parse_query, pg_tsquery, search_papers
-from newsletter.store import Store
 from newsletter.web import create_app
 from tests.archive_support import add_papers, get, make_paper
 

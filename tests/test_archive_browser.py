@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Settings, load_settings
-from newsletter.store import Store
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.store import Store
 from newsletter.web import create_app
 from tests.archive_support import add_papers, make_paper
 from tests.support.browser import Browser, find_chromium
@@ -30,7 +30,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RecordingSMTPServer]]:
-    from newsletter.project import init_project
+    from newsletter.core.project import init_project
 
     root = tmp_path_factory.mktemp("browser") / "project"
     init_project(root, name="Radiology AI Weekly")

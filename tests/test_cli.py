@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from newsletter import __version__
 from newsletter.cli import app
-from newsletter.config import load_settings
+from newsletter.core.config import load_settings
 from newsletter.mail import parse_address
 
 

@@ -12,12 +12,12 @@ from sqlmodel import select
 
 from newsletter import choices
 from newsletter.compose import compose_issue
-from newsletter.config import Settings
-from newsletter.errors import ComposeError, NoPapersError, TemplateError
-from newsletter.models import Issue, IssueStatus
+from newsletter.core.config import Settings
+from newsletter.core.errors import ComposeError, NoPapersError, TemplateError
+from newsletter.core.models import Issue, IssueStatus
+from newsletter.core.store import Store
 from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
 from newsletter.select import week_window
-from newsletter.store import Store
 from tests.composedata import NOW, WEEK, add_papers, project_settings
 
 

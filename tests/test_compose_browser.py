@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.compose import compose_issue
+from newsletter.core.store import Store
 from newsletter.select import week_window
-from newsletter.store import Store
 from tests.composedata import WEEK, add_papers, project_settings
 from tests.regen_golden import NOW, build
 from tests.support.browser import Browser, find_chromium
@@ -53,7 +53,7 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def stress(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An issue of awkward papers: very long words, URLs and author lists."""
     root = tmp_path_factory.mktemp("stress")
-    from newsletter.project import init_project
+    from newsletter.core.project import init_project
 
     init_project(root / "project", name="Stress")
     settings = project_settings(

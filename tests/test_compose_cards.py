@@ -14,7 +14,7 @@ from newsletter.cards import (
     range_label,
     short_authors,
 )
-from newsletter.models import Paper
+from newsletter.core.models import Paper
 
 
 def paper(**kw: object) -> Paper:

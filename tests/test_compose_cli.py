@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from newsletter.config import load_settings
-from newsletter.store import Store
+from newsletter.core.config import load_settings
+from newsletter.core.store import Store
 from tests.composedata import WEEK, add_papers, project_settings
 
 

@@ -11,11 +11,11 @@ import lxml.html
 import pytest
 
 from newsletter.compose import compose_issue
-from newsletter.config import Settings
+from newsletter.core.config import Settings
+from newsletter.core.store import Store
 from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL
 from newsletter.render import plus_line
 from newsletter.select import week_window
-from newsletter.store import Store
 from tests.composedata import NOW, STRUCTURED, WEEK, add_papers
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Settings, load_settings
-from newsletter.errors import ConfigError
-from newsletter.project import default_config_text
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.errors import ConfigError
+from newsletter.core.project import default_config_text
 
 
 def write(path: Path, text: str) -> Path:

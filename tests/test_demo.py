@@ -15,10 +15,10 @@ import pytest
 from sqlmodel import select
 from typer.testing import Result
 
+from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus
+from newsletter.core.store import Store
 from newsletter.demo import READERS, dated_for, run_demo, sample_papers
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.select import last_complete_week
-from newsletter.store import Store
 
 TODAY = date(2026, 11, 28)  # a Saturday: the last complete week is 2026-W47 (16-22 Nov)
 

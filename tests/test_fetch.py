@@ -19,13 +19,13 @@ import pytest
 from sqlmodel import select
 from typer.testing import Result
 
-from newsletter.config import Settings, load_settings
-from newsletter.errors import SourceHTTPError, SourceTimeout
-from newsletter.models import Paper
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.errors import SourceHTTPError, SourceTimeout
+from newsletter.core.models import Paper
+from newsletter.core.store import Store
 from newsletter.sources.base import FetchWindow
 from newsletter.sources.http import FakeClock, PoliteClient, retry_after, user_agent
 from newsletter.sources.runner import FetchReport, run_fetch
-from newsletter.store import Store
 from tests.conftest import FIXTURES
 from tests.support.httpserver import ReplayServer
 
@@ -420,7 +420,7 @@ def test_cli_fetch_one_source_fails_the_others_are_kept(
 
 
 def test_disabled_sources_are_skipped_unless_named(tmp_path: Path) -> None:
-    from newsletter.errors import ConfigError
+    from newsletter.core.errors import ConfigError
     from newsletter.sources.runner import select_sources
 
     settings = make_settings(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mjml import mjml2html
 
-from newsletter.errors import MjmlError, TemplateError
+from newsletter.core.errors import MjmlError, TemplateError
 from newsletter.htmlmail import _inline_body, lint_mjml, render_mjml
 from tests.support.httpserver import ReplayServer
 

@@ -14,6 +14,8 @@ import pytest
 from sqlmodel import select
 from typer.testing import Result
 
+from newsletter.core.models import Paper
+from newsletter.core.store import Store
 from newsletter.ingest import (
     ingest,
     ingest_files,
@@ -22,9 +24,7 @@ from newsletter.ingest import (
     preprint_for,
     preprints_for,
 )
-from newsletter.models import Paper
 from newsletter.sources.base import PaperRecord
-from newsletter.store import Store
 from tests.conftest import FIXTURES
 
 HERE = FIXTURES / "sources"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_settings
+from newsletter.core.config import load_settings
+from newsletter.core.store import Store
 from newsletter.send import SendOptions, send_issue
 from newsletter.send.ratelimit import FakeClock, RateLimiter
-from newsletter.store import Store
 from tests.send_support import ISSUE, add_readers, write_issue
 from tests.support.smtpd import RecordingSMTPServer
 

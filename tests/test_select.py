@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from newsletter.models import Paper
+from newsletter.core.models import Paper
 from newsletter.select import (
     Choice,
     EditorModel,

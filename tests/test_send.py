@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from newsletter.config import Settings, load_settings
-from newsletter.errors import IssueNotFoundError, SendError
-from newsletter.models import Delivery, Issue, Subscriber
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.errors import IssueNotFoundError, SendError
+from newsletter.core.models import Delivery, Issue, Subscriber
+from newsletter.core.store import Store
 from newsletter.send import SendOptions, SendReport, send_issue
 from newsletter.send.message import fill_placeholders
-from newsletter.store import Store
 from newsletter.tokens import Tokens
 from tests.conftest import TEST_SECRET
 from tests.send_support import (

@@ -17,9 +17,9 @@ import pytest
 from sqlmodel import select
 from typer.testing import Result
 
-from newsletter.config import Settings, load_settings
-from newsletter.models import Delivery, Issue
-from newsletter.store import Store
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.models import Delivery, Issue
+from newsletter.core.store import Store
 from tests.send_support import (
     ISSUE,
     add_reader,

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from newsletter.config import Settings, load_settings
-from newsletter.models import DeliveryStatus, Issue, Subscriber
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.models import DeliveryStatus, Issue, Subscriber
+from newsletter.core.store import Store
 from newsletter.send import SendOptions, SendReport, send_issue
 from newsletter.send.ledger import Ledger, Outcome
-from newsletter.store import Store
 from tests.send_support import ISSUE, SUBJECT, add_readers, write_issue
 from tests.support.smtpd import RecordingSMTPServer
 

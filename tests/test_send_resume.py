@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from newsletter.config import load_settings
-from newsletter.models import Delivery, Issue, Subscriber
-from newsletter.store import Store
+from newsletter.core.config import load_settings
+from newsletter.core.models import Delivery, Issue, Subscriber
+from newsletter.core.store import Store
 from tests.send_support import ISSUE, add_readers, parse, write_issue
 from tests.support.smtpd import RecordingSMTPServer
 

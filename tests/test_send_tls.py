@@ -26,10 +26,10 @@ from cryptography.x509.oid import NameOID
 from sqlmodel import select
 from typer.testing import Result
 
-from newsletter.config import Settings, load_settings
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.models import Delivery, Subscriber
+from newsletter.core.store import Store
 from newsletter.mail import setup_problem
-from newsletter.models import Delivery, Subscriber
-from newsletter.store import Store
 from tests.send_support import ISSUE, SUBJECT, add_readers, write_issue
 from tests.support.smtpd import RecordingSMTPServer
 

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 import httpx
 from sqlmodel import select
 
-from newsletter.config import load_settings
-from newsletter.models import Subscriber
+from newsletter.core.config import load_settings
+from newsletter.core.models import Subscriber
+from newsletter.core.store import Store
 from newsletter.send import SendOptions, send_issue
-from newsletter.store import Store
 from newsletter.web import create_app
 from tests.send_support import ISSUE, add_readers, parse, write_issue
 from tests.support.smtpd import RecordingSMTPServer

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import SourceSettings
-from newsletter.errors import (
+from newsletter.core.config import SourceSettings
+from newsletter.core.errors import (
     ConfigError,
     ParseError,
     SourceError,
@@ -342,7 +342,7 @@ def test_each_kind_checks_its_options() -> None:
 
 
 def test_the_repository_config_is_valid() -> None:
-    from newsletter.config import load_settings
+    from newsletter.core.config import load_settings
 
     settings = load_settings(config=Path(__file__).resolve().parents[1] / "slice.toml")
     kinds = sorted(build_source(entry).kind for entry in settings.sources)

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel, select
 
-from newsletter.errors import MigrationError, StoreError
-from newsletter.migrations import Migration, applied, discover, migrate
-from newsletter.models import Delivery, Issue, Paper, Subscriber
-from newsletter.store import Store, make_engine
+from newsletter.core.errors import MigrationError, StoreError
+from newsletter.core.migrations import Migration, applied, discover, migrate
+from newsletter.core.models import Delivery, Issue, Paper, Subscriber
+from newsletter.core.store import Store, make_engine
 
 
 def test_fresh_database_gets_every_migration(db_url: str) -> None:

@@ -7,16 +7,16 @@ from datetime import timedelta
 
 import pytest
 
-from newsletter.config import Settings
-from newsletter.errors import (
+from newsletter.core.config import Settings
+from newsletter.core.errors import (
     InvalidAddressError,
     InvalidNameError,
     SubscriberError,
     SubscriberNotFoundError,
     TokenError,
 )
-from newsletter.models import SubscriberStatus
-from newsletter.store import Store
+from newsletter.core.models import SubscriberStatus
+from newsletter.core.store import Store
 from newsletter.subscribers import (
     AddAction,
     ConfirmStatus,

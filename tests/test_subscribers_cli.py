@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from newsletter.config import load_settings
-from newsletter.store import Store
+from newsletter.core.config import load_settings
+from newsletter.core.store import Store
 from tests.conftest import FIXTURES
 from tests.signup_support import links, rows
 from tests.support.smtpd import RecordingSMTPServer

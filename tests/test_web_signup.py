@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from newsletter.models import Issue, IssueStatus, SubscriberStatus
+from newsletter.core.models import Issue, IssueStatus, SubscriberStatus
+from newsletter.core.store import Store
 from newsletter.send.message import derive_list_id
-from newsletter.store import Store
 from tests.signup_support import (
     BASE,
     Site,

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from newsletter.config import load_settings
-from newsletter.project import init_project
-from newsletter.store import Store
+from newsletter.core.config import load_settings
+from newsletter.core.project import init_project
+from newsletter.core.store import Store
 from newsletter.web import create_app
 from tests.signup_support import links, rows, tamper
 from tests.support.liveserver import LiveServer

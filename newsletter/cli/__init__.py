@@ -13,7 +13,7 @@ import typer
 
 from newsletter import __version__
 from newsletter.cli.base import AppState, SliceGroup, out, state
-from newsletter.project import init_project
+from newsletter.core.project import init_project
 
 app = typer.Typer(
     name="slice",

@@ -13,11 +13,11 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from newsletter.config import Settings, load_settings
-from newsletter.errors import NewsletterError
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.errors import NewsletterError
 
 if TYPE_CHECKING:  # SQLAlchemy is loaded by the commands that use the database
-    from newsletter.store import Store
+    from newsletter.core.store import Store
 
 
 def out() -> Console:
@@ -57,7 +57,7 @@ class AppState:
         return self._settings
 
     def store(self) -> Store:
-        from newsletter.store import open_store
+        from newsletter.core.store import open_store
 
         if self._store is None:
             self._store = open_store(self.settings())

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from newsletter.cli.base import err, out, state
-from newsletter.errors import SomeSourcesFailed
+from newsletter.core.errors import SomeSourcesFailed
 from newsletter.sources.files import FORMATS
 
 if TYPE_CHECKING:  # ingest and the sources load when a command runs, not for --help

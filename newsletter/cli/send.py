@@ -28,15 +28,15 @@ from rich.table import Table
 from rich.text import Text
 
 from newsletter.cli.base import err, out, state
-from newsletter.config import Settings
+from newsletter.core.config import Settings
+from newsletter.core.errors import RelayRefusedError, SendError
 from newsletter.devsmtp import MailSink, Received, SmtpServerThread
-from newsletter.errors import RelayRefusedError, SendError
 
 if TYPE_CHECKING:  # the sender and its database load when a command runs, not for --help
+    from newsletter.core.store import Store
     from newsletter.send import IssueStatusReport
     from newsletter.send.deliver import Answer
     from newsletter.send.ledger import Outcome, Row
-    from newsletter.store import Store
 
 IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a folder in outbox/).")]
 
@@ -106,7 +106,7 @@ class ProgressEvents:
         self._refresh()
 
     def outcome(self, row: Row, outcome: Outcome, answer: Answer | None) -> None:
-        from newsletter.models import DeliveryStatus
+        from newsletter.core.models import DeliveryStatus
 
         t = self.tally
         if outcome.status == DeliveryStatus.SENT:

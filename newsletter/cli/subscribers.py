@@ -14,7 +14,7 @@ from rich.progress import Progress
 from newsletter.cli.base import err, out, state
 
 if TYPE_CHECKING:  # the subscriber library and its database load when a command runs
-    from newsletter.models import Subscriber
+    from newsletter.core.models import Subscriber
     from newsletter.subscribers import Subscribers
 
 subscribers_app = typer.Typer(

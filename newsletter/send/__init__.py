@@ -25,10 +25,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlmodel import SQLModel
 
-from newsletter.config import Settings
-from newsletter.errors import SendError
+from newsletter.core.config import Settings
+from newsletter.core.errors import SendError
+from newsletter.core.models import Issue, IssueStatus, SubscriberStatus
+from newsletter.core.store import Store
 from newsletter.mail import parse_address, smtp_client
-from newsletter.models import Issue, IssueStatus, SubscriberStatus
 from newsletter.outbox import IssueFolder
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.dkim import DkimSigner
@@ -36,7 +37,6 @@ from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
 from newsletter.send.ratelimit import Clock, SystemClock
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
-from newsletter.store import Store
 
 __all__ = [
     "DryRunReport",

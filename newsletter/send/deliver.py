@@ -25,7 +25,7 @@ from typing import Literal
 
 import aiosmtplib
 
-from newsletter.errors import RelayRefusedError
+from newsletter.core.errors import RelayRefusedError
 from newsletter.mail import setup_problem
 
 Kind = Literal["sent", "soft", "hard", "reject", "relay"]

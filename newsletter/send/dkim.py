@@ -18,8 +18,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from newsletter.config import Settings
-from newsletter.errors import ConfigError
+from newsletter.core.config import Settings
+from newsletter.core.errors import ConfigError
 
 # The headers the signature covers, in order. DESIGN.md requires From, To,
 # Subject, Date, Message-ID and both List-Unsubscribe headers; a header named

@@ -36,15 +36,15 @@ from sqlalchemy import (
 from sqlalchemy.types import DateTime, Integer, String
 from sqlmodel import SQLModel
 
-from newsletter.models import (
+from newsletter.core.models import (
     DeliveryStatus,
     Issue,
     IssueStatus,
     SubscriberStatus,
 )
+from newsletter.core.store import Store
 from newsletter.outbox import RenderedIssue
 from newsletter.send.message import Reader
-from newsletter.store import Store
 
 D = SQLModel.metadata.tables["deliveries"]
 S = SQLModel.metadata.tables["subscribers"]

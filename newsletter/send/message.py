@@ -30,8 +30,8 @@ from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
 from functools import partial
 
-from newsletter.config import Settings
-from newsletter.errors import HeaderInjectionError, SendError
+from newsletter.core.config import Settings
+from newsletter.core.errors import HeaderInjectionError, SendError
 from newsletter.mail import check_header_value, parse_address, sender_domain
 from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder
 from newsletter.send.dkim import DkimSigner, canonical_body

@@ -22,9 +22,9 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter.config import Settings
-from newsletter.errors import RelayRefusedError, StoreError
-from newsletter.models import DeliveryStatus
+from newsletter.core.config import Settings
+from newsletter.core.errors import RelayRefusedError, StoreError
+from newsletter.core.models import DeliveryStatus
 from newsletter.send.deliver import Answer, RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger, Outcome, Row, backoff_delay
 from newsletter.send.message import IssueMessage

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from newsletter.config import SourceSettings
-from newsletter.errors import ConfigError
+from newsletter.core.config import SourceSettings
+from newsletter.core.errors import ConfigError
 from newsletter.sources import arxiv, biorxiv, pubmed, rss
 from newsletter.sources.base import (
     FetchContext,

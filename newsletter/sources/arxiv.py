@@ -16,7 +16,7 @@ from typing import IO
 from lxml import etree
 from pydantic import Field
 
-from newsletter.errors import ParseError, SourceError, SourceHTTPError
+from newsletter.core.errors import ParseError, SourceError, SourceHTTPError
 from newsletter.sources.base import FetchContext, FetchWindow, Options, PaperRecord, SourceKind
 from newsletter.text import clean_plain, clean_title, normalize_name
 

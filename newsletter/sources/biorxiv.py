@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from pydantic import Field
 
-from newsletter.errors import ParseError, SourceHTTPError
+from newsletter.core.errors import ParseError, SourceHTTPError
 from newsletter.sources.base import FetchContext, FetchWindow, Options, PaperRecord, SourceKind
 from newsletter.text import clean_abstract, clean_plain, clean_title, split_authors
 

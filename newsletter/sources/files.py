@@ -16,7 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from newsletter.errors import ParseError, UnknownFormatError
+from newsletter.core.errors import ParseError, UnknownFormatError
 from newsletter.sources import arxiv, biorxiv, pubmed, rss
 from newsletter.sources.base import PaperRecord
 from newsletter.text import clean_abstract, clean_markup, clean_title, normalize_name, split_authors

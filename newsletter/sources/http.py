@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from newsletter import __version__
-from newsletter.errors import SourceHTTPError, SourceTimeout
+from newsletter.core.errors import SourceHTTPError, SourceTimeout
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0

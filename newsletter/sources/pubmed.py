@@ -21,7 +21,7 @@ from typing import IO, Any
 from lxml import etree
 from pydantic import Field
 
-from newsletter.errors import ParseError, SourceError, SourceHTTPError
+from newsletter.core.errors import ParseError, SourceError, SourceHTTPError
 from newsletter.sources.base import FetchContext, FetchWindow, Options, PaperRecord, SourceKind
 from newsletter.text import clean_abstract, clean_markup, clean_title, label, mathml_to_text
 

@@ -16,7 +16,7 @@ from typing import Any
 import feedparser
 from pydantic import Field
 
-from newsletter.errors import ParseError, SourceHTTPError
+from newsletter.core.errors import ParseError, SourceHTTPError
 from newsletter.sources.arxiv import arxiv_id
 from newsletter.sources.base import FetchContext, FetchWindow, Options, PaperRecord, SourceKind
 from newsletter.text import clean_abstract, clean_markup, clean_plain, clean_title, split_authors

@@ -12,12 +12,12 @@ from datetime import date, timedelta
 
 import httpx
 
-from newsletter.config import Settings, SourceSettings
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.core.config import Settings, SourceSettings
+from newsletter.core.errors import ConfigError, NewsletterError
+from newsletter.core.store import Store
 from newsletter.ingest import IngestResult, ingest
 from newsletter.sources import FetchContext, FetchWindow, Source, build_source
 from newsletter.sources.http import Clock, PoliteClient
-from newsletter.store import Store
 
 
 @dataclass

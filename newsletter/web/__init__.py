@@ -21,9 +21,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from newsletter.config import Settings
-from newsletter.models import utcnow
-from newsletter.store import Store, open_store
+from newsletter.core.config import Settings
+from newsletter.core.models import utcnow
+from newsletter.core.store import Store, open_store
 from newsletter.subscriber_mail import Mailer, SubscriberMail
 from newsletter.subscribers import Clock, Subscribers
 from newsletter.templating import template_environment

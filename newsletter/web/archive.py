@@ -18,9 +18,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
-from newsletter.config import Settings
-from newsletter.errors import IssueNotFoundError
-from newsletter.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.core.config import Settings
+from newsletter.core.errors import IssueNotFoundError
+from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
 from newsletter.search import (
     PER_PAGE_CHOICES,

@@ -30,8 +30,8 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from newsletter.errors import InvalidAddressError, InvalidNameError, TokenError
-from newsletter.models import SUPPRESSED
+from newsletter.core.errors import InvalidAddressError, InvalidNameError, TokenError
+from newsletter.core.models import SUPPRESSED
 from newsletter.subscriber_mail import SubscriberMail, ttl_text
 from newsletter.subscribers import (
     Clock,

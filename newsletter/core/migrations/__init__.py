@@ -23,8 +23,8 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from newsletter.errors import MigrationError
-from newsletter.models import utcnow
+from newsletter.core.errors import MigrationError
+from newsletter.core.models import utcnow
 
 _NAME = re.compile(r"^m\d{3}_[a-z0-9_]+$")
 

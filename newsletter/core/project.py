@@ -14,8 +14,8 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel
 
-from newsletter.config import CONFIG_NAME, ENV_SECRETS, ENV_SETTINGS, Settings
-from newsletter.errors import ProjectExistsError
+from newsletter.core.config import CONFIG_NAME, ENV_SECRETS, ENV_SETTINGS, Settings
+from newsletter.core.errors import ProjectExistsError
 
 FOLDERS = ("templates", "subscribers", "outbox")
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from newsletter.errors import ConfigError
+from newsletter.core.errors import ConfigError
 
 CONFIG_NAME = "slice.toml"
 

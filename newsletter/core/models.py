@@ -1,7 +1,7 @@
 """The tables, as SQLModel classes.
 
 The schema itself is created and changed only by the ordered migrations in
-`newsletter.migrations`; a test checks that these classes and the migrated
+`newsletter.core.migrations`; a test checks that these classes and the migrated
 schema agree column for column.
 """
 
