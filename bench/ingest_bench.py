@@ -90,13 +90,13 @@ def phase(name: str, path: Path, db: Path) -> dict[str, float]:
         root = etree.fromstring(data)
         count = sum(1 for _ in root.iterchildren("PubmedArticle"))
     elif name == "parse":
-        from newsletter.sources.pubmed import iter_articles
+        from newsletter.papers.sources.pubmed import iter_articles
 
         with path.open("rb") as fh:
             count = sum(1 for _ in iter_articles(fh))
     else:
         from newsletter.core.store import Store
-        from newsletter.ingest import ingest_files
+        from newsletter.papers.ingest import ingest_files
 
         with Store.open(f"sqlite:///{db}") as store:
             (result,) = ingest_files(store, [path])

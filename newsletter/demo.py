@@ -37,7 +37,7 @@ from newsletter.core.errors import NewsletterError, ProjectExistsError
 from newsletter.core.project import init_project
 from newsletter.core.store import Store
 from newsletter.devsmtp import MailSink, Received, SmtpServerThread
-from newsletter.ingest import IngestResult, ingest_files
+from newsletter.papers.ingest import IngestResult, ingest_files
 from newsletter.send import SendReport, send_issue
 from newsletter.web import create_app
 

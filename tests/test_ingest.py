@@ -16,7 +16,7 @@ from typer.testing import Result
 
 from newsletter.core.models import Paper
 from newsletter.core.store import Store
-from newsletter.ingest import (
+from newsletter.papers.ingest import (
     ingest,
     ingest_files,
     journal_version_of,
@@ -24,7 +24,7 @@ from newsletter.ingest import (
     preprint_for,
     preprints_for,
 )
-from newsletter.sources.base import PaperRecord
+from newsletter.papers.sources.base import PaperRecord
 from tests.conftest import FIXTURES
 
 HERE = FIXTURES / "sources"

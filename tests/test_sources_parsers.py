@@ -15,8 +15,8 @@ from newsletter.core.errors import (
     SourceHTTPError,
     UnknownFormatError,
 )
-from newsletter.sources import arxiv, biorxiv, build_source, pubmed, rss
-from newsletter.sources.files import detect_format, read_file
+from newsletter.papers.sources import arxiv, biorxiv, build_source, pubmed, rss
+from newsletter.papers.sources.files import detect_format, read_file
 from tests.conftest import FIXTURES, SAMPLES
 
 HERE = FIXTURES / "sources"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from newsletter.text import (
+from newsletter.papers.text import (
     clean_markup,
     clean_plain,
     clean_title,

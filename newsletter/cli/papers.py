@@ -22,10 +22,10 @@ from rich.table import Table
 
 from newsletter.cli.base import err, out, state
 from newsletter.core.errors import SomeSourcesFailed
-from newsletter.sources.files import FORMATS
+from newsletter.papers.sources.files import FORMATS
 
 if TYPE_CHECKING:  # ingest and the sources load when a command runs, not for --help
-    from newsletter.ingest import IngestResult
+    from newsletter.papers.ingest import IngestResult
 
 
 def _date(value: str | None, flag: str) -> date | None:
@@ -139,7 +139,7 @@ def fetch(
     """
     app = state(ctx)
     settings = app.settings()
-    from newsletter.sources.runner import fetch_window, run_fetch, select_sources
+    from newsletter.papers.sources.runner import fetch_window, run_fetch, select_sources
 
     window = fetch_window(
         since=_date(since, "--since"),
@@ -180,7 +180,7 @@ def ingest(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     store = state(ctx).store()
     with Bars() as bars:
-        from newsletter.ingest import ingest_files
+        from newsletter.papers.ingest import ingest_files
 
         results = ingest_files(
             store, files, fmt=format, on_start=bars.start, on_progress=bars.move, on_done=bars.done
@@ -203,8 +203,8 @@ def papers(
     as_json: Annotated[bool, typer.Option("--json", help="Print paper records as JSON.")] = False,
 ) -> None:
     """List the stored papers, newest first."""
-    from newsletter.papers import PaperQuery, as_record, iso_week, list_papers
-    from newsletter.text import plain_text
+    from newsletter.papers.queries import PaperQuery, as_record, iso_week, list_papers
+    from newsletter.papers.text import plain_text
 
     since, until = iso_week(week) if week else (None, None)
     with state(ctx).store().read() as session:

@@ -188,7 +188,7 @@ class ProfileSettings(Section):
 class SourceSettings(BaseModel):
     """One entry of ``[[sources]]``: a name, a kind, and the kind's own options.
 
-    The options are checked by the source kind itself (see `newsletter.sources`).
+    The options are checked by the source kind itself (see `newsletter.papers.sources`).
     """
 
     model_config = ConfigDict(extra="allow")

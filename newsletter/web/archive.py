@@ -22,7 +22,7 @@ from newsletter.core.config import Settings
 from newsletter.core.errors import IssueNotFoundError
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
-from newsletter.search import (
+from newsletter.papers.search import (
     PER_PAGE_CHOICES,
     SearchPage,
     known_sources,

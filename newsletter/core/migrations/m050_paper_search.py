@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-# Repeated verbatim by newsletter.search (a test checks the index is used).
+# Repeated verbatim by newsletter.papers.search (a test checks the index is used).
 PG_DOCUMENT = (
     "(setweight(to_tsvector('english'::regconfig, coalesce(title, '')), 'A') || "
     "setweight(to_tsvector('english'::regconfig, coalesce(authors::text, '')), 'B') || "

@@ -25,7 +25,7 @@ def _names(column: str) -> str:
     )
 
 
-# Repeated verbatim by newsletter.search (a test checks the index is used).
+# Repeated verbatim by newsletter.papers.search (a test checks the index is used).
 PG_DOCUMENT = (
     "(setweight(to_tsvector('english'::regconfig, coalesce(title, '')), 'A') || "
     "setweight(to_tsvector('english'::regconfig, coalesce((authors::jsonb)::text, '')), 'B') || "

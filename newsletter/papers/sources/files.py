@@ -17,9 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.core.errors import ParseError, UnknownFormatError
-from newsletter.sources import arxiv, biorxiv, pubmed, rss
-from newsletter.sources.base import PaperRecord
-from newsletter.text import clean_abstract, clean_markup, clean_title, normalize_name, split_authors
+from newsletter.papers.sources import arxiv, biorxiv, pubmed, rss
+from newsletter.papers.sources.base import PaperRecord
+from newsletter.papers.text import (
+    clean_abstract,
+    clean_markup,
+    clean_title,
+    normalize_name,
+    split_authors,
+)
 
 FORMATS = {
     "arxiv": "arXiv API Atom",

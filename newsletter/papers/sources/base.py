@@ -9,14 +9,14 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from newsletter.sources.http import PoliteClient
+from newsletter.papers.sources.http import PoliteClient
 
 
 @dataclass
 class PaperRecord:
     """One paper as a source reported it (DESIGN.md, "Paper record").
 
-    Title and abstract are clean HTML fragments (see `newsletter.text`).
+    Title and abstract are clean HTML fragments (see `newsletter.papers.text`).
     ``published_doi`` is the journal version's DOI that a preprint server
     reports; it links the preprint to its journal version, never merges them.
     """

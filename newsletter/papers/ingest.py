@@ -33,9 +33,9 @@ from sqlmodel import Session, select
 from newsletter.core.errors import NewsletterError, ParseError, StoreError
 from newsletter.core.models import Paper, PaperKind, utcnow
 from newsletter.core.store import Store
-from newsletter.sources.arxiv import arxiv_id as split_arxiv_id
-from newsletter.sources.base import PaperRecord
-from newsletter.text import normalize_name, plain_text, sanitize, surname, title_key
+from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
+from newsletter.papers.sources.base import PaperRecord
+from newsletter.papers.text import normalize_name, plain_text, sanitize, surname, title_key
 
 KINDS = frozenset(k.value for k in PaperKind)
 IDS = ("doi", "pmid", "pmcid", "arxiv_id")
@@ -489,7 +489,7 @@ def ingest_files(
     on_done: Callable[[IngestResult], None] | None = None,
 ) -> list[IngestResult]:
     """Each file in its own transaction; a file that cannot be read is a result with an error."""
-    from newsletter.sources.files import read_file
+    from newsletter.papers.sources.files import read_file
 
     results = []
     for path in paths:

@@ -18,8 +18,14 @@ from typing import IO, Any
 from pydantic import Field
 
 from newsletter.core.errors import ParseError, SourceHTTPError
-from newsletter.sources.base import FetchContext, FetchWindow, Options, PaperRecord, SourceKind
-from newsletter.text import clean_abstract, clean_plain, clean_title, split_authors
+from newsletter.papers.sources.base import (
+    FetchContext,
+    FetchWindow,
+    Options,
+    PaperRecord,
+    SourceKind,
+)
+from newsletter.papers.text import clean_abstract, clean_plain, clean_title, split_authors
 
 DEFAULT_URL = "https://api.biorxiv.org"
 MAX_PAGES = 2000

@@ -17,9 +17,21 @@ import feedparser
 from pydantic import Field
 
 from newsletter.core.errors import ParseError, SourceHTTPError
-from newsletter.sources.arxiv import arxiv_id
-from newsletter.sources.base import FetchContext, FetchWindow, Options, PaperRecord, SourceKind
-from newsletter.text import clean_abstract, clean_markup, clean_plain, clean_title, split_authors
+from newsletter.papers.sources.arxiv import arxiv_id
+from newsletter.papers.sources.base import (
+    FetchContext,
+    FetchWindow,
+    Options,
+    PaperRecord,
+    SourceKind,
+)
+from newsletter.papers.text import (
+    clean_abstract,
+    clean_markup,
+    clean_plain,
+    clean_title,
+    split_authors,
+)
 
 _ANNOUNCE = re.compile(r"^\s*arXiv:(\S+)\s+Announce Type:\s*([\w-]+)\s*(?:Abstract:\s*)?", re.I)
 _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)")

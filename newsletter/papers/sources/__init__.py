@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from newsletter.core.config import SourceSettings
 from newsletter.core.errors import ConfigError
-from newsletter.sources import arxiv, biorxiv, pubmed, rss
-from newsletter.sources.base import (
+from newsletter.papers.sources import arxiv, biorxiv, pubmed, rss
+from newsletter.papers.sources.base import (
     FetchContext,
     FetchWindow,
     Options,

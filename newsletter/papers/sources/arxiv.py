@@ -17,8 +17,14 @@ from lxml import etree
 from pydantic import Field
 
 from newsletter.core.errors import ParseError, SourceError, SourceHTTPError
-from newsletter.sources.base import FetchContext, FetchWindow, Options, PaperRecord, SourceKind
-from newsletter.text import clean_plain, clean_title, normalize_name
+from newsletter.papers.sources.base import (
+    FetchContext,
+    FetchWindow,
+    Options,
+    PaperRecord,
+    SourceKind,
+)
+from newsletter.papers.text import clean_plain, clean_title, normalize_name
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"

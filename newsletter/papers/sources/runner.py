@@ -15,9 +15,9 @@ import httpx
 from newsletter.core.config import Settings, SourceSettings
 from newsletter.core.errors import ConfigError, NewsletterError
 from newsletter.core.store import Store
-from newsletter.ingest import IngestResult, ingest
-from newsletter.sources import FetchContext, FetchWindow, Source, build_source
-from newsletter.sources.http import Clock, PoliteClient
+from newsletter.papers.ingest import IngestResult, ingest
+from newsletter.papers.sources import FetchContext, FetchWindow, Source, build_source
+from newsletter.papers.sources.http import Clock, PoliteClient
 
 
 @dataclass

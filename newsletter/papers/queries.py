@@ -44,7 +44,7 @@ def _like(text: str) -> str:
 def list_papers(session: Session, query: PaperQuery) -> list[Paper]:
     """Stored papers, newest first, filtered by date window, source and words.
 
-    Words are searched with the archive's full-text search (`newsletter.search`),
+    Words are searched with the archive's full-text search (`newsletter.papers.search`),
     so ``slice papers --search`` finds what the web archive finds.
     """
     if query.search.strip():
@@ -68,7 +68,7 @@ def list_papers(session: Session, query: PaperQuery) -> list[Paper]:
 
 
 def _searched(session: Session, query: PaperQuery) -> list[Paper]:
-    from newsletter.search import SearchParams, known_sources, search_papers
+    from newsletter.papers.search import SearchParams, known_sources, search_papers
 
     wanted = query.source.strip().lower()
     by_paper_source = wanted in known_sources(session)

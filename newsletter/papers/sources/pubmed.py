@@ -22,8 +22,14 @@ from lxml import etree
 from pydantic import Field
 
 from newsletter.core.errors import ParseError, SourceError, SourceHTTPError
-from newsletter.sources.base import FetchContext, FetchWindow, Options, PaperRecord, SourceKind
-from newsletter.text import clean_abstract, clean_markup, clean_title, label, mathml_to_text
+from newsletter.papers.sources.base import (
+    FetchContext,
+    FetchWindow,
+    Options,
+    PaperRecord,
+    SourceKind,
+)
+from newsletter.papers.text import clean_abstract, clean_markup, clean_title, label, mathml_to_text
 
 DEFAULT_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 MATHML = "{http://www.w3.org/1998/Math/MathML}"
