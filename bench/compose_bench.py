@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mjml import mjml2html
 from premailer import Premailer
 
-import newsletter.render as render_module
-from newsletter.compose import compose_issue
+import newsletter.issue.render as render_module
 from newsletter.core.models import Paper
 from newsletter.core.project import init_project
 from newsletter.core.store import Store
-from newsletter.htmlmail import render_mjml
-from newsletter.select import (
+from newsletter.issue.compose import compose_issue
+from newsletter.issue.htmlmail import render_mjml
+from newsletter.issue.select import (
     Choice,
     EditorModel,
     Profile,

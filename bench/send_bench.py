@@ -169,7 +169,7 @@ async def baseline(port: int, data: bytes, count: int, concurrency: int) -> floa
 
 
 def one_message(settings: Settings) -> bytes:
-    from newsletter.outbox import IssueFolder
+    from newsletter.issue.outbox import IssueFolder
     from newsletter.send.dkim import DkimSigner
     from newsletter.send.message import IssueMessage, Reader
     from newsletter.send.ratelimit import SystemClock

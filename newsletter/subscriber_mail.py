@@ -23,7 +23,8 @@ from jinja2 import Environment, TemplateError
 
 from newsletter.core import errors
 from newsletter.core.config import Settings
-from newsletter.htmlmail import render_mjml
+from newsletter.issue.htmlmail import render_mjml
+from newsletter.issue.templating import template_environment
 from newsletter.mail import (
     build_message,
     parse_address,
@@ -40,7 +41,6 @@ from newsletter.subscribers import (
     Subscribers,
     Welcome,
 )
-from newsletter.templating import template_environment
 
 # Headers are folded at RFC 5322's hard limit, not at 78: a List-Unsubscribe URL is
 # one long word, and folding it at 78 would turn it into an unreadable encoded-word.

@@ -11,10 +11,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from newsletter.compose import compose_issue
 from newsletter.core.project import init_project
 from newsletter.core.store import Store
-from newsletter.select import week_window
+from newsletter.issue.compose import compose_issue
+from newsletter.issue.select import week_window
 from tests.composedata import NOW, WEEK, add_papers, project_settings
 
 GOLDEN = Path(__file__).parent / "golden" / "compose"

@@ -23,7 +23,7 @@ from sqlalchemy import Table, insert
 from newsletter.core.config import Settings
 from newsletter.core.models import Issue, Subscriber, new_uid, utcnow
 from newsletter.core.store import Store
-from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
+from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
 
 ISSUE = "2025-W24"
 SUBJECT = "Radiology AI Weekly #12 — CT triage, MRI foundation models"

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 from newsletter.core.config import Settings
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.core.store import Store
-from newsletter.outbox import IssueFolder, RenderedIssue
+from newsletter.issue.outbox import IssueFolder, RenderedIssue
 from newsletter.papers.search import SearchParams, parse_query, pg_tsquery, search_papers
 from newsletter.web import create_app
 from tests.archive_support import add_papers, get, make_paper

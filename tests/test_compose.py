@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from newsletter import choices
-from newsletter.compose import compose_issue
 from newsletter.core.config import Settings
 from newsletter.core.errors import ComposeError, NoPapersError, TemplateError
 from newsletter.core.models import Issue, IssueStatus
 from newsletter.core.store import Store
-from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
-from newsletter.select import week_window
+from newsletter.issue import choices
+from newsletter.issue.compose import compose_issue
+from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
+from newsletter.issue.select import week_window
 from tests.composedata import NOW, WEEK, add_papers, project_settings
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.compose import compose_issue
 from newsletter.core.store import Store
-from newsletter.select import week_window
+from newsletter.issue.compose import compose_issue
+from newsletter.issue.select import week_window
 from tests.composedata import WEEK, add_papers, project_settings
 from tests.regen_golden import NOW, build
 from tests.support.browser import Browser, find_chromium

@@ -6,7 +6,8 @@ from datetime import date
 
 import pytest
 
-from newsletter.cards import (
+from newsletter.core.models import Paper
+from newsletter.issue.cards import (
     abstract_html,
     abstract_text,
     inline_html,
@@ -14,7 +15,6 @@ from newsletter.cards import (
     range_label,
     short_authors,
 )
-from newsletter.core.models import Paper
 
 
 def paper(**kw: object) -> Paper:

@@ -10,12 +10,12 @@ from typing import Any
 import lxml.html
 import pytest
 
-from newsletter.compose import compose_issue
 from newsletter.core.config import Settings
 from newsletter.core.store import Store
-from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL
-from newsletter.render import plus_line
-from newsletter.select import week_window
+from newsletter.issue.compose import compose_issue
+from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL
+from newsletter.issue.render import plus_line
+from newsletter.issue.select import week_window
 from tests.composedata import NOW, STRUCTURED, WEEK, add_papers
 
 

@@ -10,7 +10,7 @@ import pytest
 from mjml import mjml2html
 
 from newsletter.core.errors import MjmlError, TemplateError
-from newsletter.htmlmail import _inline_body, lint_mjml, render_mjml
+from newsletter.issue.htmlmail import _inline_body, lint_mjml, render_mjml
 from tests.support.httpserver import ReplayServer
 
 PAGE = """<mjml lang="en">

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from newsletter.core.models import Paper
-from newsletter.select import (
+from newsletter.issue.select import (
     Choice,
     EditorModel,
     Profile,

@@ -452,7 +452,7 @@ def test_wire_form_is_the_message_dot_stuffed(smtp_settings: Settings, tmp_path:
     """What DATA carries is exactly what aiosmtplib's own normalizing would make of the message."""
     from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-    from newsletter.outbox import IssueFolder
+    from newsletter.issue.outbox import IssueFolder
     from newsletter.send.dkim import DkimSigner
     from newsletter.send.message import IssueMessage, Reader
 

@@ -13,11 +13,11 @@ from rich.text import Text
 from newsletter.cli.base import err, out, state
 
 if TYPE_CHECKING:  # the selector and renderer load when a command runs, not for --help
-    from newsletter.compose import ComposeResult
+    from newsletter.issue.compose import ComposeResult
 
 
 def explain_table(result: ComposeResult) -> Table:
-    from newsletter.select import plain
+    from newsletter.issue.select import plain
 
     """Every candidate with its score and the terms (and other parts) that earned it."""
     table = Table(title=f"Candidates for {result.selection.window}", title_justify="left")
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         app_state = state(ctx)
         settings = app_state.settings()
         now = datetime.now(UTC)
-        from newsletter.compose import compose_issue, window_from_options
+        from newsletter.issue.compose import compose_issue, window_from_options
 
         window = window_from_options(week=week, since=since, until=until, today=now.date())
         result = compose_issue(

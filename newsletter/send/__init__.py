@@ -29,8 +29,8 @@ from newsletter.core.config import Settings
 from newsletter.core.errors import SendError
 from newsletter.core.models import Issue, IssueStatus, SubscriberStatus
 from newsletter.core.store import Store
+from newsletter.issue.outbox import IssueFolder
 from newsletter.mail import parse_address, smtp_client
-from newsletter.outbox import IssueFolder
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.dkim import DkimSigner
 from newsletter.send.ledger import Ledger

@@ -43,7 +43,7 @@ from newsletter.core.models import (
     SubscriberStatus,
 )
 from newsletter.core.store import Store
-from newsletter.outbox import RenderedIssue
+from newsletter.issue.outbox import RenderedIssue
 from newsletter.send.message import Reader
 
 D = SQLModel.metadata.tables["deliveries"]

@@ -1,7 +1,7 @@
 """One issue, encoded once; each reader's message is the pre-encoded bytes with their values filled in.
 
 The issue's HTML and text parts are quoted-printable encoded once, when the
-send starts. Every placeholder (`newsletter.outbox.PLACEHOLDERS`) becomes a slot
+send starts. Every placeholder (`newsletter.issue.outbox.PLACEHOLDERS`) becomes a slot
 that starts and ends on an encoded-line boundary (a soft line break, ``=\\r\\n``,
 before and after), so a reader's value is encoded on its own and dropped into
 place: line lengths stay within RFC 2045's 76 characters, and the decoded text
@@ -32,8 +32,8 @@ from functools import partial
 
 from newsletter.core.config import Settings
 from newsletter.core.errors import HeaderInjectionError, SendError
+from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder
 from newsletter.mail import check_header_value, parse_address, sender_domain
-from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder
 from newsletter.send.dkim import DkimSigner, canonical_body
 from newsletter.tokens import Tokens
 

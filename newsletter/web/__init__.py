@@ -24,9 +24,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from newsletter.core.config import Settings
 from newsletter.core.models import utcnow
 from newsletter.core.store import Store, open_store
+from newsletter.issue.templating import template_environment
 from newsletter.subscriber_mail import Mailer, SubscriberMail
 from newsletter.subscribers import Clock, Subscribers
-from newsletter.templating import template_environment
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

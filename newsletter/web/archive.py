@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from newsletter.core.config import Settings
 from newsletter.core.errors import IssueNotFoundError
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
-from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
+from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
 from newsletter.papers.search import (
     PER_PAGE_CHOICES,
     SearchPage,

@@ -2,7 +2,7 @@
 
 Everything that comes from a paper is untrusted. HTML is re-sanitized here (only
 ``<i> <b> <sub> <sup>`` survive, without attributes), per-reader placeholder markers
-are defused (`newsletter.outbox.strip_placeholders`), and braces are written as
+are defused (`newsletter.issue.outbox.strip_placeholders`), and braces are written as
 character references so nothing from a paper can look like template syntax to the
 MJML lint. Links are built from identifiers, and a stored URL is used only if it is
 absolute http(s).
@@ -21,7 +21,7 @@ import nh3
 from markupsafe import Markup, escape
 
 from newsletter.core.models import Paper, PaperKind
-from newsletter.outbox import strip_placeholders
+from newsletter.issue.outbox import strip_placeholders
 
 SAFE_TAGS = {"i", "b", "sub", "sup"}
 SOURCE_LABELS = {

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlmodel import Session
 
 from newsletter.core.models import Paper, utcnow
-from newsletter.select import Choice, paper_tokens
+from newsletter.issue.select import Choice, paper_tokens
 
 metadata = MetaData()
 

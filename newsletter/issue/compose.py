@@ -1,8 +1,8 @@
 """`slice compose`: select the window's papers and render the issue into the outbox.
 
-The steps stay apart: read the candidates from the store, `newsletter.select` ranks
+The steps stay apart: read the candidates from the store, `newsletter.issue.select` ranks
 them (a pure function), issue.json records the selection and the editor's edits,
-then `newsletter.render` renders everything in memory. Only when every part has
+then `newsletter.issue.render` renders everything in memory. Only when every part has
 rendered are the files written (each to a temporary name, then renamed), so a broken
 template leaves the previous render as it was.
 """
@@ -18,15 +18,15 @@ from pathlib import Path
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from newsletter import choices
 from newsletter.core.config import Settings
 from newsletter.core.errors import ComposeError, NoPapersError
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.core.store import Store
-from newsletter.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
-from newsletter.outbox import IssueFolder
-from newsletter.render import Rendered, render_issue
-from newsletter.select import (
+from newsletter.issue import choices
+from newsletter.issue.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
+from newsletter.issue.outbox import IssueFolder
+from newsletter.issue.render import Rendered, render_issue
+from newsletter.issue.select import (
     EditorModel,
     Profile,
     Selection,
@@ -36,7 +36,7 @@ from newsletter.select import (
     in_window,
     plain,
 )
-from newsletter.select import select as select_papers
+from newsletter.issue.select import select as select_papers
 
 __all__ = ["ComposeResult", "compose_issue", "load_candidates"]
 
@@ -409,7 +409,7 @@ def window_from_options(
     *, week: str | None, since: str | None, until: str | None, today: date
 ) -> Window:
     """The window the flags ask for; the last complete ISO week by default."""
-    from newsletter.select import last_complete_week, week_window
+    from newsletter.issue.select import last_complete_week, week_window
 
     if week and (since or until):
         raise ComposeError("use either --week or --since/--until, not both.")

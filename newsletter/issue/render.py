@@ -1,6 +1,6 @@
 """Rendering an issue: issue.json + papers -> email HTML, web HTML, plain text, message.json.
 
-All of it happens in memory; `newsletter.compose` writes the files only when every
+All of it happens in memory; `newsletter.issue.compose` writes the files only when every
 part rendered. Templates come from the project's templates/ first, then the
 package's (``email/issue.mjml`` and its partials, ``email/issue.txt``). A broken
 template is a `TemplateError` naming the template file, its line, and the Jinja or
@@ -21,7 +21,10 @@ from jinja2 import Environment, TemplateSyntaxError
 from jinja2 import TemplateError as JinjaError
 from markupsafe import Markup
 
-from newsletter.cards import (
+from newsletter.core.config import Settings
+from newsletter.core.errors import MjmlError, TemplateError
+from newsletter.core.models import Paper
+from newsletter.issue.cards import (
     PaperCard,
     editor_html,
     long_date,
@@ -29,13 +32,10 @@ from newsletter.cards import (
     one_line,
     range_label,
 )
-from newsletter.core.config import Settings
-from newsletter.core.errors import MjmlError, TemplateError
-from newsletter.core.models import Paper
-from newsletter.htmlmail import render_mjml
-from newsletter.issuefile import ITEM_KINDS, IssueFile
-from newsletter.outbox import FIRST_NAME, UNSUBSCRIBE_URL, RenderedIssue, strip_placeholders
-from newsletter.templating import PACKAGE_TEMPLATES, template_environment
+from newsletter.issue.htmlmail import render_mjml
+from newsletter.issue.issuefile import ITEM_KINDS, IssueFile
+from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, RenderedIssue, strip_placeholders
+from newsletter.issue.templating import PACKAGE_TEMPLATES, template_environment
 
 EMAIL_TEMPLATE = "email/issue.mjml"
 TEXT_TEMPLATE = "email/issue.txt"

@@ -17,7 +17,7 @@ from jinja2 import (
     select_autoescape,
 )
 
-PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+PACKAGE_TEMPLATES = Path(__file__).parents[1] / "templates"
 
 
 def template_environment(project_templates: Path | None) -> Environment:
