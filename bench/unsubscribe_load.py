@@ -35,7 +35,7 @@ from newsletter.core.config import load_settings
 from newsletter.core.models import SubscriberStatus
 from newsletter.core.project import init_project
 from newsletter.core.store import open_store
-from newsletter.subscribers import EmailAddress, ImportRow, Subscribers
+from newsletter.readers.subscribers import EmailAddress, ImportRow, Subscribers
 
 SECRET = "bench-secret-key-0123456789abcdef"
 

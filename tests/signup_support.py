@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from newsletter.core.config import Settings, load_settings
 from newsletter.core.models import Subscriber
 from newsletter.core.store import Store
-from newsletter.subscribers import Subscribers
+from newsletter.readers.subscribers import Subscribers
 from newsletter.web import create_app
 from tests.support.smtpd import RecordingSMTPServer
 

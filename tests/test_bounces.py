@@ -10,12 +10,12 @@ import pytest
 from sqlmodel import select
 from typer.testing import Result
 
-from newsletter.bounces import import_bounces
 from newsletter.core.config import Settings
 from newsletter.core.errors import BounceFileError
 from newsletter.core.models import Subscriber
 from newsletter.core.store import Store
-from newsletter.tokens import Tokens
+from newsletter.readers.bounces import import_bounces
+from newsletter.readers.tokens import Tokens
 from tests.conftest import FIXTURES, TEST_SECRET
 from tests.send_support import add_readers
 

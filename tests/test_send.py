@@ -17,9 +17,9 @@ from newsletter.core.config import Settings, load_settings
 from newsletter.core.errors import IssueNotFoundError, SendError
 from newsletter.core.models import Delivery, Issue, Subscriber
 from newsletter.core.store import Store
+from newsletter.readers.tokens import Tokens
 from newsletter.send import SendOptions, SendReport, send_issue
 from newsletter.send.message import fill_placeholders
-from newsletter.tokens import Tokens
 from tests.conftest import TEST_SECRET
 from tests.send_support import (
     ISSUE,

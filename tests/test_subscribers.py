@@ -17,7 +17,7 @@ from newsletter.core.errors import (
 )
 from newsletter.core.models import SubscriberStatus
 from newsletter.core.store import Store
-from newsletter.subscribers import (
+from newsletter.readers.subscribers import (
     AddAction,
     ConfirmStatus,
     ConsentSource,

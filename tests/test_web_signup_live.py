@@ -61,7 +61,7 @@ def live(tmp_path: Path, smtp_server: RecordingSMTPServer) -> Iterator[Live]:
 
 
 def confirmed_reader(live: Live, address: str) -> str:
-    from newsletter.subscribers import ConsentSource
+    from newsletter.readers.subscribers import ConsentSource
 
     live.subscribers.add(address, source=ConsentSource.CLI_HELD)
     [sub] = [s for s in rows(live.store) if s.email == address]

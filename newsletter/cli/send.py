@@ -318,7 +318,7 @@ def bounces_import(
     """Read bounce (DSN) and complaint (ARF) reports; suppress the addresses they name."""
     app_state = state(ctx)
     settings = app_state.settings()
-    from newsletter.bounces import import_bounces
+    from newsletter.readers.bounces import import_bounces
 
     report = import_bounces(app_state.store(), path, secret_key=settings.secrets.secret_key or None)
     console = out()

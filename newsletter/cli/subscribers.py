@@ -15,7 +15,7 @@ from newsletter.cli.base import err, out, state
 
 if TYPE_CHECKING:  # the subscriber library and its database load when a command runs
     from newsletter.core.models import Subscriber
-    from newsletter.subscribers import Subscribers
+    from newsletter.readers.subscribers import Subscribers
 
 subscribers_app = typer.Typer(
     name="subscribers",
@@ -35,14 +35,14 @@ StatusOption = Annotated[
 
 
 def _service(ctx: typer.Context) -> Subscribers:
-    from newsletter.subscribers import Subscribers
+    from newsletter.readers.subscribers import Subscribers
 
     app_state = state(ctx)
     return Subscribers(app_state.settings(), app_state.store())
 
 
 def _status(status: str | None) -> str | None:
-    from newsletter.subscribers import check_status
+    from newsletter.readers.subscribers import check_status
 
     return None if status is None else check_status(status)
 
@@ -61,8 +61,8 @@ def add(
     ] = False,
 ) -> None:
     """Add a subscriber. Without --confirmed they get a confirmation email, as from the web form."""
-    from newsletter.subscriber_mail import SubscriberMail
-    from newsletter.subscribers import AddAction, ConsentSource, SubscribeAction
+    from newsletter.readers.mail import SubscriberMail
+    from newsletter.readers.subscribers import AddAction, ConsentSource, SubscribeAction
 
     service = _service(ctx)
     console = out()
@@ -116,8 +116,8 @@ def import_(
     ] = False,
 ) -> None:
     """Import subscribers from CSV. Without --confirmed each new address gets a confirmation email."""
-    from newsletter.subscriber_mail import SubscriberMail
-    from newsletter.subscribers_csv import read_import_file
+    from newsletter.readers.csvfile import read_import_file
+    from newsletter.readers.mail import SubscriberMail
 
     parsed = read_import_file(file)
     service = _service(ctx)
@@ -168,7 +168,7 @@ def export(
     ] = None,
 ) -> None:
     """Export subscribers as CSV (email, name, status, consent, dates)."""
-    from newsletter.subscribers_csv import write_export
+    from newsletter.readers.csvfile import write_export
 
     subscribers = _service(ctx).all(status=_status(status))
     if output is None:

@@ -25,8 +25,8 @@ from newsletter.core.config import Settings
 from newsletter.core.models import utcnow
 from newsletter.core.store import Store, open_store
 from newsletter.issue.templating import template_environment
-from newsletter.subscriber_mail import Mailer, SubscriberMail
-from newsletter.subscribers import Clock, Subscribers
+from newsletter.readers.mail import Mailer, SubscriberMail
+from newsletter.readers.subscribers import Clock, Subscribers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -32,8 +32,8 @@ from starlette.formparsers import MultiPartException
 
 from newsletter.core.errors import InvalidAddressError, InvalidNameError, TokenError
 from newsletter.core.models import SUPPRESSED
-from newsletter.subscriber_mail import SubscriberMail, ttl_text
-from newsletter.subscribers import (
+from newsletter.readers.mail import SubscriberMail, ttl_text
+from newsletter.readers.subscribers import (
     Clock,
     Confirmation,
     ConfirmStatus,

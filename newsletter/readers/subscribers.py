@@ -17,7 +17,7 @@ The rules this module keeps:
 - ``unsubscribed``, ``bounced`` and ``complained`` addresses are suppressed: only
   the person subscribing *and* confirming again brings them back.
 
-Database work happens here; sending happens in `newsletter.subscriber_mail`. A
+Database work happens here; sending happens in `newsletter.readers.mail`. A
 change that needs an email returns what to send, so callers send it after the
 transaction has committed.
 """
@@ -36,7 +36,6 @@ from sqlalchemy import delete, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from newsletter.addresses import EmailAddress, clean_name, normalize_email
 from newsletter.core.config import Settings
 from newsletter.core.errors import (
     SubscriberError,
@@ -53,7 +52,8 @@ from newsletter.core.models import (
     utcnow,
 )
 from newsletter.core.store import Store
-from newsletter.tokens import Tokens
+from newsletter.readers.addresses import EmailAddress, clean_name, normalize_email
+from newsletter.readers.tokens import Tokens
 
 Clock = Callable[[], datetime]
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from newsletter.addresses import clean_name, normalize_email
 from newsletter.core.errors import ImportFileError, InvalidAddressError, InvalidNameError
 from newsletter.core.models import Subscriber
-from newsletter.subscribers import ImportRow
+from newsletter.readers.addresses import clean_name, normalize_email
+from newsletter.readers.subscribers import ImportRow
 
 EMAIL_HEADERS = {"email", "emailaddress", "mail", "e-mail", "e-mailaddress"}
 NAME_HEADERS = {"name", "fullname"}

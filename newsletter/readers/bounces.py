@@ -34,7 +34,7 @@ from sqlmodel import SQLModel
 from newsletter.core.errors import BounceFileError, TokenError
 from newsletter.core.models import SubscriberStatus, utcnow
 from newsletter.core.store import Store
-from newsletter.tokens import Tokens
+from newsletter.readers.tokens import Tokens
 
 S = SQLModel.metadata.tables["subscribers"]
 _TOKEN_IN_URL = re.compile(r"/unsubscribe/([A-Za-z0-9_\-.]+)")

@@ -32,15 +32,15 @@ from newsletter.mail import (
     setup_problem,
     smtp_client,
 )
-from newsletter.send.dkim import DkimSigner, canonical_whole_body
-from newsletter.send.message import derive_list_id
-from newsletter.subscribers import (
+from newsletter.readers.subscribers import (
     Confirmation,
     ConsentSource,
     SubscribeResult,
     Subscribers,
     Welcome,
 )
+from newsletter.send.dkim import DkimSigner, canonical_whole_body
+from newsletter.send.message import derive_list_id
 
 # Headers are folded at RFC 5322's hard limit, not at 78: a List-Unsubscribe URL is
 # one long word, and folding it at 78 would turn it into an unreadable encoded-word.
