@@ -41,8 +41,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
 from newsletter.core.config import Settings, load_settings  # noqa: E402
 from newsletter.core.project import init_project  # noqa: E402
 from newsletter.core.store import Store  # noqa: E402
-from newsletter.devsmtp import SmtpServerThread  # noqa: E402
-from newsletter.send import SendOptions, send_issue  # noqa: E402
+from newsletter.send.devsmtp import SmtpServerThread  # noqa: E402
+from newsletter.send.service import SendOptions, send_issue  # noqa: E402
 from tests.send_support import ISSUE, add_readers, make_dkim_key, write_issue  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789abcdef"
@@ -364,7 +364,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
     if args.normalizing_data:
-        from newsletter.send import deliver
+        from newsletter.send.service import deliver
 
         async def normalizing(client: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
             return await client.data(deliver._unstuff(data))

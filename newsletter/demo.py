@@ -35,10 +35,10 @@ from newsletter.core.config import Settings, load_settings
 from newsletter.core.errors import NewsletterError, ProjectExistsError
 from newsletter.core.project import init_project
 from newsletter.core.store import Store
-from newsletter.devsmtp import MailSink, Received, SmtpServerThread
 from newsletter.issue.compose import ComposeResult, compose_issue, window_from_options
 from newsletter.papers.ingest import IngestResult, ingest_files
-from newsletter.send import SendReport, send_issue
+from newsletter.send.devsmtp import MailSink, Received, SmtpServerThread
+from newsletter.send.service import SendReport, send_issue
 from newsletter.web import create_app
 
 DEMO_NAME = "Radiology AI Weekly (demo)"

@@ -12,8 +12,8 @@ import pytest
 
 from newsletter.core.config import load_settings
 from newsletter.core.store import Store
-from newsletter.send import SendOptions, send_issue
 from newsletter.send.ratelimit import FakeClock, RateLimiter
+from newsletter.send.service import SendOptions, send_issue
 from tests.send_support import ISSUE, add_readers, write_issue
 from tests.support.smtpd import RecordingSMTPServer
 

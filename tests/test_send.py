@@ -18,8 +18,8 @@ from newsletter.core.errors import IssueNotFoundError, SendError
 from newsletter.core.models import Delivery, Issue, Subscriber
 from newsletter.core.store import Store
 from newsletter.readers.tokens import Tokens
-from newsletter.send import SendOptions, SendReport, send_issue
 from newsletter.send.message import fill_placeholders
+from newsletter.send.service import SendOptions, SendReport, send_issue
 from tests.conftest import TEST_SECRET
 from tests.send_support import (
     ISSUE,

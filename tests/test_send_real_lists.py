@@ -20,8 +20,8 @@ from sqlmodel import select
 from newsletter.core.config import Settings, load_settings
 from newsletter.core.models import DeliveryStatus, Issue, Subscriber
 from newsletter.core.store import Store
-from newsletter.send import SendOptions, SendReport, send_issue
 from newsletter.send.ledger import Ledger, Outcome
+from newsletter.send.service import SendOptions, SendReport, send_issue
 from tests.send_support import ISSUE, SUBJECT, add_readers, write_issue
 from tests.support.smtpd import RecordingSMTPServer
 

@@ -29,7 +29,7 @@ from typer.testing import Result
 from newsletter.core.config import Settings, load_settings
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.store import Store
-from newsletter.mail import setup_problem
+from newsletter.send.smtp import setup_problem
 from tests.send_support import ISSUE, SUBJECT, add_readers, write_issue
 from tests.support.smtpd import RecordingSMTPServer
 

@@ -14,7 +14,7 @@ from sqlmodel import select
 from newsletter.core.config import load_settings
 from newsletter.core.models import Subscriber
 from newsletter.core.store import Store
-from newsletter.send import SendOptions, send_issue
+from newsletter.send.service import SendOptions, send_issue
 from newsletter.web import create_app
 from tests.send_support import ISSUE, add_readers, parse, write_issue
 from tests.support.smtpd import RecordingSMTPServer

@@ -30,13 +30,13 @@ from rich.text import Text
 from newsletter.cli.base import err, out, state
 from newsletter.core.config import Settings
 from newsletter.core.errors import RelayRefusedError, SendError
-from newsletter.devsmtp import MailSink, Received, SmtpServerThread
+from newsletter.send.devsmtp import MailSink, Received, SmtpServerThread
 
 if TYPE_CHECKING:  # the sender and its database load when a command runs, not for --help
     from newsletter.core.store import Store
-    from newsletter.send import IssueStatusReport
     from newsletter.send.deliver import Answer
     from newsletter.send.ledger import Outcome, Row
+    from newsletter.send.service import IssueStatusReport
 
 IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a folder in outbox/).")]
 
@@ -177,7 +177,7 @@ def send(
     app_state = state(ctx)
     settings = app_state.settings({"send": {"rate": rate, "concurrency": concurrency}})
     console = out()
-    from newsletter.send import dry_run, issue_status, send_proof
+    from newsletter.send.service import dry_run, issue_status, send_proof
 
     if status:
         _print_status(console, issue_status(settings, app_state.store(), issue), issue)
@@ -196,7 +196,7 @@ def _send(
     console: Console, settings: Settings, store: Store, issue: str, *, retry_failed: bool
 ) -> None:
     stderr = err()
-    from newsletter.send import SendOptions, send_issue
+    from newsletter.send.service import SendOptions, send_issue
 
     options = SendOptions.from_settings(settings)
     with ProgressEvents(stderr) as events, _term_as_interrupt():

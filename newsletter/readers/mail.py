@@ -2,7 +2,7 @@
 
 Both are rendered from templates (``email/confirm.mjml`` + ``confirm.txt``,
 ``email/welcome.mjml`` + ``welcome.txt``; a project's templates/ overrides them)
-and leave through the same relay as issues (`newsletter.mail`).
+and leave through the same relay as issues (`newsletter.send.smtp`).
 
 The confirmation email carries nothing the requester typed except the address
 itself: no name, so a signup form cannot be used to mail text to a stranger.
@@ -25,13 +25,6 @@ from newsletter.core import errors
 from newsletter.core.config import Settings
 from newsletter.issue.htmlmail import render_mjml
 from newsletter.issue.templating import template_environment
-from newsletter.mail import (
-    build_message,
-    parse_address,
-    sender_domain,
-    setup_problem,
-    smtp_client,
-)
 from newsletter.readers.subscribers import (
     Confirmation,
     ConsentSource,
@@ -41,6 +34,13 @@ from newsletter.readers.subscribers import (
 )
 from newsletter.send.dkim import DkimSigner, canonical_whole_body
 from newsletter.send.message import derive_list_id
+from newsletter.send.smtp import (
+    build_message,
+    parse_address,
+    sender_domain,
+    setup_problem,
+    smtp_client,
+)
 
 # Headers are folded at RFC 5322's hard limit, not at 78: a List-Unsubscribe URL is
 # one long word, and folding it at 78 would turn it into an unreadable encoded-word.

@@ -12,7 +12,7 @@ about one message; it returns an `Answer`, classified by `classify`:
                connect): not this reader's fault; the row goes back untried
 
 A setting to fix (a refused login, an untrusted certificate, a TLS mode the relay
-does not speak; see `newsletter.mail.setup_problem`) raises `RelayRefusedError` at
+does not speak; see `newsletter.send.smtp.setup_problem`) raises `RelayRefusedError` at
 once: no message can go.
 """
 
@@ -26,7 +26,7 @@ from typing import Literal
 import aiosmtplib
 
 from newsletter.core.errors import RelayRefusedError
-from newsletter.mail import setup_problem
+from newsletter.send.smtp import setup_problem
 
 Kind = Literal["sent", "soft", "hard", "reject", "relay"]
 SmtpFactory = Callable[[], aiosmtplib.SMTP]

@@ -33,9 +33,9 @@ from functools import partial
 from newsletter.core.config import Settings
 from newsletter.core.errors import HeaderInjectionError, SendError
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder
-from newsletter.mail import check_header_value, parse_address, sender_domain
 from newsletter.readers.tokens import Tokens
 from newsletter.send.dkim import DkimSigner, canonical_body
+from newsletter.send.smtp import check_header_value, parse_address, sender_domain
 
 FIRST_NAME_FALLBACK = "there"
 _SLOT_RE = re.compile("(" + "|".join(re.escape(p) for p in (UNSUBSCRIBE_URL, FIRST_NAME)) + ")")

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from newsletter.devsmtp import MailSink, SmtpServerThread
+from newsletter.send.devsmtp import MailSink, SmtpServerThread
 
 
 @dataclass

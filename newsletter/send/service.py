@@ -1,0 +1,305 @@
+"""Sending an issue: `send_issue`, `dry_run`, `send_proof` and `issue_status`.
+
+Each takes the settings and the store (and, for the network, an SMTP factory
+and a clock), so tests run them against a real local SMTP server with a fake
+clock. See `newsletter.send.run` for how a send proceeds and
+`newsletter.send.ledger` for what is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import make_msgid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlmodel import SQLModel
+
+from newsletter.core.config import Settings
+from newsletter.core.errors import SendError
+from newsletter.core.models import Issue, IssueStatus, SubscriberStatus
+from newsletter.core.store import Store
+from newsletter.issue.outbox import IssueFolder
+from newsletter.send.deliver import RelayConnection, SmtpFactory
+from newsletter.send.dkim import DkimSigner
+from newsletter.send.ledger import Ledger
+from newsletter.send.message import IssueMessage, Reader
+from newsletter.send.ratelimit import Clock, SystemClock
+from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
+from newsletter.send.smtp import parse_address, smtp_client
+
+__all__ = [
+    "DryRunReport",
+    "IssueStatusReport",
+    "SendEvents",
+    "SendOptions",
+    "SendReport",
+    "dry_run",
+    "issue_status",
+    "send_issue",
+    "send_proof",
+]
+
+S = SQLModel.metadata.tables["subscribers"]
+
+
+@dataclass
+class SendReport:
+    """What `send_issue` did."""
+
+    issue_id: str
+    already_sent: bool = False
+    sent_at: datetime | None = None
+    created: int = 0  # audience frozen by this run (0 when resuming)
+    resumed_in_flight: int = 0
+    retried: int = 0
+    tally: RunTally = field(default_factory=RunTally)
+    counts: dict[str, int] = field(default_factory=dict)
+    finished: bool = False
+    signed: bool = False
+    elapsed: float = 0.0
+
+    @property
+    def audience(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class DryRunReport:
+    folder: Path
+    written: int
+    signed: bool
+
+
+@dataclass(frozen=True)
+class IssueStatusReport:
+    issue: Issue | None
+    counts: dict[str, int]
+    failures: list[tuple[str, str, int | None, str]]
+    confirmed: int
+
+
+def _load(settings: Settings, issue_id: str) -> tuple[IssueFolder, IssueMessage, bool]:
+    folder = IssueFolder.of(settings.outbox_dir, issue_id)
+    signer = DkimSigner.from_settings(settings)
+    return folder, IssueMessage.from_outbox(settings, folder, signer=signer), signer is not None
+
+
+def _confirmed(store: Store) -> int:
+    with store.read() as session:
+        query = select(func.count()).select_from(S).where(S.c.status == SubscriberStatus.CONFIRMED)
+        return int(session.connection().execute(query).scalar_one())
+
+
+def _no_readers() -> SendError:
+    return SendError(
+        "No confirmed subscribers: run `slice subscribers list --status pending` to see who has "
+        "not confirmed, or `slice subscribers add ADDRESS` to add a reader."
+    )
+
+
+@contextlib.contextmanager
+def _send_lock(folder: IssueFolder) -> Iterator[None]:
+    """One `slice send` per issue at a time (released by the OS if the process dies)."""
+    path = folder.root / ".send.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            raise SendError(
+                f"another `slice send {folder.issue_id}` is running (process {pid}); "
+                "wait for it to finish or stop it first."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _relay_name(settings: Settings) -> str:
+    return f"{settings.smtp.host}:{settings.smtp.port}"
+
+
+def _is_local(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_public_links(settings: Settings) -> None:
+    """Refuse to mail real readers links that point at this machine.
+
+    With the relay on this machine (``slice dev-smtp``, the demo) a local
+    ``web.base_url`` is fine; through a real relay every unsubscribe link would
+    lead nowhere, which breaks the one-click promise and bulk-mail law.
+    """
+    link_host = urlsplit(settings.web.base_url).hostname or ""
+    if _is_local(link_host) and not _is_local(settings.smtp.host):
+        raise SendError(
+            f"web.base_url is {settings.web.base_url}, so the unsubscribe and browser links "
+            f"would point at the reader's own machine; set SLICE_BASE_URL to the public URL "
+            f"of `slice serve` before sending through {_relay_name(settings)}."
+        )
+
+
+async def send_issue(
+    settings: Settings,
+    store: Store,
+    issue_id: str,
+    *,
+    options: SendOptions | None = None,
+    retry_failed: bool = False,
+    smtp_factory: SmtpFactory | None = None,
+    clock: Clock | None = None,
+    events: SendEvents | None = None,
+    rng: random.Random | None = None,
+) -> SendReport:
+    """Send an issue to its frozen audience, resuming a stopped send. Safe to run again."""
+    started = time.monotonic()
+    check_public_links(settings)
+    clock = clock or SystemClock()
+    options = options or SendOptions.from_settings(settings)
+    folder, message, signed = _load(settings, issue_id)
+    ledger = Ledger(store, issue_id)
+    report = SendReport(issue_id=issue_id, signed=signed)
+    with _send_lock(folder):
+        issue = ledger.ensure_issue(folder.read_rendered())
+        if retry_failed:
+            report.retried = ledger.retry_failed(clock.now())
+        if issue.status == IssueStatus.SENT and not report.retried:
+            report.already_sent = True
+            report.sent_at = issue.sent_at
+            report.counts = ledger.counts()
+            return report
+        if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
+            raise _no_readers()
+        info = ledger.start(clock.now())
+        report.created, report.resumed_in_flight = info.created, info.resumed_in_flight
+        counts = ledger.counts()
+        (events or NoEvents()).begin(
+            total=sum(counts.values()),
+            done=sum(v for k, v in counts.items() if k in ("sent", "failed", "skipped")),
+        )
+        sender = Sender(
+            ledger=ledger,
+            message=message,
+            smtp_factory=smtp_factory or (lambda: smtp_client(settings)),
+            where=_relay_name(settings),
+            options=options,
+            clock=clock,
+            events=events,
+            rng=rng,
+        )
+        try:
+            report.tally = await sender.run()
+        finally:
+            report.tally = sender.tally
+            report.elapsed = time.monotonic() - started
+        report.finished = ledger.finish_if_done(clock.now())
+        report.counts = ledger.counts()
+    return report
+
+
+def _safe_name(address: str) -> str:
+    return re.sub(r"[^A-Za-z0-9@._-]", "_", address)[:80]
+
+
+def dry_run(
+    settings: Settings,
+    store: Store,
+    issue_id: str,
+    *,
+    clock: Clock | None = None,
+    on_message: Callable[[Path], None] | None = None,
+    batch_size: int = 500,
+) -> DryRunReport:
+    """Write each confirmed reader's message to outbox/<issue>/dry-run/ (the ledger is untouched)."""
+    clock = clock or SystemClock()
+    folder, message, signed = _load(settings, issue_id)
+    out = folder.dry_run
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.eml"):
+        old.unlink()
+    written, after = 0, 0
+    query = (
+        select(S.c.id, S.c.uid, S.c.email, S.c.name)
+        .where(S.c.status == SubscriberStatus.CONFIRMED)
+        .order_by(S.c.id)
+        .limit(batch_size)
+    )
+    while True:
+        with store.read() as session:
+            rows = session.connection().execute(query.where(S.c.id > after)).all()
+        if not rows:
+            break
+        for row in rows:
+            written += 1
+            path = out / f"{written:06d}-{_safe_name(row.email)}.eml"
+            path.write_bytes(message.render(Reader(row.uid, row.email, row.name), now=clock.now()))
+            if on_message is not None:
+                on_message(path)
+        after = rows[-1].id
+    if not written:
+        raise _no_readers()
+    return DryRunReport(folder=out, written=written, signed=signed)
+
+
+async def send_proof(
+    settings: Settings,
+    issue_id: str,
+    address: str,
+    *,
+    smtp_factory: SmtpFactory | None = None,
+    clock: Clock | None = None,
+) -> str:
+    """Send one proof copy to ``address``; the ledger is untouched. Returns the relay's answer."""
+    clock = clock or SystemClock()
+    to = parse_address(address, "--to address")
+    _folder, message, _signed = _load(settings, issue_id)
+    reader = Reader(uid="proof", email=to.addr_spec, name=to.display_name)
+    data = message.render(reader, now=clock.now(), message_id=make_msgid(domain=message.domain))
+    connection = RelayConnection(
+        smtp_factory or (lambda: smtp_client(settings)), where=_relay_name(settings)
+    )
+    try:
+        answer = await connection.send(message.envelope_from, to.addr_spec, data)
+    finally:
+        await connection.close()
+    if answer.kind != "sent":
+        raise SendError(
+            f"the relay at {_relay_name(settings)} did not take the proof for {to.addr_spec}: "
+            f"{answer.describe()}"
+        )
+    return answer.describe()
+
+
+def issue_status(settings: Settings, store: Store, issue_id: str) -> IssueStatusReport:
+    """The ledger counts of an issue, and its latest failures."""
+    IssueFolder.of(settings.outbox_dir, issue_id)  # checks the id's form
+    ledger = Ledger(store, issue_id)
+    return IssueStatusReport(
+        issue=ledger.issue(),
+        counts=ledger.counts(),
+        failures=ledger.failures(),
+        confirmed=_confirmed(store),
+    )
