@@ -306,7 +306,7 @@ def test_an_mjml_error_names_the_template_line(
     before = _snapshot(result.folder.root)
     custom = csettings.templates_dir / "email"
     custom.mkdir(parents=True, exist_ok=True)
-    source = (Path(__file__).parents[1] / "newsletter/templates/email/_footer.mjml").read_text()
+    source = (Path(__file__).parents[1] / "templates/email/_footer.mjml").read_text()
     lines = source.splitlines()
     lines.append('<mj-buton href="{{ links.web }}">Read online</mj-buton>')
     (custom / "_footer.mjml").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ templates are autoescaped; ``.txt`` templates are not (they are plain text).
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from jinja2 import (
@@ -17,7 +18,8 @@ from jinja2 import (
     select_autoescape,
 )
 
-PACKAGE_TEMPLATES = Path(__file__).parents[1] / "templates"
+# the top-level templates/ folder, shipped as newsletter.templates (pyproject.toml)
+PACKAGE_TEMPLATES = Path(str(resources.files("newsletter.templates")))
 
 
 def template_environment(project_templates: Path | None) -> Environment:
