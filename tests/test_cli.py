@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from newsletter import __version__
 from newsletter.cli import app
 from newsletter.core.config import load_settings
-from newsletter.send.smtp import parse_address
+from newsletter.readers.addresses import parse_address
 
 
 def all_commands() -> list[list[str]]:

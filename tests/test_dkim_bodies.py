@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.readers.mail import dkim_signed
 from newsletter.send.dkim import DkimSigner, canonical_whole_body, load_key
+from newsletter.send.notices import dkim_signed
 from tests.send_support import dkim_verify, make_dkim_key
 
 HEAD = (

@@ -18,7 +18,7 @@ import pytest
 
 from newsletter.core.models import Issue, IssueStatus, SubscriberStatus
 from newsletter.core.store import Store
-from newsletter.send.message import derive_list_id
+from newsletter.readers.addresses import derive_list_id
 from tests.signup_support import (
     BASE,
     Site,

@@ -63,6 +63,7 @@ def add(
     """Add a subscriber. Without --confirmed they get a confirmation email, as from the web form."""
     from newsletter.readers.mail import SubscriberMail
     from newsletter.readers.subscribers import AddAction, ConsentSource, SubscribeAction
+    from newsletter.send.notices import SmtpMailer
 
     service = _service(ctx)
     console = out()
@@ -76,7 +77,7 @@ def add(
             }[added.action]
         )
         return
-    mail = SubscriberMail(service)
+    mail = SubscriberMail(service, mailer=SmtpMailer(service.settings))
     result = asyncio.run(mail.subscribe(email, name=name, source=ConsentSource.CLI))
     valid_for = f"{service.settings.web.confirm_ttl_hours:g} h"
     if result.action is SubscribeAction.THROTTLED and result.next_send_at is not None:
@@ -118,13 +119,14 @@ def import_(
     """Import subscribers from CSV. Without --confirmed each new address gets a confirmation email."""
     from newsletter.readers.csvfile import read_import_file
     from newsletter.readers.mail import SubscriberMail
+    from newsletter.send.notices import SmtpMailer
 
     parsed = read_import_file(file)
     service = _service(ctx)
     outcome = service.import_rows(parsed.rows, confirmed=confirmed)
     failed: list[str] = []
     if outcome.confirmations:
-        mail = SubscriberMail(service)
+        mail = SubscriberMail(service, mailer=SmtpMailer(service.settings))
         with Progress(console=err(), transient=True) as progress:
             task = progress.add_task(
                 "Sending confirmation emails", total=len(outcome.confirmations)

@@ -8,11 +8,20 @@ the ``@`` are refused: most relays cannot deliver them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from email.headerregistry import Address
+from email.utils import getaddresses
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.core.errors import InvalidAddressError, InvalidNameError
+from newsletter.core.config import Settings
+from newsletter.core.errors import (
+    HeaderInjectionError,
+    InvalidAddressError,
+    InvalidNameError,
+    SendError,
+)
 
 MAX_NAME_LENGTH = 100
 MAX_ADDRESS_LENGTH = 254
@@ -64,3 +73,47 @@ def clean_name(raw: str) -> str:
             f"the name is too long ({len(name)} characters; at most {MAX_NAME_LENGTH})."
         )
     return name
+
+
+# --- addresses in headers: the list's own, and values that must stay on one line
+
+_FORBIDDEN = {"\r", "\n", "\x00"}
+
+
+def check_header_value(value: str, what: str) -> str:
+    """Refuse a value that would break out of its header."""
+    if any(ch in value for ch in _FORBIDDEN) or any(ord(ch) < 32 and ch != "\t" for ch in value):
+        raise HeaderInjectionError(f"{what} holds a line break or control character; refused.")
+    return value
+
+
+def parse_address(value: str, what: str = "address") -> Address:
+    """``'Name <a@b.c>'`` or ``'a@b.c'`` as an Address object."""
+    check_header_value(value, what)
+    pairs = getaddresses([value])
+    if len(pairs) != 1 or "@" not in pairs[0][1]:
+        raise SendError(f"{what} {value!r} is not one address like 'Name <news@example.org>'.")
+    name, addr = pairs[0]
+    local, _, domain = addr.rpartition("@")
+    return Address(display_name=name, username=local, domain=domain)
+
+
+def sender_domain(settings: Settings) -> str:
+    return parse_address(settings.newsletter.from_address, "newsletter.from_address").domain
+
+
+def derive_list_id(settings: Settings) -> str:
+    """``newsletter.example.org`` from ``newsletter@example.org`` (RFC 2919 wants a dotted id)."""
+    addr = parse_address(settings.newsletter.from_address, "newsletter.from_address")
+    local = re.sub(r"[^0-9A-Za-z-]", "-", addr.username).strip("-") or "list"
+    return f"{local}.{addr.domain}"
+
+
+def list_id(settings: Settings) -> str:
+    """The List-Id header value, the same as on issues: the setting, or derived from the sender."""
+    value = settings.newsletter.list_id or derive_list_id(settings)
+    return f"{settings.newsletter.name} <{value}>"
+
+
+def unsubscribe_mailto(settings: Settings) -> str:
+    return settings.newsletter.unsubscribe_mailto or f"unsubscribe@{sender_domain(settings)}"

@@ -2,7 +2,8 @@
 
 Both are rendered from templates (``email/confirm.mjml`` + ``confirm.txt``,
 ``email/welcome.mjml`` + ``welcome.txt``; a project's templates/ overrides them)
-and leave through the same relay as issues (`newsletter.send.smtp`).
+and leave through the same relay as issues (`newsletter.send.notices` is the
+`Mailer` that sends them).
 
 The confirmation email carries nothing the requester typed except the address
 itself: no name, so a signup form cannot be used to mail text to a stranger.
@@ -10,21 +11,27 @@ itself: no name, so a signup form cannot be used to mail text to a stranger.
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
 from typing import Any, Protocol
 
-import aiosmtplib
 from jinja2 import Environment, TemplateError
 
 from newsletter.core import errors
 from newsletter.core.config import Settings
 from newsletter.issue.htmlmail import render_mjml
 from newsletter.issue.templating import template_environment
+from newsletter.readers.addresses import (
+    check_header_value,
+    list_id,
+    parse_address,
+    sender_domain,
+    unsubscribe_mailto,
+)
 from newsletter.readers.subscribers import (
     Confirmation,
     ConsentSource,
@@ -32,119 +39,39 @@ from newsletter.readers.subscribers import (
     Subscribers,
     Welcome,
 )
-from newsletter.send.dkim import DkimSigner, canonical_whole_body
-from newsletter.send.message import derive_list_id
-from newsletter.send.smtp import (
-    build_message,
-    parse_address,
-    sender_domain,
-    setup_problem,
-    smtp_client,
-)
-
-# Headers are folded at RFC 5322's hard limit, not at 78: a List-Unsubscribe URL is
-# one long word, and folding it at 78 would turn it into an unreadable encoded-word.
-WIRE_POLICY = SMTP.clone(max_line_length=998)
 
 
-def wire_bytes(message: EmailMessage) -> bytes:
-    return message.as_bytes(policy=WIRE_POLICY)
-
-
-def dkim_signed(signer: DkimSigner, data: bytes, *, timestamp: int) -> bytes:
-    """``data`` (a whole message, CRLF lines) with a DKIM-Signature header in front."""
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines: list[bytes] = []
-    for line in (head + b"\r\n").splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t") and lines:
-            lines[-1] += line  # a folded header's next line
-        else:
-            lines.append(line)
-    body_hash = hashlib.sha256(canonical_whole_body(body)).digest()
-    return signer.sign(lines, body_hash, timestamp=timestamp) + data
-
-
-def envelope(message: EmailMessage) -> tuple[str, list[str]]:
-    """The envelope sender and recipients of a message built by `build_message`."""
-    sender = message["From"].addresses[0].addr_spec
-    recipients = [a.addr_spec for a in message["To"].addresses]
-    return sender, recipients
+def build_message(
+    settings: Settings,
+    *,
+    to: Address,
+    subject: str,
+    text: str,
+    html: str | None = None,
+    extra_headers: dict[str, str] | None = None,
+    message_id: str | None = None,
+) -> EmailMessage:
+    """A multipart/alternative message (text first, then HTML) with the standard headers."""
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = parse_address(settings.newsletter.from_address, "newsletter.from_address")
+    msg["To"] = to
+    msg["Subject"] = check_header_value(subject, "subject")
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(settings))
+    if settings.newsletter.reply_to:
+        msg["Reply-To"] = parse_address(settings.newsletter.reply_to, "newsletter.reply_to")
+    for key, value in (extra_headers or {}).items():
+        msg[key] = check_header_value(value, key)
+    msg.set_content(text, subtype="plain", charset="utf-8")
+    if html is not None:
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+    return msg
 
 
 class Mailer(Protocol):
     """Sends messages; returns, per message, None or why it was not sent."""
 
     async def send(self, messages: Sequence[EmailMessage]) -> list[str | None]: ...
-
-
-class SmtpMailer:
-    """The configured relay. A batch shares one connection; a refused message does not stop the rest."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        # signed like the issues when a DKIM key is configured (DMARC judges every email)
-        self.signer = DkimSigner.from_settings(settings)
-
-    async def send(self, messages: Sequence[EmailMessage]) -> list[str | None]:
-        where = f"{self.settings.smtp.host}:{self.settings.smtp.port}"
-        results: list[str | None] = []
-        client: aiosmtplib.SMTP | None = None
-        try:
-            for i, message in enumerate(messages):
-                try:
-                    if client is None:
-                        client = smtp_client(self.settings)
-                        await client.connect()
-                except (aiosmtplib.SMTPException, OSError) as exc:
-                    reason = (
-                        setup_problem(exc, where) or f"cannot reach the relay at {where}: {exc}"
-                    )
-                    results.extend([reason] * (len(messages) - i))
-                    client = None
-                    break
-                try:
-                    sender, recipients = envelope(message)
-                    data = wire_bytes(message)
-                    if self.signer is not None:
-                        data = dkim_signed(self.signer, data, timestamp=int(time.time()))
-                    await client.sendmail(sender, recipients, data)
-                    results.append(None)
-                except aiosmtplib.SMTPRecipientsRefused as exc:
-                    refused = exc.recipients[0] if exc.recipients else None
-                    detail = f"{refused.code} {refused.message}" if refused else str(exc)
-                    results.append(f"the relay refused the address: {detail}")
-                    await _close(client)
-                    client = None
-                except aiosmtplib.SMTPResponseException as exc:
-                    results.append(f"the relay refused the email: {exc.code} {exc.message}")
-                    await _close(client)
-                    client = None
-                except (aiosmtplib.SMTPException, OSError) as exc:
-                    results.append(f"the relay at {where} dropped the connection: {exc}")
-                    await _close(client)
-                    client = None
-        finally:
-            if client is not None:
-                await _close(client)
-        return results
-
-
-async def _close(client: aiosmtplib.SMTP) -> None:
-    try:
-        if client.is_connected:
-            await client.quit()
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()
-
-
-def list_id(settings: Settings) -> str:
-    """The List-Id header value, the same as on issues: the setting, or derived from the sender."""
-    value = settings.newsletter.list_id or derive_list_id(settings)
-    return f"{settings.newsletter.name} <{value}>"
-
-
-def unsubscribe_mailto(settings: Settings) -> str:
-    return settings.newsletter.unsubscribe_mailto or f"unsubscribe@{sender_domain(settings)}"
 
 
 def ttl_text(hours: float) -> str:
@@ -163,12 +90,12 @@ class SubscriberMail:
         self,
         subscribers: Subscribers,
         *,
-        mailer: Mailer | None = None,
+        mailer: Mailer,
         templates: Environment | None = None,
     ) -> None:
         self.subscribers = subscribers
         self.settings = subscribers.settings
-        self.mailer = mailer or SmtpMailer(self.settings)
+        self.mailer = mailer
         self.templates = templates or template_environment(self.settings.templates_dir)
 
     # --- rendering ---------------------------------------------------------

@@ -33,9 +33,14 @@ from functools import partial
 from newsletter.core.config import Settings
 from newsletter.core.errors import HeaderInjectionError, SendError
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder
+from newsletter.readers.addresses import (
+    check_header_value,
+    derive_list_id,
+    parse_address,
+    sender_domain,
+)
 from newsletter.readers.tokens import Tokens
 from newsletter.send.dkim import DkimSigner, canonical_body
-from newsletter.send.smtp import check_header_value, parse_address, sender_domain
 
 FIRST_NAME_FALLBACK = "there"
 _SLOT_RE = re.compile("(" + "|".join(re.escape(p) for p in (UNSUBSCRIBE_URL, FIRST_NAME)) + ")")
@@ -329,13 +334,6 @@ def _to_header(reader: Reader) -> bytes:
     address = Address(display_name=name, addr_spec=reader.email)
     folded: str = SMTPUTF8.header_factory("To", address).fold(policy=SMTPUTF8)
     return folded.encode("utf-8")
-
-
-def derive_list_id(settings: Settings) -> str:
-    """``newsletter.example.org`` from ``newsletter@example.org`` (RFC 2919 wants a dotted id)."""
-    addr = parse_address(settings.newsletter.from_address, "newsletter.from_address")
-    local = re.sub(r"[^0-9A-Za-z-]", "-", addr.username).strip("-") or "list"
-    return f"{local}.{addr.domain}"
 
 
 def fill_placeholders(text: str, values: Callable[[str], str] | dict[str, str]) -> str:

@@ -30,13 +30,14 @@ from newsletter.core.errors import SendError
 from newsletter.core.models import Issue, IssueStatus, SubscriberStatus
 from newsletter.core.store import Store
 from newsletter.issue.outbox import IssueFolder
+from newsletter.readers.addresses import parse_address
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.dkim import DkimSigner
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
 from newsletter.send.ratelimit import Clock, SystemClock
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
-from newsletter.send.smtp import parse_address, smtp_client
+from newsletter.send.smtp import smtp_client
 
 __all__ = [
     "DryRunReport",

@@ -10,67 +10,12 @@ refused before it can become a header.
 from __future__ import annotations
 
 import ssl
-from datetime import UTC, datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, getaddresses, make_msgid
 
 import aiosmtplib
 
 from newsletter.core.config import Settings
-from newsletter.core.errors import HeaderInjectionError, SendError
-
-_FORBIDDEN = {"\r", "\n", "\x00"}
-
-
-def check_header_value(value: str, what: str) -> str:
-    """Refuse a value that would break out of its header."""
-    if any(ch in value for ch in _FORBIDDEN) or any(ord(ch) < 32 and ch != "\t" for ch in value):
-        raise HeaderInjectionError(f"{what} holds a line break or control character; refused.")
-    return value
-
-
-def parse_address(value: str, what: str = "address") -> Address:
-    """``'Name <a@b.c>'`` or ``'a@b.c'`` as an Address object."""
-    check_header_value(value, what)
-    pairs = getaddresses([value])
-    if len(pairs) != 1 or "@" not in pairs[0][1]:
-        raise SendError(f"{what} {value!r} is not one address like 'Name <news@example.org>'.")
-    name, addr = pairs[0]
-    local, _, domain = addr.rpartition("@")
-    return Address(display_name=name, username=local, domain=domain)
-
-
-def sender_domain(settings: Settings) -> str:
-    return parse_address(settings.newsletter.from_address, "newsletter.from_address").domain
-
-
-def build_message(
-    settings: Settings,
-    *,
-    to: Address,
-    subject: str,
-    text: str,
-    html: str | None = None,
-    extra_headers: dict[str, str] | None = None,
-    message_id: str | None = None,
-) -> EmailMessage:
-    """A multipart/alternative message (text first, then HTML) with the standard headers."""
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = parse_address(settings.newsletter.from_address, "newsletter.from_address")
-    msg["To"] = to
-    msg["Subject"] = check_header_value(subject, "subject")
-    msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(settings))
-    if settings.newsletter.reply_to:
-        msg["Reply-To"] = parse_address(settings.newsletter.reply_to, "newsletter.reply_to")
-    for key, value in (extra_headers or {}).items():
-        msg[key] = check_header_value(value, key)
-    msg.set_content(text, subtype="plain", charset="utf-8")
-    if html is not None:
-        msg.add_alternative(html, subtype="html", charset="utf-8")
-    return msg
+from newsletter.core.errors import SendError
 
 
 def smtp_client(settings: Settings) -> aiosmtplib.SMTP:

@@ -97,7 +97,11 @@ def create_app(
     app.state.templates = templates
     subscribers = Subscribers(settings, app.state.store, clock=clock)
     app.state.subscribers = subscribers
-    app.state.subscriber_mail = SubscriberMail(subscribers, mailer=mailer, templates=templates)
+    from newsletter.send.notices import SmtpMailer
+
+    app.state.subscriber_mail = SubscriberMail(
+        subscribers, mailer=mailer or SmtpMailer(settings), templates=templates
+    )
     app.state.signup_limiter = signup.SignupLimiter(settings.web.signups_per_ip_per_hour, clock)
     templates.globals["newsletter"] = settings.newsletter
     templates.globals["signup_form"] = lambda: signup.SignupForm.fresh(subscribers)
