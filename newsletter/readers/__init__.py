@@ -1,0 +1,9 @@
+"""Readers: who gets the newsletter, how they join and leave, and what they are told.
+
+- `subscribers`: `Subscribers`, double opt-in, confirm, unsubscribe, the editor's list tools
+- `addresses`: addresses and names validated and normalized; header-safe values, List-Id
+- `tokens`: `Tokens`, the signed confirm and unsubscribe tokens
+- `mail`: `SubscriberMail`, the confirmation and welcome emails (sent through a `Mailer`)
+- `csvfile`: CSV import and export of the list
+- `bounces`: bounce and complaint reports applied to the list
+"""

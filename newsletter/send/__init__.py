@@ -1,0 +1,13 @@
+"""Send: the composed issue to every reader, once, at the configured rate.
+
+- `service`: `send_issue`, `dry_run`, `send_proof`, `issue_status`
+- `ledger`: the delivery ledger, one row per (issue, reader), committed step by step
+- `run`: `Sender`, the dispatcher and the pool of connections
+- `message`: `IssueMessage`, the issue encoded once and filled in per reader
+- `dkim`: `DkimSigner`
+- `deliver`: `RelayConnection` and what each relay answer means
+- `ratelimit`: the global rate and the hourly and daily caps
+- `smtp`: the configured SMTP client and the setup problems it can meet
+- `notices`: `SmtpMailer`, which sends the confirmation and welcome emails
+- `devsmtp`: the local SMTP sink of `slice dev-smtp`, the demo and the tests
+"""
