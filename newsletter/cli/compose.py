@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the selector and renderer load when a command runs, not for
 
 
 def explain_table(result: ComposeResult) -> Table:
-    from newsletter.issue.select import plain
+    from newsletter.papers.text import plain_text as plain
 
     """Every candidate with its score and the terms (and other parts) that earned it."""
     table = Table(title=f"Candidates for {result.selection.window}", title_justify="left")

@@ -10,20 +10,18 @@ absolute http(s).
 
 from __future__ import annotations
 
-import html
 import re
 import textwrap
 from dataclasses import dataclass
 from datetime import date
-from urllib.parse import quote
 
-import nh3
 from markupsafe import Markup, escape
 
 from newsletter.core.models import Paper, PaperKind
 from newsletter.issue.outbox import strip_placeholders
+from newsletter.papers import links
+from newsletter.papers.text import plain_text, sanitize
 
-SAFE_TAGS = {"i", "b", "sub", "sup"}
 SOURCE_LABELS = {
     "pubmed": "PubMed",
     "arxiv": "arXiv",
@@ -63,13 +61,12 @@ def clean_html(fragment: str) -> str:
     """A paper's HTML fragment with only safe inline markup."""
     if "math" in fragment:
         fragment = _MATH.sub(_math_text, fragment)
-    return nh3.clean(fragment, tags=SAFE_TAGS, attributes={}, strip_comments=True)
+    return sanitize(fragment)
 
 
 def plain(fragment: str) -> str:
     """A paper's fragment as plain text (for the text part and subjects)."""
-    text = html.unescape(nh3.clean(fragment, tags=set(), attributes={}))
-    return strip_placeholders(text)
+    return strip_placeholders(plain_text(fragment))
 
 
 def one_line(text: str) -> str:
@@ -89,20 +86,8 @@ def editor_html(text: str) -> Markup:
 
 
 def paper_link(paper: Paper) -> str:
-    """The title's link: the journal DOI, else PubMed, arXiv, or the source's own page."""
-    doi = (paper.doi or "").strip()
-    if doi and paper.kind == PaperKind.PAPER.value:
-        return f"https://doi.org/{quote(doi, safe='/:;()._-')}"
-    if paper.pmid and paper.pmid.strip().isdigit():
-        return f"https://pubmed.ncbi.nlm.nih.gov/{paper.pmid.strip()}/"
-    if paper.arxiv_id:
-        return f"https://arxiv.org/abs/{quote(paper.arxiv_id.strip(), safe='/.-')}"
-    url = (paper.url or "").strip()
-    if url.startswith(("https://", "http://")) and not re.search(r"[\s<>\"']", url):
-        return strip_placeholders(url)
-    if doi:
-        return f"https://doi.org/{quote(doi, safe='/:;()._-')}"
-    return ""
+    """The title's link (`newsletter.papers.links.paper_link`), safe to put in the outbox."""
+    return strip_placeholders(links.paper_link(paper))
 
 
 def short_authors(authors: list[str], limit: int) -> str:

@@ -34,9 +34,9 @@ from newsletter.issue.select import (
     Window,
     dedupe,
     in_window,
-    plain,
 )
 from newsletter.issue.select import select as select_papers
+from newsletter.papers.text import plain_text
 
 __all__ = ["ComposeResult", "compose_issue", "load_candidates"]
 
@@ -133,7 +133,7 @@ def _check_ids(session: Session, ids: Sequence[int], flag: str) -> None:
 def _entry(paper: Paper, score: float, *, featured: bool) -> PaperEntry:
     assert paper.id is not None
     return PaperEntry(
-        id=paper.id, score=round(score, 3), title=plain(paper.title)[:200], featured=featured
+        id=paper.id, score=round(score, 3), title=plain_text(paper.title)[:200], featured=featured
     )
 
 

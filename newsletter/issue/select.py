@@ -17,7 +17,6 @@ always in and excluded ones never.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from collections import Counter
@@ -26,9 +25,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
-import nh3
-
 from newsletter.core.models import Paper
+from newsletter.papers.text import plain_text
 
 # --- windows ------------------------------------------------------------------
 
@@ -110,13 +108,6 @@ def _norm(token: str) -> str:
     return token
 
 
-def plain(fragment: str) -> str:
-    """Text of a stored HTML fragment (tags dropped, entities decoded)."""
-    if "<" not in fragment and "&" not in fragment:
-        return fragment
-    return html.unescape(nh3.clean(fragment, tags=set(), attributes={}))
-
-
 def tokens(text: str) -> list[str]:
     """Lower-case word tokens, a plural ``s`` dropped; hyphenated words also split."""
     out: list[str] = []
@@ -130,8 +121,8 @@ def tokens(text: str) -> list[str]:
 
 def paper_tokens(paper: Paper) -> list[str]:
     """The words the scorer reads: the title twice, then the abstract."""
-    title = tokens(plain(paper.title))
-    return title + title + tokens(plain(paper.abstract))
+    title = tokens(plain_text(paper.title))
+    return title + title + tokens(plain_text(paper.abstract))
 
 
 @dataclass(frozen=True)
@@ -315,7 +306,7 @@ class Selection:
                 "status": s.status,
                 "score": round(s.score, 3),
                 "source": s.paper.source,
-                "title": plain(s.paper.title),
+                "title": plain_text(s.paper.title),
                 "parts": [(p.label, p.points) for p in s.parts],
                 "reason": s.reason,
             }
@@ -351,7 +342,7 @@ def select(
 ) -> Selection:
     """Rank ``papers`` (already limited to the window and de-duplicated) and choose the issue."""
     docs = {
-        p.id: (tokens(plain(p.title)), tokens(plain(p.abstract)))
+        p.id: (tokens(plain_text(p.title)), tokens(plain_text(p.abstract)))
         for p in papers
         if p.id is not None
     }

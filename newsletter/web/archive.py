@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import nh3
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
@@ -22,6 +21,7 @@ from newsletter.core.config import Settings
 from newsletter.core.errors import IssueNotFoundError
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
+from newsletter.papers.links import paper_link
 from newsletter.papers.search import (
     PER_PAGE_CHOICES,
     SearchPage,
@@ -29,6 +29,7 @@ from newsletter.papers.search import (
     parse_params,
     search_papers,
 )
+from newsletter.papers.text import sanitize
 
 router = APIRouter()
 
@@ -41,7 +42,6 @@ SOURCE_LABELS = {
     "file": "File",
 }
 PUBLIC_STATUSES = (IssueStatus.SENT.value, IssueStatus.SENDING.value)
-_INLINE_TAGS = {"i", "b", "sub", "sup"}
 _MAX_AUTHORS = 8
 
 
@@ -63,20 +63,7 @@ class PaperView:
 
 def inline_markup(text: str) -> Markup:
     """Title or abstract text with only <i> <b> <sub> <sup> kept (as the paper record allows)."""
-    return Markup(nh3.clean(text, tags=_INLINE_TAGS, attributes={}))  # noqa: S704
-
-
-def paper_link(paper: Paper) -> str:
-    """The paper's page: its URL if it is a web address, else one made from its identifiers."""
-    if paper.url.startswith(("https://", "http://")):
-        return paper.url
-    if paper.doi:
-        return f"https://doi.org/{paper.doi}"
-    if paper.pmid:
-        return f"https://pubmed.ncbi.nlm.nih.gov/{paper.pmid}/"
-    if paper.arxiv_id:
-        return f"https://arxiv.org/abs/{paper.arxiv_id}"
-    return ""
+    return Markup(sanitize(text))  # noqa: S704 - sanitized by nh3
 
 
 def author_line(authors: list[str]) -> str:
