@@ -169,10 +169,10 @@ async def baseline(port: int, data: bytes, count: int, concurrency: int) -> floa
 
 
 def one_message(settings: Settings) -> bytes:
+    from newsletter.core.clock import SystemClock
     from newsletter.issue.outbox import IssueFolder
     from newsletter.send.dkim import DkimSigner
     from newsletter.send.message import IssueMessage, Reader
-    from newsletter.send.ratelimit import SystemClock
 
     folder = IssueFolder.of(settings.outbox_dir, ISSUE)
     message = IssueMessage.from_outbox(settings, folder, signer=DkimSigner.from_settings(settings))

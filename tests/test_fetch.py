@@ -19,12 +19,13 @@ import pytest
 from sqlmodel import select
 from typer.testing import Result
 
+from newsletter.core.clock import FakeClock
 from newsletter.core.config import Settings, load_settings
 from newsletter.core.errors import SourceHTTPError, SourceTimeout
 from newsletter.core.models import Paper
 from newsletter.core.store import Store
 from newsletter.papers.sources.base import FetchWindow
-from newsletter.papers.sources.http import FakeClock, PoliteClient, retry_after, user_agent
+from newsletter.papers.sources.http import PoliteClient, retry_after, user_agent
 from newsletter.papers.sources.runner import FetchReport, run_fetch
 from tests.conftest import FIXTURES
 from tests.support.httpserver import ReplayServer

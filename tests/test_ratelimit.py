@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.core.clock import FakeClock
 from newsletter.core.config import load_settings
 from newsletter.core.store import Store
-from newsletter.send.ratelimit import FakeClock, RateLimiter
+from newsletter.send.ratelimit import RateLimiter
 from newsletter.send.service import SendOptions, send_issue
 from tests.send_support import ISSUE, add_readers, write_issue
 from tests.support.smtpd import RecordingSMTPServer
@@ -60,8 +61,8 @@ def test_no_limit_means_no_waiting() -> None:
 
 def test_a_late_wake_up_does_not_slow_the_long_run_rate() -> None:
     class LateClock(FakeClock):
-        async def sleep(self, seconds: float) -> None:
-            await super().sleep(seconds + 0.003)  # every wake-up 3 ms late
+        async def wait(self, seconds: float) -> None:
+            await super().wait(seconds + 0.003)  # every wake-up 3 ms late
 
     clock = LateClock()
     times = grant_times(RateLimiter(rate=50, clock=clock), 501)

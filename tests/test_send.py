@@ -559,7 +559,7 @@ def test_deferred_readers_are_retried_in_the_same_run_after_the_backoff(
     smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
 ) -> None:
     """With the default 30 s base on a fake clock: the run waits out the backoff, then retries."""
-    from newsletter.send.ratelimit import FakeClock
+    from newsletter.core.clock import FakeClock
 
     write_issue(smtp_settings, db, papers=1)
     addresses = add_readers(db, 3)
@@ -584,7 +584,7 @@ def test_relay_outage_is_shown_while_waiting_and_cleared_when_it_answers(
     smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
 ) -> None:
     """While the relay refuses, the progress line says so and when the next try is; then it clears."""
-    from newsletter.send.ratelimit import FakeClock
+    from newsletter.core.clock import FakeClock
 
     write_issue(smtp_settings, db, papers=1)
     add_readers(db, 3)

@@ -9,61 +9,14 @@ cap counted over a sliding window, like a relay's quota. It never calls
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import datetime
+
+from newsletter.core.clock import Clock, SystemClock
 
 HOUR = 3600.0
 DAY = 86400.0
-
-
-class Clock(Protocol):
-    """Where a send gets the time from, and how it waits."""
-
-    def monotonic(self) -> float: ...
-
-    def now(self) -> datetime: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
-
-
-@dataclass
-class FakeClock:
-    """A clock that moves only when someone sleeps on it (for tests and dry runs)."""
-
-    start: datetime = field(default_factory=lambda: datetime(2025, 6, 9, 8, 0, tzinfo=UTC))
-    elapsed: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def monotonic(self) -> float:
-        return self.elapsed
-
-    def now(self) -> datetime:
-        from datetime import timedelta
-
-        return self.start + timedelta(seconds=self.elapsed)
-
-    async def sleep(self, seconds: float) -> None:
-        seconds = max(0.0, seconds)
-        self.sleeps.append(seconds)
-        self.elapsed += seconds
-        await asyncio.sleep(0)
 
 
 class _Window:
@@ -165,7 +118,7 @@ class RateLimiter:
                 self.waiting_for_cap = reason
                 if reason and self.on_wait is not None:
                     self.on_wait(reason, at - now)
-                await self.clock.sleep(at - now)
+                await self.clock.wait(at - now)
             self.waiting_for_cap = ""
             # the next slot is one interval after this one's due time, so a late
             # wake-up does not push every later message back (no drift)

@@ -22,13 +22,14 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from newsletter.core.clock import Clock
 from newsletter.core.config import Settings
 from newsletter.core.errors import RelayRefusedError, StoreError
 from newsletter.core.models import DeliveryStatus
 from newsletter.send.deliver import Answer, RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger, Outcome, Row, backoff_delay
 from newsletter.send.message import IssueMessage
-from newsletter.send.ratelimit import DAY, HOUR, Clock, RateLimiter
+from newsletter.send.ratelimit import DAY, HOUR, RateLimiter
 
 T = TypeVar("T")
 
@@ -313,7 +314,7 @@ class Sender:
         delay = (retry_at - self.clock.now()).total_seconds()
         waits = [
             asyncio.create_task(self._stop.wait()),
-            asyncio.create_task(self.clock.sleep(delay)),
+            asyncio.create_task(self.clock.wait(delay)),
         ]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -368,7 +369,7 @@ class Sender:
                 delay *= self.rng.uniform(0.5, 1.5)
                 # shown on the progress line, so a person sees why nothing moves
                 self._cap_wait("relay", delay)
-                await self.clock.sleep(delay)
+                await self.clock.wait(delay)
         else:
             if self._relay_failures:
                 self.events.waiting("", None)  # the relay answers again: clear the note

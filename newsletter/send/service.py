@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlmodel import SQLModel
 
+from newsletter.core.clock import Clock, SystemClock
 from newsletter.core.config import Settings
 from newsletter.core.errors import SendError
 from newsletter.core.models import Issue, IssueStatus, SubscriberStatus
@@ -35,7 +36,6 @@ from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.dkim import DkimSigner
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
-from newsletter.send.ratelimit import Clock, SystemClock
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
 from newsletter.send.smtp import smtp_client
 

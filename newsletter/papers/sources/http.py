@@ -9,55 +9,21 @@ through an injectable `Clock`, so tests check the spacing without waiting.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from newsletter import __version__
+from newsletter.core.clock import Clock, SystemClock
 from newsletter.core.errors import SourceHTTPError, SourceTimeout
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0
 MAX_BACKOFF = 60.0
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
-
-
-@dataclass
-class FakeClock:
-    """A clock that moves only when slept on; records every sleep (for tests and dry runs)."""
-
-    now: float = 1000.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self.sleeps.append(seconds)
-            self.now += seconds
 
 
 def user_agent(contact: str = "") -> str:
