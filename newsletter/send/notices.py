@@ -1,5 +1,8 @@
 """Transactional emails (confirmation, welcome) through the configured relay.
 
+They leave through the same `RelayConnection` as issues, so a relay's answers
+and setup problems mean the same for both.
+
 `SmtpMailer` is the `newsletter.readers.mail.Mailer` that `slice serve` and the
 subscriber commands use: a batch shares one connection, a refused message does
 not stop the rest, and every message is DKIM-signed when a key is configured.
@@ -13,11 +16,11 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from email.policy import SMTP
 
-import aiosmtplib
-
 from newsletter.core.config import Settings
+from newsletter.core.errors import RelayRefusedError
+from newsletter.send.deliver import RelayConnection
 from newsletter.send.dkim import DkimSigner, canonical_whole_body
-from newsletter.send.smtp import setup_problem, smtp_client
+from newsletter.send.smtp import smtp_client
 
 # Headers are folded at RFC 5322's hard limit, not at 78: a List-Unsubscribe URL is
 # one long word, and folding it at 78 would turn it into an unreadable encoded-word.
@@ -58,51 +61,29 @@ class SmtpMailer:
 
     async def send(self, messages: Sequence[EmailMessage]) -> list[str | None]:
         where = f"{self.settings.smtp.host}:{self.settings.smtp.port}"
+        connection = RelayConnection(lambda: smtp_client(self.settings), where=where)
         results: list[str | None] = []
-        client: aiosmtplib.SMTP | None = None
         try:
-            for i, message in enumerate(messages):
-                try:
-                    if client is None:
-                        client = smtp_client(self.settings)
-                        await client.connect()
-                except (aiosmtplib.SMTPException, OSError) as exc:
-                    reason = (
-                        setup_problem(exc, where) or f"cannot reach the relay at {where}: {exc}"
-                    )
-                    results.extend([reason] * (len(messages) - i))
-                    client = None
-                    break
-                try:
-                    sender, recipients = envelope(message)
-                    data = wire_bytes(message)
-                    if self.signer is not None:
-                        data = dkim_signed(self.signer, data, timestamp=int(time.time()))
-                    await client.sendmail(sender, recipients, data)
+            for message in messages:
+                sender, recipients = envelope(message)
+                data = wire_bytes(message)
+                if self.signer is not None:
+                    data = dkim_signed(self.signer, data, timestamp=int(time.time()))
+                answer = await connection.send(sender, recipients[0], data)
+                if answer.kind == "sent":
                     results.append(None)
-                except aiosmtplib.SMTPRecipientsRefused as exc:
-                    refused = exc.recipients[0] if exc.recipients else None
-                    detail = f"{refused.code} {refused.message}" if refused else str(exc)
-                    results.append(f"the relay refused the address: {detail}")
-                    await _close(client)
-                    client = None
-                except aiosmtplib.SMTPResponseException as exc:
-                    results.append(f"the relay refused the email: {exc.code} {exc.message}")
-                    await _close(client)
-                    client = None
-                except (aiosmtplib.SMTPException, OSError) as exc:
-                    results.append(f"the relay at {where} dropped the connection: {exc}")
-                    await _close(client)
-                    client = None
+                elif answer.stage == "connect":  # nothing else can go either
+                    reason = f"cannot reach the relay at {where}: {answer.describe()}"
+                    results.extend([reason] * (len(messages) - len(results)))
+                    break
+                elif answer.stage == "rcpt":
+                    results.append(f"the relay refused the address: {answer.describe()}")
+                elif answer.code is not None:
+                    results.append(f"the relay refused the email: {answer.describe()}")
+                else:
+                    results.append(f"the relay at {where} did not take the email: {answer.text}")
+        except RelayRefusedError as exc:  # a setting to fix: say so for every message
+            results.extend([str(exc).rstrip(".")] * (len(messages) - len(results)))
         finally:
-            if client is not None:
-                await _close(client)
+            await connection.close()
         return results
-
-
-async def _close(client: aiosmtplib.SMTP) -> None:
-    try:
-        if client.is_connected:
-            await client.quit()
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()

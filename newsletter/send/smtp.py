@@ -10,12 +10,10 @@ refused before it can become a header.
 from __future__ import annotations
 
 import ssl
-from email.message import EmailMessage
 
 import aiosmtplib
 
 from newsletter.core.config import Settings
-from newsletter.core.errors import SendError
 
 
 def smtp_client(settings: Settings) -> aiosmtplib.SMTP:
@@ -55,7 +53,7 @@ def setup_problem(exc: BaseException, where: str) -> str | None:
     """
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return (
-            f"the relay at {where} refused the login: {exc.code} {_one_line(exc.message)}; "
+            f"the relay at {where} refused the login: {exc.code} {one_line(exc.message)}; "
             "check SLICE_SMTP_USERNAME and SLICE_SMTP_PASSWORD"
         )
     seen: BaseException | None = exc
@@ -92,26 +90,6 @@ def setup_problem(exc: BaseException, where: str) -> str | None:
     return None
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """A relay's answer on one line, at most 500 characters."""
     return " ".join(str(text).split())[:500]
-
-
-async def send_one(settings: Settings, message: EmailMessage) -> None:
-    """Send one transactional email; raise SendError with the relay's answer on failure."""
-    client = smtp_client(settings)
-    where = f"{settings.smtp.host}:{settings.smtp.port}"
-    try:
-        async with client:
-            await client.send_message(message)
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        problem = setup_problem(exc, where)
-        if problem is not None:
-            raise SendError(f"{problem}.") from exc
-        if isinstance(exc, aiosmtplib.SMTPResponseException):
-            raise SendError(
-                f"the relay at {where} refused the email: {exc.code} {exc.message}"
-            ) from exc
-        raise SendError(
-            f"cannot reach the relay at {where}: {exc}; check SLICE_SMTP_HOST/PORT "
-            f"(for a local test relay run `slice dev-smtp`)."
-        ) from exc
