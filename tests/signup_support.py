@@ -45,12 +45,6 @@ def text_part(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
-def html_part(message: EmailMessage) -> str:
-    part = message.get_body(("html",))
-    assert part is not None
-    return str(part.get_content())
-
-
 def links(message: EmailMessage, kind: str) -> list[str]:
     """Links of one kind (confirm, unsubscribe, issues) in the plain-text part, in order."""
     return [u for u in LINK.findall(text_part(message)) if f"/{kind}/" in u]

@@ -260,10 +260,6 @@ class Settings(Section):
         return self.resolve(self.paths.templates)
 
     @property
-    def subscribers_dir(self) -> Path:
-        return self.resolve(self.paths.subscribers)
-
-    @property
     def outbox_dir(self) -> Path:
         return self.resolve(self.paths.outbox)
 

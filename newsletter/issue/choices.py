@@ -13,7 +13,7 @@ that let a model learn from pins alone or from removals alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -94,7 +94,3 @@ def training_set(session: Session, *, except_issue: str) -> list[Choice]:
         wanted = choice in ("pinned", "kept")
         out.append(Choice(paper_tokens(paper), wanted, WEIGHTS[choice]))
     return out
-
-
-def has_strong_signal(choices: Sequence[RecordedChoice]) -> bool:
-    return any(c.choice in ("pinned", "excluded") for c in choices)

@@ -79,11 +79,6 @@ def last_complete_week(today: date) -> Window:
     return Window(start, start + timedelta(days=6))
 
 
-def paper_day(paper: Paper) -> date:
-    """The date a paper counts for: its publication date."""
-    return paper.published
-
-
 def in_window(paper: Paper, window: Window) -> bool:
     """Published in the window, or first seen in it (a late-indexed paper still gets its week)."""
     if window.contains(paper.published):

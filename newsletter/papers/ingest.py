@@ -98,20 +98,6 @@ class IngestResult:
     def ok(self) -> bool:
         return self.error is None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "origin": self.origin,
-            "fetched": self.fetched,
-            "new": self.new,
-            "updated": self.updated,
-            "merged": self.merged,
-            "linked": self.linked,
-            "unchanged": self.unchanged,
-            "rejected": [{"where": r.where, "reason": r.reason} for r in self.rejected],
-            "warnings": list(self.warnings),
-            "error": self.error,
-        }
-
 
 # --- validation -------------------------------------------------------------
 

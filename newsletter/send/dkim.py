@@ -109,13 +109,6 @@ class DkimSigner:
             )
         return cls(key=load_key(settings.resolve(Path(path))), selector=selector, domain=domain)
 
-    def public_dns_record(self) -> str:
-        """The TXT record to publish at ``<selector>._domainkey.<domain>``."""
-        der = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
-
     def sign(self, headers: Sequence[bytes], body_hash: bytes, *, timestamp: int) -> bytes:
         """The DKIM-Signature header line for a message with these header lines and body hash.
 

@@ -87,7 +87,6 @@ class Outcome:
 class StartInfo:
     created: int  # rows the snapshot made (0 on a resume)
     resumed_in_flight: int  # rows a stopped run left 'sending'
-    resumed: bool
 
 
 class Ledger:
@@ -152,7 +151,7 @@ class Ledger:
                     .where(I.c.id == self.issue_id)
                     .values(status=IssueStatus.SENDING.value, send_started_at=now)
                 )
-                return StartInfo(created=created, resumed_in_flight=0, resumed=False)
+                return StartInfo(created=created, resumed_in_flight=0)
             # A row a stopped run left 'sending' may or may not have reached the relay.
             # It goes again (same Message-ID); its attempt was counted when it was claimed.
             stale = conn.execute(
@@ -166,7 +165,7 @@ class Ledger:
                     .where(I.c.id == self.issue_id)
                     .values(status=IssueStatus.SENDING.value)
                 )
-            return StartInfo(created=0, resumed_in_flight=stale, resumed=True)
+            return StartInfo(created=0, resumed_in_flight=stale)
 
     def finish_if_done(self, now: datetime) -> bool:
         """Mark the issue sent when no row is left open."""

@@ -32,7 +32,7 @@ from functools import partial
 
 from newsletter.core.config import Settings
 from newsletter.core.errors import HeaderInjectionError, SendError
-from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder
+from newsletter.issue.outbox import PLACEHOLDERS, UNSUBSCRIBE_URL, IssueFolder
 from newsletter.readers.addresses import (
     check_header_value,
     derive_list_id,
@@ -43,7 +43,7 @@ from newsletter.readers.tokens import Tokens
 from newsletter.send.dkim import DkimSigner, canonical_body
 
 FIRST_NAME_FALLBACK = "there"
-_SLOT_RE = re.compile("(" + "|".join(re.escape(p) for p in (UNSUBSCRIBE_URL, FIRST_NAME)) + ")")
+_SLOT_RE = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
 _WS = re.compile(r"\s+")
 _TITLES = frozenset({"dr", "dr.", "prof", "prof.", "mr", "mr.", "ms", "ms.", "mrs", "mrs."})
 

@@ -77,7 +77,6 @@ class RateLimiter:
         ]
         self._next = self.clock.monotonic()
         self._lock = asyncio.Lock()
-        self.waiting_for_cap: str = ""  # "hourly" or "daily" while a cap holds messages back
         # told (reason, seconds) before a wait for a cap; not for the ordinary spacing
         self.on_wait: Callable[[str, float], None] | None = None
 
@@ -115,11 +114,9 @@ class RateLimiter:
                 at, reason = self._slot(now)
                 if at <= now:
                     break
-                self.waiting_for_cap = reason
                 if reason and self.on_wait is not None:
                     self.on_wait(reason, at - now)
                 await self.clock.wait(at - now)
-            self.waiting_for_cap = ""
             # the next slot is one interval after this one's due time, so a late
             # wake-up does not push every later message back (no drift)
             self._next = max(self._next, now - self.interval) + self.interval

@@ -196,22 +196,6 @@ class Browser:
         self.js(f"document.querySelector({json.dumps(selector)}).select()")
         self.send("Input.insertText", {"text": text})
 
-    def press_enter(self, *, navigates: bool = True) -> None:
-        mark = self._mark()
-        for kind in ("keyDown", "keyUp"):
-            self.send(
-                "Input.dispatchKeyEvent",
-                {
-                    "type": kind,
-                    "key": "Enter",
-                    "code": "Enter",
-                    "windowsVirtualKeyCode": 13,
-                    "text": "\r",
-                },
-            )
-        if navigates:
-            self._wait_event("Page.loadEventFired", mark)
-
     def screenshot(
         self, path: Path, *, full_page: bool = True, clip: tuple[int, int, int, int] | None = None
     ) -> Path:

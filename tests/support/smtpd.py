@@ -71,7 +71,7 @@ class FaultySink(MailSink):
         session: Session,
         envelope: Envelope,
         address: str,
-        rcpt_options: list[str],
+        _rcpt_options: list[str],
     ) -> str:
         if self.rcpt_delay:
             await asyncio.sleep(self.rcpt_delay)

@@ -1,0 +1,30 @@
+"""Names vulture cannot see used (see [tool.vulture] in pyproject.toml).
+
+Attributes read only by templates, and attributes that a library reads.
+"""
+
+from newsletter.issue.cards import PaperCard
+from newsletter.papers.search import SearchPage, SearchParams
+from newsletter.web.signup import SignupForm
+
+# read by the email templates (templates/email/*.mjml, issue.txt)
+PaperCard.title_html
+PaperCard.preprint_url
+PaperCard.anchor
+
+# read by the archive template (templates/web/index.html)
+SearchParams.filtered
+SearchPage.searched
+SearchPage.first_index
+SearchPage.page_links
+SignupForm.honeypot
+
+# read by libraries: the sqlite3 connection, Jinja2, itsdangerous, aiosmtpd, uvicorn
+_.isolation_level
+_.finalize
+_.get_timestamp
+_.host_name
+_.should_exit
+
+# a setting, documented in slice.toml
+_.editor_address
