@@ -24,9 +24,9 @@ from newsletter.core.config import Settings, load_settings
 from newsletter.core.errors import SourceHTTPError, SourceTimeout
 from newsletter.core.models import Paper
 from newsletter.core.store import Store
+from newsletter.papers.fetch import FetchReport, run_fetch
 from newsletter.papers.sources.base import FetchWindow
 from newsletter.papers.sources.http import PoliteClient, retry_after, user_agent
-from newsletter.papers.sources.runner import FetchReport, run_fetch
 from tests.conftest import FIXTURES
 from tests.support.httpserver import ReplayServer
 
@@ -422,7 +422,7 @@ def test_cli_fetch_one_source_fails_the_others_are_kept(
 
 def test_disabled_sources_are_skipped_unless_named(tmp_path: Path) -> None:
     from newsletter.core.errors import ConfigError
-    from newsletter.papers.sources.runner import select_sources
+    from newsletter.papers.fetch import select_sources
 
     settings = make_settings(
         tmp_path,

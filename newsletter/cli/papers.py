@@ -139,7 +139,7 @@ def fetch(
     """
     app = state(ctx)
     settings = app.settings()
-    from newsletter.papers.sources.runner import fetch_window, run_fetch, select_sources
+    from newsletter.papers.fetch import fetch_window, run_fetch, select_sources
 
     window = fetch_window(
         since=_date(since, "--since"),
