@@ -18,10 +18,10 @@ from typing import Any, cast
 import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 
 from newsletter.core.config import Settings
-from newsletter.core.models import Issue, Subscriber, new_uid, utcnow
+from newsletter.core.models import Issue, Subscriber, new_uid, table, utcnow
 from newsletter.core.store import Store
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
 
@@ -189,10 +189,10 @@ def add_readers(
                 "status_reason": "",
             }
         )
-    table = cast(Table, Subscriber.__table__)
+    subscribers = table(Subscriber)
     with store.write() as session:
         for i in range(0, len(rows), 5000):
-            session.connection().execute(insert(table), rows[i : i + 5000])
+            session.connection().execute(insert(subscribers), rows[i : i + 5000])
     return [r["email"] for r in rows]
 
 

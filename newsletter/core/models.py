@@ -10,9 +10,9 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Integer, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -165,3 +165,8 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+def table(model: type[SQLModel]) -> Table:
+    """A model's table, for the statements that run below the ORM (the ledger's, say)."""
+    return cast(Table, getattr(model, "__table__"))  # noqa: B009 - set by SQLModel for table=True

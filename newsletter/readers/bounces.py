@@ -29,14 +29,13 @@ from typing import cast
 
 from flufl.bounce import all_failures
 from sqlalchemy import bindparam, select, update
-from sqlmodel import SQLModel
 
 from newsletter.core.errors import BounceFileError, TokenError
-from newsletter.core.models import SubscriberStatus, utcnow
+from newsletter.core.models import Subscriber, SubscriberStatus, table, utcnow
 from newsletter.core.store import Store
 from newsletter.readers.tokens import Tokens
 
-S = SQLModel.metadata.tables["subscribers"]
+S = table(Subscriber)
 _TOKEN_IN_URL = re.compile(r"/unsubscribe/([A-Za-z0-9_\-.]+)")
 
 

@@ -34,21 +34,23 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.types import DateTime, Integer, String
-from sqlmodel import SQLModel
 
 from newsletter.core.models import (
+    Delivery,
     DeliveryStatus,
     Issue,
     IssueStatus,
+    Subscriber,
     SubscriberStatus,
+    table,
 )
 from newsletter.core.store import Store
 from newsletter.issue.outbox import RenderedIssue
 from newsletter.send.message import Reader
 
-D = SQLModel.metadata.tables["deliveries"]
-S = SQLModel.metadata.tables["subscribers"]
-I = SQLModel.metadata.tables["issues"]  # noqa: E741
+D = table(Delivery)
+S = table(Subscriber)
+I = table(Issue)  # noqa: E741
 
 OPEN = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
 

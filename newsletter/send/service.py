@@ -23,12 +23,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
-from sqlmodel import SQLModel
 
 from newsletter.core.clock import Clock, SystemClock
 from newsletter.core.config import Settings
 from newsletter.core.errors import SendError
-from newsletter.core.models import Issue, IssueStatus, SubscriberStatus
+from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus, table
 from newsletter.core.store import Store
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
@@ -51,7 +50,7 @@ __all__ = [
     "send_proof",
 ]
 
-S = SQLModel.metadata.tables["subscribers"]
+S = table(Subscriber)
 
 
 @dataclass
