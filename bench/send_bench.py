@@ -171,11 +171,10 @@ async def baseline(port: int, data: bytes, count: int, concurrency: int) -> floa
 def one_message(settings: Settings) -> bytes:
     from newsletter.core.clock import SystemClock
     from newsletter.issue.outbox import IssueFolder
-    from newsletter.send.dkim import DkimSigner
-    from newsletter.send.message import IssueMessage, Reader
+    from newsletter.send.message import Reader
+    from newsletter.send.setup import issue_message
 
-    folder = IssueFolder.of(settings.outbox_dir, ISSUE)
-    message = IssueMessage.from_outbox(settings, folder, signer=DkimSigner.from_settings(settings))
+    message = issue_message(settings, IssueFolder.of(settings.outbox_dir, ISSUE))
     return message.render(
         Reader("bench-uid", "reader@example.com", "Ada Lovelace"), now=SystemClock().now()
     )

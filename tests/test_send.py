@@ -445,8 +445,8 @@ def test_wire_form_is_the_message_dot_stuffed(smtp_settings: Settings, tmp_path:
     from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
     from newsletter.issue.outbox import IssueFolder
-    from newsletter.send.dkim import DkimSigner
-    from newsletter.send.message import IssueMessage, Reader
+    from newsletter.send.message import Reader
+    from newsletter.send.setup import issue_message
 
     key, record = make_dkim_key(tmp_path)
     settings = load_settings(
@@ -459,11 +459,7 @@ def test_wire_form_is_the_message_dot_stuffed(smtp_settings: Settings, tmp_path:
         },
     )
     write_issue(settings, None)
-    message = IssueMessage.from_outbox(
-        settings,
-        IssueFolder.of(settings.outbox_dir, ISSUE),
-        signer=DkimSigner.from_settings(settings),
-    )
+    message = issue_message(settings, IssueFolder.of(settings.outbox_dir, ISSUE))
     now = datetime(2025, 6, 16, 6, 0, tzinfo=UTC)
     for reader in [Reader("u1", "a@example.com", ".dot"), Reader("u2", "b@example.com", "Ann")]:
         plain = message.render(reader, now=now)

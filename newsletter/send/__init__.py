@@ -7,6 +7,7 @@
 - `dkim`: `DkimSigner`
 - `deliver`: `RelayConnection` and what each relay answer means
 - `ratelimit`: the global rate and the hourly and daily caps
+- `setup`: the signer and the list's headers, made from the settings
 - `smtp`: the configured SMTP client and the setup problems it can meet
 - `notices`: `SmtpMailer`, which sends the confirmation and welcome emails
 - `devsmtp`: the local SMTP sink of `slice dev-smtp`, the demo and the tests

@@ -18,7 +18,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError
 
 # The headers the signature covers, in order. DESIGN.md requires From, To,
@@ -86,28 +85,14 @@ class DkimSigner:
             raise ConfigError(
                 f"the DKIM key has {key.key_size} bits; receivers want at least 1024 (2048 is usual)."
             )
-        self.key = key
-        self.selector = selector
-        self.domain = domain
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DkimSigner | None:
-        """The signer the settings ask for, or None when no key is configured."""
-        path = settings.secrets.dkim_key_path
-        if not path:
-            return None
-        selector, domain = settings.dkim.selector, settings.dkim.domain
-        if not selector or not domain:
-            raise ConfigError(
-                "SLICE_DKIM_KEY is set but the DKIM selector or domain is not: set "
-                "SLICE_DKIM_SELECTOR and SLICE_DKIM_DOMAIN (or [dkim] selector/domain in slice.toml)."
-            )
         if not _SELECTOR.match(selector) or not _DOMAIN.match(domain):
             raise ConfigError(
                 f"DKIM selector {selector!r} or domain {domain!r} is not a DNS name; "
                 "use e.g. selector 'slice1' and domain 'example.org'."
             )
-        return cls(key=load_key(settings.resolve(Path(path))), selector=selector, domain=domain)
+        self.key = key
+        self.selector = selector
+        self.domain = domain
 
     def sign(self, headers: Sequence[bytes], body_hash: bytes, *, timestamp: int) -> bytes:
         """The DKIM-Signature header line for a message with these header lines and body hash.

@@ -30,14 +30,11 @@ from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
 from functools import partial
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import HeaderInjectionError, SendError
 from newsletter.issue.outbox import PLACEHOLDERS, UNSUBSCRIBE_URL, IssueFolder
 from newsletter.readers.addresses import (
     check_header_value,
-    derive_list_id,
     parse_address,
-    sender_domain,
 )
 from newsletter.readers.tokens import Tokens
 from newsletter.send.dkim import DkimSigner, canonical_body
@@ -134,6 +131,20 @@ def _safe_url(url: str, what: str) -> str:
     return url
 
 
+@dataclass(frozen=True)
+class ListHeaders:
+    """What every message of the list carries besides the issue: sender, list, links, key."""
+
+    from_address: str
+    reply_to: str
+    list_name: str
+    list_id: str
+    unsubscribe_mailto: str
+    base_url: str
+    domain: str
+    secret_key: str
+
+
 class IssueMessage:
     """An issue ready to send: build once with `from_outbox`, then `render` per reader."""
 
@@ -210,7 +221,7 @@ class IssueMessage:
 
     @classmethod
     def from_outbox(
-        cls, settings: Settings, folder: IssueFolder, *, signer: DkimSigner | None = None
+        cls, folder: IssueFolder, headers: ListHeaders, *, signer: DkimSigner | None = None
     ) -> IssueMessage:
         """Read the issue's rendered files and encode them once."""
         rendered = folder.read_rendered()
@@ -226,23 +237,21 @@ class IssueMessage:
                 f"issue {folder.issue_id} has no unsubscribe link ({UNSUBSCRIBE_URL} missing in "
                 f"email.html or issue.txt); every email must have one: run `slice compose` again."
             )
-        key = settings.require_secret_key()
-        domain = sender_domain(settings)
-        news = settings.newsletter
+        key = headers.secret_key
         return cls(
             issue_id=folder.issue_id,
             subject=rendered.subject,
             text=text,
             html_body=html_body,
-            from_address=news.from_address,
-            reply_to=news.reply_to,
-            list_name=news.name,
-            list_id=news.list_id or derive_list_id(settings),
-            unsubscribe_mailto=news.unsubscribe_mailto or f"unsubscribe@{domain}",
-            base_url=settings.web.base_url,
+            from_address=headers.from_address,
+            reply_to=headers.reply_to,
+            list_name=headers.list_name,
+            list_id=headers.list_id,
+            unsubscribe_mailto=headers.unsubscribe_mailto,
+            base_url=headers.base_url,
             tokens=Tokens(key),
             message_key=hashlib.sha256(b"slice.message-id.v1\0" + key.encode()).digest(),
-            domain=domain,
+            domain=headers.domain,
             signer=signer,
         )
 

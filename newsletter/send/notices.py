@@ -20,6 +20,7 @@ from newsletter.core.config import Settings
 from newsletter.core.errors import RelayRefusedError
 from newsletter.send.deliver import RelayConnection
 from newsletter.send.dkim import DkimSigner, canonical_whole_body
+from newsletter.send.setup import dkim_signer
 from newsletter.send.smtp import smtp_client
 
 # Headers are folded at RFC 5322's hard limit, not at 78: a List-Unsubscribe URL is
@@ -57,7 +58,7 @@ class SmtpMailer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # signed like the issues when a DKIM key is configured (DMARC judges every email)
-        self.signer = DkimSigner.from_settings(settings)
+        self.signer = dkim_signer(settings)
 
     async def send(self, messages: Sequence[EmailMessage]) -> list[str | None]:
         where = f"{self.settings.smtp.host}:{self.settings.smtp.port}"

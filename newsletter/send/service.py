@@ -32,10 +32,10 @@ from newsletter.core.store import Store
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
 from newsletter.send.deliver import RelayConnection, SmtpFactory
-from newsletter.send.dkim import DkimSigner
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
+from newsletter.send.setup import issue_message
 from newsletter.send.smtp import smtp_client
 
 __all__ = [
@@ -91,8 +91,8 @@ class IssueStatusReport:
 
 def _load(settings: Settings, issue_id: str) -> tuple[IssueFolder, IssueMessage, bool]:
     folder = IssueFolder.of(settings.outbox_dir, issue_id)
-    signer = DkimSigner.from_settings(settings)
-    return folder, IssueMessage.from_outbox(settings, folder, signer=signer), signer is not None
+    message = issue_message(settings, folder)
+    return folder, message, message.signer is not None
 
 
 def _confirmed(store: Store) -> int:
