@@ -53,6 +53,20 @@ def test_messages_are_spaced_exactly_at_the_rate_across_connections() -> None:
     assert clock.elapsed == pytest.approx(4.9)
 
 
+def test_after_an_idle_gap_the_next_two_messages_are_still_an_interval_apart() -> None:
+    """Idle (the start, a retry wait, a reconnect), then a burst of work: no two at once."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate=10, clock=clock)
+    first = grant_times(limiter, 3)
+    clock.sleep(7.25)  # idle: nothing asked for a slot meanwhile
+    after = grant_times(limiter, 25, workers=4)
+    assert first == pytest.approx([0.0, 0.1, 0.2])
+    assert after == pytest.approx([7.45 + i * 0.1 for i in range(25)])
+    times = first + after
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.1 - 1e-9
+    assert max_in_window(times, 1.0) == 10
+
+
 def test_no_limit_means_no_waiting() -> None:
     clock = FakeClock()
     times = grant_times(RateLimiter(rate=0, clock=clock), 1000, workers=4)

@@ -66,3 +66,24 @@ class FakeClock:
     async def wait(self, seconds: float) -> None:
         self.sleep(seconds)
         await asyncio.sleep(0)  # let other tasks run, as a real wait would
+
+
+@dataclass
+class Spacing:
+    """Events at most one per ``interval`` seconds, evenly spaced (monotonic time).
+
+    `slot` says when the next event may happen; the caller waits until then and
+    `take`s that slot. The slot after it is one interval after the slot taken,
+    not after the moment the caller woke up, so late wake-ups do not add up;
+    and an event after an idle gap takes the current moment as its slot, so
+    the one after it still waits a whole interval (no burst).
+    """
+
+    interval: float
+    _next: float | None = None
+
+    def slot(self, now: float) -> float:
+        return now if self._next is None else max(now, self._next)
+
+    def take(self, slot: float) -> None:
+        self._next = slot + self.interval

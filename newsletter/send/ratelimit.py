@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from newsletter.core.clock import Clock, SystemClock
+from newsletter.core.clock import Clock, Spacing, SystemClock
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -75,7 +75,7 @@ class RateLimiter:
         self._windows = [
             w for w in (_Window(hourly_cap, HOUR), _Window(daily_cap, DAY)) if w.cap > 0
         ]
-        self._next = self.clock.monotonic()
+        self._spacing = Spacing(self.interval)
         self._lock = asyncio.Lock()
         # told (reason, seconds) before a wait for a cap; not for the ordinary spacing
         self.on_wait: Callable[[str, float], None] | None = None
@@ -98,7 +98,7 @@ class RateLimiter:
         return bool(self._windows)
 
     def _slot(self, now: float) -> tuple[float, str]:
-        at = max(now, self._next)
+        at = self._spacing.slot(now)
         reason = ""
         for window in self._windows:
             free = window.free_at(at)
@@ -109,6 +109,7 @@ class RateLimiter:
     async def acquire(self) -> float:
         """Wait for this message's turn; returns the (monotonic) time it was granted."""
         async with self._lock:  # one waiter at a time keeps the order and the spacing exact
+            slot: float | None = None  # the time waited for, if this message waited
             while True:
                 now = self.clock.monotonic()
                 at, reason = self._slot(now)
@@ -116,10 +117,9 @@ class RateLimiter:
                     break
                 if reason and self.on_wait is not None:
                     self.on_wait(reason, at - now)
+                slot = at
                 await self.clock.wait(at - now)
-            # the next slot is one interval after this one's due time, so a late
-            # wake-up does not push every later message back (no drift)
-            self._next = max(self._next, now - self.interval) + self.interval
+            self._spacing.take(now if slot is None else min(slot, now))
             for window in self._windows:
                 window.add(now)
             return now

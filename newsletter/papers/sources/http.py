@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from newsletter import __version__
-from newsletter.core.clock import Clock, SystemClock
+from newsletter.core.clock import Clock, Spacing, SystemClock
 from newsletter.core.errors import SourceHTTPError, SourceTimeout
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -32,24 +32,23 @@ def user_agent(contact: str = "") -> str:
 
 
 @dataclass
-class RateLimiter:
-    """At most one request per ``interval`` seconds for each host."""
+class HostSpacing:
+    """At most one request per ``interval`` seconds for each host (`Spacing` per host)."""
 
     clock: Clock
-    intervals: dict[str, float] = field(default_factory=dict)
-    _next: dict[str, float] = field(default_factory=dict)
+    _hosts: dict[str, Spacing] = field(default_factory=dict)
 
     def set_interval(self, host: str, seconds: float) -> None:
-        self.intervals[host] = max(seconds, self.intervals.get(host, 0.0))
+        spacing = self._hosts.setdefault(host, Spacing(seconds))
+        spacing.interval = max(seconds, spacing.interval)
 
     def wait(self, host: str) -> None:
-        interval = self.intervals.get(host, 0.0)
+        spacing = self._hosts.setdefault(host, Spacing(0.0))
         now = self.clock.monotonic()
-        due = self._next.get(host, now)
-        if due > now:
-            self.clock.sleep(due - now)
-            now = self.clock.monotonic()
-        self._next[host] = now + interval
+        slot = spacing.slot(now)
+        if slot > now:
+            self.clock.sleep(slot - now)
+        spacing.take(slot)
 
 
 @dataclass
@@ -77,7 +76,7 @@ class PoliteClient:
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
-        self.limiter = RateLimiter(self.clock)
+        self.limiter = HostSpacing(self.clock)
         self.log = RequestLog()
         self.headers = {"User-Agent": user_agent(contact)}
 
