@@ -46,6 +46,36 @@ def test_root_help_lists_commands() -> None:
             assert path[0] in result.stdout
 
 
+HEAVY = ("httpx", "feedparser", "aiosmtpd", "aiosmtplib", "pydantic", "sqlalchemy", "fastapi")
+_LOADED_BY_HELP = """
+import sys
+from newsletter.cli import app
+try:
+    app([*{args!r}, "--help"], standalone_mode=False)
+except SystemExit:
+    pass
+print("LOADED:", *(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def loaded_by_help(args: list[str]) -> set[str]:
+    code = _LOADED_BY_HELP.format(args=args, heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("LOADED:")]
+    return set(line.split()[1:])
+
+
+def test_help_loads_none_of_the_machinery() -> None:
+    """`slice --help` answers before any part of the flow (or pydantic) loads."""
+    assert loaded_by_help([]) == set()
+
+
+@pytest.mark.parametrize("path", [["fetch"], ["send"], ["serve"], ["subscribers", "import"]])
+def test_a_command_help_loads_none_of_the_machinery(path: list[str]) -> None:
+    """A command's --help loads no part of the flow (Typer itself brings pydantic)."""
+    assert loaded_by_help(path) <= {"pydantic"}
+
+
 @pytest.mark.parametrize("path", all_commands(), ids=lambda p: " ".join(p))
 def test_every_command_has_help(path: list[str]) -> None:
     result = CliRunner().invoke(app, [*path, "--help"])

@@ -13,7 +13,6 @@ import typer
 
 from newsletter import __version__
 from newsletter.cli.base import AppState, SliceGroup, out, state
-from newsletter.core.project import init_project
 
 app = typer.Typer(
     name="slice",
@@ -64,6 +63,8 @@ def init(
     name: Annotated[str | None, typer.Option(help="The newsletter's name.")] = None,
 ) -> None:
     """Create a new newsletter project: slice.toml, templates/, subscribers/, outbox/."""
+    from newsletter.core.project import init_project
+
     state(ctx)
     result = init_project(directory, name=name)
     console = out()

@@ -13,10 +13,10 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from newsletter.core.config import Settings, load_settings
 from newsletter.core.errors import NewsletterError
 
-if TYPE_CHECKING:  # SQLAlchemy is loaded by the commands that use the database
+if TYPE_CHECKING:  # settings (pydantic) and the store (SQLAlchemy) load when a command runs
+    from newsletter.core.config import Settings
     from newsletter.core.store import Store
 
 
@@ -42,6 +42,8 @@ class AppState:
 
     def settings(self, overrides: Mapping[str, Any] | None = None) -> Settings:
         """The settings; ``overrides`` are this command's flags (the top layer)."""
+        from newsletter.core.config import load_settings
+
         if overrides:
             clean = {
                 k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()

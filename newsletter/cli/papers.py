@@ -8,7 +8,6 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 from rich.progress import (
     BarColumn,
@@ -22,7 +21,7 @@ from rich.table import Table
 
 from newsletter.cli.base import err, out, state
 from newsletter.core.errors import SomeSourcesFailed
-from newsletter.papers.sources.files import FORMATS
+from newsletter.papers.formats import FORMATS
 
 if TYPE_CHECKING:  # ingest and the sources load when a command runs, not for --help
     from newsletter.papers.ingest import IngestResult
@@ -149,6 +148,8 @@ def fetch(
     )
     select_sources(settings, source or ())  # a bad option stops here, before any request
     store = app.store()
+    import httpx
+
     with Bars() as bars, httpx.Client() as client:
         report = run_fetch(
             settings,

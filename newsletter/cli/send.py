@@ -28,13 +28,13 @@ from rich.table import Table
 from rich.text import Text
 
 from newsletter.cli.base import err, out, state
-from newsletter.core.config import Settings
 from newsletter.core.errors import RelayRefusedError, SendError
-from newsletter.send.devsmtp import MailSink, Received, SmtpServerThread
 
 if TYPE_CHECKING:  # the sender and its database load when a command runs, not for --help
+    from newsletter.core.config import Settings
     from newsletter.core.store import Store
     from newsletter.send.deliver import Answer
+    from newsletter.send.devsmtp import Received
     from newsletter.send.ledger import Outcome, Row
     from newsletter.send.service import IssueStatusReport
 
@@ -287,6 +287,8 @@ def dev_smtp(
             f"{str(headers.get('Subject', ''))!r} ({len(item.data) / 1024:.1f} KB) {where}",
             highlight=False,
         )
+
+    from newsletter.send.devsmtp import MailSink, SmtpServerThread
 
     server = SmtpServerThread(MailSink(folder=folder, on_message=show), host=host, port=port)
     try:

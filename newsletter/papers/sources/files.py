@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.core.errors import ParseError, UnknownFormatError
+from newsletter.papers.formats import FORMATS
 from newsletter.papers.sources import arxiv, biorxiv, pubmed, rss
 from newsletter.papers.sources.base import PaperRecord
 from newsletter.papers.text import (
@@ -27,17 +28,6 @@ from newsletter.papers.text import (
     split_authors,
 )
 
-FORMATS = {
-    "arxiv": "arXiv API Atom",
-    "arxiv-rss": "arXiv RSS/Atom feed",
-    "arxiv-oai": "arXiv OAI-PMH ListRecords",
-    "pubmed": "PubMed efetch XML",
-    "biorxiv": "bioRxiv/medRxiv API JSON",
-    "rss": "RSS/Atom feed",
-    "json": "Slice paper records (JSON)",
-    "jsonl": "Slice paper records (JSON Lines)",
-    "csv": "Slice paper records (CSV)",
-}
 RECORD_FIELDS = (
     "title",
     "authors",
