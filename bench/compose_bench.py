@@ -104,19 +104,19 @@ def main() -> None:
         settings.compose.max_papers = settings.compose.per_source_cap = 10
         settings.compose.abstract_chars = 3000
         captured: list[str] = []
-        original = render_module.render_mjml
+        original: Callable[[str], str] = vars(render_module)["render_mjml"]
 
         def capture(source: str) -> str:
             captured.append(source)
             return original(source)
 
-        render_module.render_mjml = capture
+        vars(render_module)["render_mjml"] = capture
         with Store.open(settings.database_url) as store:
             add_papers(store, ten_papers())
             now = datetime(2026, 6, 1, tzinfo=UTC)
             window = week_window(WEEK)
             result = compose_issue(settings, store, window=window, now=now)
-            render_module.render_mjml = original
+            vars(render_module)["render_mjml"] = original
             compose_ms = timed(
                 lambda: compose_issue(settings, store, window=window, now=now),
                 max(5, args.rounds // 5),

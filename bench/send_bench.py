@@ -363,7 +363,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
     if args.normalizing_data:
-        from newsletter.send.service import deliver
+        from newsletter.send import deliver
 
         async def normalizing(client: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
             return await client.data(deliver._unstuff(data))

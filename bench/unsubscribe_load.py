@@ -139,7 +139,7 @@ def main() -> int:
                     pass
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit(
-                        f"`slice serve` did not start: {server.stderr.read() if server.stderr else ''}"
+                        f"`slice serve` did not start: {server.stderr.read().decode() if server.stderr else ''}"
                     )
                 time.sleep(0.1)
 

@@ -126,7 +126,9 @@ def run_cli(project: Path, environ: dict[str, str]) -> Callable[..., Result]:
         *args: str, env: dict[str, str] | None = None, input: str | None = None, **kw: Any
     ) -> Result:
         runner = CliRunner()
-        full_env = {k: None for k in os.environ if k.startswith("SLICE_") or k == "NCBI_API_KEY"}
+        full_env: dict[str, str | None] = {
+            k: None for k in os.environ if k.startswith("SLICE_") or k == "NCBI_API_KEY"
+        }
         full_env.update(env if env is not None else environ)
         return runner.invoke(
             app, ["--config", str(project / "slice.toml"), *args], env=full_env, input=input, **kw

@@ -13,7 +13,7 @@ import html
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import dkim
 from cryptography.hazmat.primitives import serialization
@@ -243,4 +243,4 @@ def dkim_verify(
 
 
 def parse(data: bytes) -> EmailMessage:
-    return cast(EmailMessage, email.message_from_bytes(data, policy=email.policy.default))
+    return email.message_from_bytes(data, policy=email.policy.default)

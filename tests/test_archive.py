@@ -6,12 +6,12 @@ import re
 from datetime import date
 from html import unescape
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import literal_column, select, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Select, literal_column, select, text
 
 from newsletter.core.config import Settings
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
@@ -345,10 +345,11 @@ def test_postgres_search_uses_the_gin_index(db_url: str) -> None:
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only: SQLite searches its FTS5 table")
     parsed, _ = parse_query('chest "x-ray" -knee OR mammography')
-    stmt = select(literal_column("paper_id")).select_from(text("paper_search"))
+    stmt: Select[Any] = select(literal_column("paper_id")).select_from(text("paper_search"))
     stmt = stmt.where(literal_column("document").op("@@")(pg_tsquery(parsed)))
-    sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     with Store.open(db_url) as store, store.write() as session:
+        dialect = store.engine.dialect
+        sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
         session.execute(text("SET LOCAL enable_seqscan = off"))
         plan = "\n".join(str(row[0]) for row in session.execute(text(f"EXPLAIN {sql}")))
     assert "ix_paper_search_document" in plan

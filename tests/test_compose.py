@@ -6,9 +6,10 @@ import json
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from newsletter.core.config import Settings
 from newsletter.core.errors import ComposeError, NoPapersError, TemplateError
@@ -30,8 +31,9 @@ def compose(settings: Settings, store: Store, week: str = WEEK, **kw: object):  
     return compose_issue(settings, store, window=week_window(week), now=NOW, **kw)  # type: ignore[arg-type]
 
 
-def read_json(path: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads(path.read_text(encoding="utf-8"))
+def read_json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
 
 
 def titles(issue: dict) -> list[str]:  # type: ignore[type-arg]
@@ -389,7 +391,7 @@ def test_compose_and_learning_on_every_backend(
     second = compose_issue(settings, any_store, window=week_window("2026-W23"), now=NOW)
     assert second.issue.number == 2 and second.selection.learned_from > 0
     with any_store.read() as session:
-        rows = session.exec(select(Issue).order_by(Issue.number)).all()
+        rows = session.exec(select(Issue).order_by(col(Issue.number))).all()
         assert [(r.id, r.number, r.status) for r in rows] == [
             (WEEK, 1, "composed"),
             ("2026-W23", 2, "composed"),

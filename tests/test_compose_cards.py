@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -17,8 +18,8 @@ from newsletter.issue.cards import (
 )
 
 
-def paper(**kw: object) -> Paper:
-    data: dict[str, object] = {
+def paper(**kw: Any) -> Paper:
+    data: dict[str, Any] = {
         "id": 1,
         "title": "T",
         "source": "pubmed",

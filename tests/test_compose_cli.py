@@ -129,7 +129,12 @@ def test_open_shows_the_email_in_a_browser(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     opened: list[str] = []
-    monkeypatch.setattr("webbrowser.open", lambda url, *a, **k: opened.append(url) or True)
+
+    def open_(url: str, *_args: object, **_kw: object) -> bool:
+        opened.append(url)
+        return True
+
+    monkeypatch.setattr("webbrowser.open", open_)
     result = run_cli("compose", "--week", WEEK, "--open")
     assert result.exit_code == 0, result.output
     assert opened == [(project / "outbox" / WEEK / "email.html").resolve().as_uri()]

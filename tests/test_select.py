@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ W = WEEK
 
 
 def paper(
-    pid: int, title: str, abstract: str = "", *, source: str = "pubmed", day: int = 27, **kw: object
+    pid: int, title: str, abstract: str = "", *, source: str = "pubmed", day: int = 27, **kw: Any
 ) -> Paper:
     return Paper(
         id=pid, title=title, abstract=abstract, source=source, published=date(2026, 5, day), **kw

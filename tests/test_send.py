@@ -6,6 +6,7 @@ import asyncio
 import random
 import re
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,12 @@ from tests.send_support import (
 )
 from tests.support.smtpd import RecordingSMTPServer
 
-FAST = {"rate": 0.0, "concurrency": 3, "retry_base_seconds": 0.02, "reconnect_base_seconds": 0.01}
+FAST: dict[str, Any] = {
+    "rate": 0.0,
+    "concurrency": 3,
+    "retry_base_seconds": 0.02,
+    "reconnect_base_seconds": 0.01,
+}
 
 
 @pytest.fixture
@@ -44,9 +50,9 @@ def smtp_settings(project: Path, smtp_environ: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def db(smtp_settings: Settings) -> Store:
+def db(smtp_settings: Settings) -> Iterator[Store]:
     with Store.open(smtp_settings.database_url) as store:
-        yield store  # type: ignore[misc]
+        yield store
 
 
 def send(settings: Settings, store: Store, **kw: Any) -> SendReport:

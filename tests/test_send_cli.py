@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiosmtplib
@@ -40,9 +40,9 @@ def smtp_settings(project: Path, smtp_environ: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def db(smtp_settings: Settings) -> Store:
+def db(smtp_settings: Settings) -> Iterator[Store]:
     with Store.open(smtp_settings.database_url) as store:
-        yield store  # type: ignore[misc]
+        yield store
 
 
 def test_send_prints_a_summary_and_a_line_per_failure(

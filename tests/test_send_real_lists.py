@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -37,9 +38,9 @@ def list_settings(project: Path, smtp_environ: dict[str, str], db_url: str) -> S
 
 
 @pytest.fixture
-def list_store(list_settings: Settings) -> Store:
+def list_store(list_settings: Settings) -> Iterator[Store]:
     with Store.open(list_settings.database_url) as store:
-        yield store  # type: ignore[misc]
+        yield store
 
 
 def send(settings: Settings, store: Store, seed: int) -> SendReport:

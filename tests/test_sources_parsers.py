@@ -16,6 +16,7 @@ from newsletter.core.errors import (
     UnknownFormatError,
 )
 from newsletter.papers.sources import arxiv, biorxiv, build_source, pubmed, rss
+from newsletter.papers.sources.base import PaperRecord
 from newsletter.papers.sources.files import detect_format, read_file
 from tests.conftest import FIXTURES, SAMPLES
 
@@ -99,7 +100,7 @@ def test_arxiv_oai_pmh_real_sample() -> None:
 # --- PubMed -----------------------------------------------------------------
 
 
-def _pubmed(path: Path) -> list[pubmed.PaperRecord]:
+def _pubmed(path: Path) -> list[PaperRecord]:
     with path.open("rb") as fh:
         return list(pubmed.iter_articles(fh))
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import date
 from email.utils import getaddresses
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -494,11 +495,12 @@ async def test_one_click_bodies_unsubscribe_without_cookie_or_redirect(
     site: Site, body: str
 ) -> None:
     url = await _confirmed(site)
-    kwargs: dict[str, object] = {
+    bodies: dict[str, dict[str, Any]] = {
         "urlencoded": {"data": {"List-Unsubscribe": "One-Click"}},
         "multipart": {"files": {"List-Unsubscribe": (None, "One-Click")}},
         "empty": {},
-    }[body]
+    }
+    kwargs = bodies[body]
     for _ in range(2):  # idempotent
         answer = await site.client.post(url, **kwargs)  # type: ignore[arg-type]
         assert answer.status_code == 200 and not answer.is_redirect

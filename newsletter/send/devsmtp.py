@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -122,7 +122,7 @@ class SmtpServerThread:
             loop.run_until_complete(self._server.wait_closed())
             loop.close()
 
-    def start(self) -> SmtpServerThread:
+    def start(self) -> Self:
         self._thread = threading.Thread(target=self._run, name="slice-smtp", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -135,7 +135,7 @@ class SmtpServerThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
-    def __enter__(self) -> SmtpServerThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
