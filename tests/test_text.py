@@ -5,19 +5,18 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from newsletter.papers.mathtext import mathml_to_text, tex_to_text
 from newsletter.papers.text import (
     clean_markup,
     clean_plain,
     clean_title,
     collapse,
     labelled,
-    mathml_to_text,
     normalize_name,
     plain_text,
     sanitize,
     split_authors,
     split_glued_headings,
-    tex_to_text,
     title_key,
 )
 
