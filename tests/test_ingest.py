@@ -16,14 +16,9 @@ from typer.testing import Result
 
 from newsletter.core.models import Paper
 from newsletter.core.store import Store
-from newsletter.papers.ingest import (
-    ingest,
-    ingest_files,
-    journal_version_of,
-    normalize_doi,
-    preprint_for,
-    preprints_for,
-)
+from newsletter.papers.ingest import ingest, ingest_files
+from newsletter.papers.queries import journal_version_of, preprint_for, preprints_for
+from newsletter.papers.records import normalize_doi
 from newsletter.papers.sources.base import PaperRecord
 from tests.conftest import FIXTURES
 

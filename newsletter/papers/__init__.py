@@ -3,8 +3,12 @@
 - `sources`: one protocol and registry for arXiv, PubMed, medRxiv/bioRxiv, RSS, and
   local files (`read_file`)
 - `fetch`: `run_fetch`, the configured sources run and their papers ingested
-- `ingest`: `ingest`, `ingest_files`: records validated, deduplicated, linked, stored
-- `text`: text hygiene applied once at ingest (safe inline markup, plain text, names)
-- `queries`: `list_papers` behind `slice papers`
+- `records`: `validate`, a record checked and its identifiers normalized before it is stored
+- `ingest`: `ingest`, `ingest_files`: records deduplicated, linked, stored
+- `text`, `mathtext`: text hygiene applied once at ingest (safe inline markup, plain text,
+  names; MathML and TeX as readable text)
+- `links`: `paper_link`, where a paper is read
+- `formats`: the file formats `slice ingest` reads
+- `queries`: `list_papers` behind `slice papers`; a preprint's journal version and back
 - `search`: `search_papers`, the archive's full-text search on SQLite and PostgreSQL
 """

@@ -10,8 +10,8 @@ data leaves the database as it was.
 A preprint and its journal version are two works that know each other: the
 preprint's ``published_version_id`` points at the journal paper (found by the
 journal DOI the preprint server reports, or by title, first author and year
-when the kinds differ). They are never merged. `preprint_for` and
-`journal_version_of` read the link.
+when the kinds differ). They are never merged. `newsletter.papers.queries`
+reads the links.
 
 Each call of `ingest` is one transaction: a file or a source is stored whole,
 or not at all.
@@ -19,7 +19,6 @@ or not at all.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -33,42 +32,9 @@ from sqlmodel import Session, select
 from newsletter.core.errors import NewsletterError, ParseError, StoreError
 from newsletter.core.models import Paper, PaperKind, utcnow
 from newsletter.core.store import Store
-from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
+from newsletter.papers.records import IDS, validate
 from newsletter.papers.sources.base import PaperRecord
-from newsletter.papers.text import normalize_name, plain_text, sanitize, surname, title_key
-
-KINDS = frozenset(k.value for k in PaperKind)
-IDS = ("doi", "pmid", "pmcid", "arxiv_id")
-_DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.I)
-
-
-# --- identifiers ------------------------------------------------------------
-
-
-def normalize_doi(value: str | None) -> str | None:
-    """'https://doi.org/10.1101/ABC' → '10.1101/abc'; None when it is not a DOI."""
-    if not value:
-        return None
-    doi = _DOI_PREFIX.sub("", value.strip()).strip().rstrip(".").lower()
-    return doi if re.match(r"^10\.\d{4,9}/\S+$", doi) else None
-
-
-def normalize_pmid(value: str | None) -> str | None:
-    text = (value or "").strip()
-    return text if text.isdigit() and text != "0" else None
-
-
-def normalize_pmcid(value: str | None) -> str | None:
-    text = (value or "").strip().upper()
-    if text.isdigit():
-        text = "PMC" + text
-    return text if re.fullmatch(r"PMC\d+", text) else None
-
-
-def normalize_arxiv_id(value: str | None) -> str | None:
-    ident, _version = split_arxiv_id(value or "")
-    return ident or None
-
+from newsletter.papers.text import surname, title_key
 
 # --- results ----------------------------------------------------------------
 
@@ -97,51 +63,6 @@ class IngestResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-# --- validation -------------------------------------------------------------
-
-
-def validate(record: PaperRecord) -> str | None:
-    """Normalize the record in place; the reason it must be rejected, or None."""
-    problem = record.extra.pop("problem", None)
-    if problem:
-        return str(problem)
-    record.title = sanitize(record.title).strip()
-    record.abstract = sanitize(record.abstract).strip()
-    if not plain_text(record.title).strip():
-        return "no title"
-    if record.published is None:
-        return "no publication date"
-    if not isinstance(record.published, date):
-        return "publication date is not a date"
-    record.kind = (record.kind or "").strip().lower()
-    if record.kind not in KINDS:
-        return f"kind must be 'paper' or 'preprint', not {record.kind!r}"
-    record.source = (record.source or "").strip().lower()
-    if not record.source:
-        return "no source"
-    normalizers: dict[str, Callable[[str | None], str | None]] = {
-        "doi": normalize_doi,
-        "pmid": normalize_pmid,
-        "pmcid": normalize_pmcid,
-        "arxiv_id": normalize_arxiv_id,
-    }
-    for key, normalize in normalizers.items():
-        raw = getattr(record, key)
-        if raw in (None, ""):
-            setattr(record, key, None)
-            continue
-        value = normalize(str(raw))
-        if value is None:
-            return f"{key} {raw!r} is not valid"
-        setattr(record, key, value)
-    record.published_doi = normalize_doi(record.published_doi)
-    if record.published_doi == record.doi:
-        record.published_doi = None
-    record.authors = [a for a in (normalize_name(str(n)) for n in record.authors) if a]
-    record.extra.pop("position", None)
-    return None
 
 
 # --- merging ----------------------------------------------------------------
@@ -442,28 +363,6 @@ def _ingest(
             store_chunk()
 
 
-# --- reading the links ------------------------------------------------------
-
-
-def preprint_for(session: Session, paper: Paper) -> Paper | None:
-    """The preprint of a journal paper, if one is stored (the newest posted first)."""
-    if paper.id is None:
-        return None
-    statement = (
-        select(Paper)
-        .where(Paper.published_version_id == paper.id, Paper.kind == PaperKind.PREPRINT.value)
-        .order_by(Paper.published.desc())  # type: ignore[attr-defined]
-    )
-    return session.exec(statement).first()
-
-
-def journal_version_of(session: Session, preprint: Paper) -> Paper | None:
-    """The journal version a preprint links to, if stored."""
-    if preprint.published_version_id is None:
-        return None
-    return session.get(Paper, preprint.published_version_id)
-
-
 def ingest_files(
     store: Store,
     paths: Iterable[Path],
@@ -497,23 +396,3 @@ def ingest_files(
         if on_done is not None:
             on_done(result)
     return results
-
-
-def preprints_for(session: Session, papers: Iterable[Paper]) -> dict[int, Paper]:
-    """The stored preprint of each journal paper that has one, by the paper's id (one query)."""
-    ids = [p.id for p in papers if p.id is not None and p.kind == PaperKind.PAPER.value]
-    if not ids:
-        return {}
-    statement = (
-        select(Paper)
-        .where(
-            Paper.published_version_id.in_(ids),  # type: ignore[union-attr]
-            Paper.kind == PaperKind.PREPRINT.value,
-        )
-        .order_by(Paper.published)  # type: ignore[arg-type]
-    )
-    found: dict[int, Paper] = {}
-    for preprint in session.exec(statement):
-        assert preprint.published_version_id is not None
-        found[preprint.published_version_id] = preprint  # the newest wins, as in preprint_for
-    return found

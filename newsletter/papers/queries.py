@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy import String, cast, or_
 from sqlmodel import Session, col, select
 
 from newsletter.core.errors import ConfigError
-from newsletter.core.models import Paper
+from newsletter.core.models import Paper, PaperKind
 
 
 def iso_week(text: str) -> tuple[date, date]:
@@ -106,3 +107,45 @@ def as_record(paper: Paper) -> dict[str, Any]:
         "published_version_id": paper.published_version_id,
         "seen_in": list(paper.seen_in),
     }
+
+
+# --- a preprint and its journal version ----------------------------------------
+
+
+def preprint_for(session: Session, paper: Paper) -> Paper | None:
+    """The preprint of a journal paper, if one is stored (the newest posted first)."""
+    if paper.id is None:
+        return None
+    statement = (
+        select(Paper)
+        .where(Paper.published_version_id == paper.id, Paper.kind == PaperKind.PREPRINT.value)
+        .order_by(Paper.published.desc())  # type: ignore[attr-defined]
+    )
+    return session.exec(statement).first()
+
+
+def journal_version_of(session: Session, preprint: Paper) -> Paper | None:
+    """The journal version a preprint links to, if stored."""
+    if preprint.published_version_id is None:
+        return None
+    return session.get(Paper, preprint.published_version_id)
+
+
+def preprints_for(session: Session, papers: Iterable[Paper]) -> dict[int, Paper]:
+    """The stored preprint of each journal paper that has one, by the paper's id (one query)."""
+    ids = [p.id for p in papers if p.id is not None and p.kind == PaperKind.PAPER.value]
+    if not ids:
+        return {}
+    statement = (
+        select(Paper)
+        .where(
+            Paper.published_version_id.in_(ids),  # type: ignore[union-attr]
+            Paper.kind == PaperKind.PREPRINT.value,
+        )
+        .order_by(Paper.published)  # type: ignore[arg-type]
+    )
+    found: dict[int, Paper] = {}
+    for preprint in session.exec(statement):
+        assert preprint.published_version_id is not None
+        found[preprint.published_version_id] = preprint  # the newest wins, as in preprint_for
+    return found

@@ -1,0 +1,93 @@
+"""A paper record checked before it is stored: required fields, kinds, identifiers.
+
+`validate` normalizes a record in place (sanitized title and abstract,
+normalized identifiers and names) or says why it must be rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date
+
+from newsletter.core.models import PaperKind
+from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
+from newsletter.papers.sources.base import PaperRecord
+from newsletter.papers.text import normalize_name, plain_text, sanitize
+
+KINDS = frozenset(k.value for k in PaperKind)
+IDS = ("doi", "pmid", "pmcid", "arxiv_id")
+_DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.I)
+
+
+# --- identifiers ------------------------------------------------------------
+
+
+def normalize_doi(value: str | None) -> str | None:
+    """'https://doi.org/10.1101/ABC' → '10.1101/abc'; None when it is not a DOI."""
+    if not value:
+        return None
+    doi = _DOI_PREFIX.sub("", value.strip()).strip().rstrip(".").lower()
+    return doi if re.match(r"^10\.\d{4,9}/\S+$", doi) else None
+
+
+def normalize_pmid(value: str | None) -> str | None:
+    text = (value or "").strip()
+    return text if text.isdigit() and text != "0" else None
+
+
+def normalize_pmcid(value: str | None) -> str | None:
+    text = (value or "").strip().upper()
+    if text.isdigit():
+        text = "PMC" + text
+    return text if re.fullmatch(r"PMC\d+", text) else None
+
+
+def normalize_arxiv_id(value: str | None) -> str | None:
+    ident, _version = split_arxiv_id(value or "")
+    return ident or None
+
+
+# --- validation -------------------------------------------------------------
+
+
+def validate(record: PaperRecord) -> str | None:
+    """Normalize the record in place; the reason it must be rejected, or None."""
+    problem = record.extra.pop("problem", None)
+    if problem:
+        return str(problem)
+    record.title = sanitize(record.title).strip()
+    record.abstract = sanitize(record.abstract).strip()
+    if not plain_text(record.title).strip():
+        return "no title"
+    if record.published is None:
+        return "no publication date"
+    if not isinstance(record.published, date):
+        return "publication date is not a date"
+    record.kind = (record.kind or "").strip().lower()
+    if record.kind not in KINDS:
+        return f"kind must be 'paper' or 'preprint', not {record.kind!r}"
+    record.source = (record.source or "").strip().lower()
+    if not record.source:
+        return "no source"
+    normalizers: dict[str, Callable[[str | None], str | None]] = {
+        "doi": normalize_doi,
+        "pmid": normalize_pmid,
+        "pmcid": normalize_pmcid,
+        "arxiv_id": normalize_arxiv_id,
+    }
+    for key, normalize in normalizers.items():
+        raw = getattr(record, key)
+        if raw in (None, ""):
+            setattr(record, key, None)
+            continue
+        value = normalize(str(raw))
+        if value is None:
+            return f"{key} {raw!r} is not valid"
+        setattr(record, key, value)
+    record.published_doi = normalize_doi(record.published_doi)
+    if record.published_doi == record.doi:
+        record.published_doi = None
+    record.authors = [a for a in (normalize_name(str(n)) for n in record.authors) if a]
+    record.extra.pop("position", None)
+    return None
