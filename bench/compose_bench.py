@@ -35,17 +35,12 @@ import newsletter.issue.render as render_module
 from newsletter.core.models import Paper
 from newsletter.core.project import init_project
 from newsletter.core.store import Store
+from newsletter.issue.choices import Choice, EditorModel
 from newsletter.issue.compose import compose_issue
 from newsletter.issue.htmlmail import render_mjml
-from newsletter.issue.select import (
-    Choice,
-    EditorModel,
-    Profile,
-    SelectOptions,
-    select,
-    tokens,
-    week_window,
-)
+from newsletter.issue.scoring import Profile, tokens
+from newsletter.issue.select import SelectOptions, select
+from newsletter.issue.window import week_window
 from tests.composedata import WEEK, add_papers, project_settings
 from tests.test_compose_render import ten_papers
 

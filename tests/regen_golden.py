@@ -14,7 +14,7 @@ from pathlib import Path
 from newsletter.core.project import init_project
 from newsletter.core.store import Store
 from newsletter.issue.compose import compose_issue
-from newsletter.issue.select import week_window
+from newsletter.issue.window import week_window
 from tests.composedata import NOW, WEEK, add_papers, project_settings
 
 GOLDEN = Path(__file__).parent / "golden" / "compose"

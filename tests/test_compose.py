@@ -18,7 +18,7 @@ from newsletter.core.store import Store
 from newsletter.issue import choices
 from newsletter.issue.compose import compose_issue
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
-from newsletter.issue.select import week_window
+from newsletter.issue.window import week_window
 from tests.composedata import NOW, WEEK, add_papers, project_settings
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from newsletter.core.store import Store
 from newsletter.issue.compose import compose_issue
-from newsletter.issue.select import week_window
+from newsletter.issue.window import week_window
 from tests.composedata import NOW, WEEK, add_papers, project_settings
 from tests.regen_golden import build
 from tests.support.browser import Browser, find_chromium

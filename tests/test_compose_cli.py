@@ -180,7 +180,7 @@ def test_default_window_is_the_last_complete_week(
 ) -> None:
     from datetime import UTC, datetime
 
-    from newsletter.issue.select import last_complete_week
+    from newsletter.issue.window import last_complete_week
 
     expected = last_complete_week(datetime.now(UTC).date())
     if expected.issue_id == WEEK:

@@ -15,7 +15,7 @@ from newsletter.core.store import Store
 from newsletter.issue.compose import compose_issue
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL
 from newsletter.issue.render import plus_line
-from newsletter.issue.select import week_window
+from newsletter.issue.window import week_window
 from tests.composedata import NOW, STRUCTURED, WEEK, add_papers
 
 

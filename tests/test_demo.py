@@ -18,7 +18,7 @@ from typer.testing import Result
 from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.core.store import Store
 from newsletter.demo import READERS, dated_for, run_demo, sample_papers
-from newsletter.issue.select import last_complete_week
+from newsletter.issue.window import last_complete_week
 
 TODAY = date(2026, 11, 28)  # a Saturday: the last complete week is 2026-W47 (16-22 Nov)
 

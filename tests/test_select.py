@@ -8,20 +8,10 @@ from typing import Any
 import pytest
 
 from newsletter.core.models import Paper
-from newsletter.issue.select import (
-    Choice,
-    EditorModel,
-    Profile,
-    SelectOptions,
-    Term,
-    Window,
-    dedupe,
-    last_complete_week,
-    paper_tokens,
-    select,
-    tokens,
-    week_window,
-)
+from newsletter.issue.choices import Choice, EditorModel
+from newsletter.issue.scoring import Profile, Term, paper_tokens, tokens
+from newsletter.issue.select import SelectOptions, dedupe, select
+from newsletter.issue.window import Window, last_complete_week, week_window
 
 WEEK = week_window("2026-W22")
 W = WEEK

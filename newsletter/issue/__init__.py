@@ -1,7 +1,9 @@
 """The issue: from stored papers to a composed issue in the outbox.
 
-- `select`: `select`, a pure function from papers (+ profile, week, choices) to a ranking
-- `choices`: the editor's past pins and removals, and what selection learns from them
+- `window`: `Window`, `week_window`, `last_complete_week`: the dates an issue covers
+- `scoring`: `Profile`, words, weighted terms and BM25: how well a paper fits the profile
+- `choices`: the editor's past pins and removals, and `EditorModel`, what selection learns
+- `select`: `select`, a pure function from papers (+ profile, window, model) to a ranking
 - `compose`: `compose_issue`, the step behind `slice compose`
 - `issuefile`: issue.json, the editable selection
 - `render`, `cards`, `htmlmail`, `templating`: issue.json + papers -> MJML -> email HTML,

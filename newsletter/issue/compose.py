@@ -23,19 +23,14 @@ from newsletter.core.errors import ComposeError, NoPapersError
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.core.store import Store
 from newsletter.issue import choices
+from newsletter.issue.choices import EditorModel
 from newsletter.issue.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
 from newsletter.issue.outbox import IssueFolder
 from newsletter.issue.render import Rendered, render_issue
-from newsletter.issue.select import (
-    EditorModel,
-    Profile,
-    Selection,
-    SelectOptions,
-    Window,
-    dedupe,
-    in_window,
-)
+from newsletter.issue.scoring import Profile
+from newsletter.issue.select import Selection, SelectOptions, dedupe
 from newsletter.issue.select import select as select_papers
+from newsletter.issue.window import Window, in_window
 from newsletter.papers.text import plain_text
 
 __all__ = ["ComposeResult", "compose_issue", "load_candidates"]
@@ -409,7 +404,7 @@ def window_from_options(
     *, week: str | None, since: str | None, until: str | None, today: date
 ) -> Window:
     """The window the flags ask for; the last complete ISO week by default."""
-    from newsletter.issue.select import last_complete_week, week_window
+    from newsletter.issue.window import last_complete_week, week_window
 
     if week and (since or until):
         raise ComposeError("use either --week or --since/--until, not both.")

@@ -1,0 +1,189 @@
+"""How well a paper fits the profile: words, weighted terms and BM25."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from newsletter.core.models import Paper
+from newsletter.papers.text import plain_text
+
+_TOKEN = re.compile(r"[0-9a-z]+(?:[-'][0-9a-z]+)*")
+
+
+@lru_cache(maxsize=65536)
+def _norm(token: str) -> str:
+    if len(token) >= 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
+        return token[:-1]
+    return token
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case word tokens, a plural ``s`` dropped; hyphenated words also split."""
+    out: list[str] = []
+    for word in _TOKEN.findall(text.lower()):
+        if "-" in word:
+            out.extend(_norm(part) for part in word.split("-") if part)
+        else:
+            out.append(_norm(word))
+    return out
+
+
+def paper_tokens(paper: Paper) -> list[str]:
+    """The words the scorer reads: the title twice, then the abstract."""
+    title = tokens(plain_text(paper.title))
+    return title + title + tokens(plain_text(paper.abstract))
+
+
+@dataclass(frozen=True)
+class Term:
+    """One profile term: a word, a phrase or a prefix (``radiolog*``)."""
+
+    text: str
+    weight: float
+    words: tuple[str, ...]
+    prefix: bool
+
+    @classmethod
+    def parse(cls, text: str, weight: float) -> Term:
+        prefix = text.strip().endswith("*")
+        words = tuple(tokens(text.strip().rstrip("*")))
+        if prefix and words:
+            # the last word is a prefix: keep it as written, not de-pluralized
+            last = _TOKEN.findall(text.lower().rstrip("*"))[-1].split("-")[-1]
+            words = (*words[:-1], last)
+        return cls(text.strip(), weight, words, prefix)
+
+    def count(self, words: Sequence[str]) -> int:
+        """How often the term occurs in ``words``."""
+        return self.count_in(Doc.of(words))
+
+    def count_in(self, doc: Doc) -> int:
+        """How often the term occurs in an indexed document."""
+        if not self.words:
+            return 0
+        *lead, last = self.words
+        if not lead:
+            if self.prefix:
+                return sum(n for w, n in doc.counts.items() if w.startswith(last))
+            return doc.counts.get(last, 0)
+        hits = 0
+        size = len(self.words)
+        if lead[0] not in doc.counts:
+            return 0
+        for i in doc.positions.get(lead[0], ()):
+            window = doc.words[i : i + size]
+            if len(window) < size or list(window[:-1]) != lead:
+                continue
+            if window[-1] == last or (self.prefix and window[-1].startswith(last)):
+                hits += 1
+        return hits
+
+
+class Doc:
+    """A tokenized text with its word counts; where each word occurs is found on demand."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self.words = words
+        self.counts = Counter(words)
+        self._positions: dict[str, list[int]] | None = None
+
+    @classmethod
+    def of(cls, words: Sequence[str]) -> Doc:
+        return cls(words)
+
+    @property
+    def positions(self) -> dict[str, list[int]]:
+        if self._positions is None:
+            self._positions = {}
+            for i, w in enumerate(self.words):
+                self._positions.setdefault(w, []).append(i)
+        return self._positions
+
+
+# --- the scorer ---------------------------------------------------------------
+
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+@dataclass(frozen=True)
+class ScorePart:
+    """One reason for a score: a term, recency or the editor model, and what it added."""
+
+    label: str
+    points: float
+
+
+@dataclass
+class Scored:
+    """A candidate with its score and how it got it."""
+
+    paper: Paper
+    score: float = 0.0
+    parts: list[ScorePart] = field(default_factory=list)
+    status: str = "candidate"  # selected, pinned, excluded, capped, unmatched, below
+    reason: str = ""
+
+    @property
+    def paper_id(self) -> int:
+        assert self.paper.id is not None
+        return self.paper.id
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The relevance profile, parsed."""
+
+    terms: tuple[Term, ...]
+    exclude: tuple[Term, ...]
+    recency_weight: float = 0.1
+
+    @classmethod
+    def from_settings(
+        cls, terms: Mapping[str, float], exclude: Iterable[str], recency_weight: float
+    ) -> Profile:
+        return cls(
+            tuple(Term.parse(t, w) for t, w in terms.items() if tokens(t)),
+            tuple(Term.parse(t, 1.0) for t in exclude if tokens(t)),
+            recency_weight,
+        )
+
+
+def bm25_scores(
+    profile: Profile,
+    docs: Mapping[int, tuple[list[str], list[str]]],
+    indexed: Mapping[int, tuple[Doc, Doc]] | None = None,
+) -> dict[int, list[ScorePart]]:
+    """Per document (title words, abstract words), the points each matching term earns.
+
+    BM25 with the title counted twice; each term's points are multiplied by its weight.
+    """
+    n_docs = max(len(docs), 1)
+    lengths = {pid: 2 * len(t) + len(a) for pid, (t, a) in docs.items()}
+    avg_len = sum(lengths.values()) / n_docs or 1.0
+    out: dict[int, list[ScorePart]] = {pid: [] for pid in docs}
+    if indexed is None:
+        indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
+    for term in profile.terms:
+        hits = {pid: (term.count_in(t), term.count_in(a)) for pid, (t, a) in indexed.items()}
+        df = sum(1 for t, a in hits.values() if t or a)
+        idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+        for pid, (in_title, in_abstract) in hits.items():
+            tf = 2 * in_title + in_abstract
+            if not tf:
+                continue
+            norm = 1 - BM25_B + BM25_B * lengths[pid] / avg_len
+            sat = tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm)
+            where = []
+            if in_title:
+                where.append("title")
+            if in_abstract:
+                where.append(f"abstract ×{in_abstract}" if in_abstract > 1 else "abstract")
+            label = f'"{term.text}" in {" + ".join(where)}'
+            out[pid].append(ScorePart(label, round(term.weight * idf * sat, 3)))
+    return out

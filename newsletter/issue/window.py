@@ -1,0 +1,69 @@
+"""The window an issue covers: an ISO week, or the editor's own dates."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from newsletter.core.models import Paper
+
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The days an issue covers, both ends included, and the issue id they give."""
+
+    start: date
+    end: date
+
+    @property
+    def issue_id(self) -> str:
+        year, week, weekday = self.start.isocalendar()
+        if weekday == 1 and self.end == self.start + timedelta(days=6):
+            return f"{year}-W{week:02d}"
+        return f"{self.start.isoformat()}_{self.end.isoformat()}"
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def contains(self, day: date) -> bool:
+        return self.start <= day <= self.end
+
+    def __str__(self) -> str:
+        if self.issue_id.startswith(f"{self.start.isocalendar()[0]}-W"):
+            return f"{self.issue_id} ({self.start.isoformat()} to {self.end.isoformat()})"
+        return f"{self.start.isoformat()} to {self.end.isoformat()}"
+
+
+def week_window(week: str) -> Window:
+    """The window of an ISO week written ``YYYY-Www``. Raises ValueError if it is not one."""
+    found = _WEEK.match(week.strip())
+    if not found:
+        raise ValueError(f"{week!r} is not an ISO week; write it like 2025-W24")
+    try:
+        start = date.fromisocalendar(int(found.group(1)), int(found.group(2)), 1)
+    except ValueError:
+        raise ValueError(f"{week!r}: year {found.group(1)} has no week {found.group(2)}") from None
+    return Window(start, start + timedelta(days=6))
+
+
+def last_complete_week(today: date) -> Window:
+    """The last ISO week that has ended before ``today``."""
+    this_monday = today - timedelta(days=today.weekday())
+    start = this_monday - timedelta(days=7)
+    return Window(start, start + timedelta(days=6))
+
+
+def in_window(paper: Paper, window: Window) -> bool:
+    """Published in the window, or first seen in it (a late-indexed paper still gets its week)."""
+    if window.contains(paper.published):
+        return True
+    seen = paper.first_seen
+    return (
+        isinstance(seen, datetime)
+        and window.contains(seen.date())
+        and paper.published < window.start
+    )
