@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT))
 import aiosmtplib  # noqa: E402
 from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
 
-from newsletter.core.config import Settings, load_settings  # noqa: E402
+from newsletter.core.config import load_settings  # noqa: E402
 from newsletter.core.project import init_project  # noqa: E402
+from newsletter.core.settings import Settings  # noqa: E402
 from newsletter.core.store import Store  # noqa: E402
 from newsletter.send.devsmtp import SmtpServerThread  # noqa: E402
 from newsletter.send.service import SendOptions, send_issue  # noqa: E402

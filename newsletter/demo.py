@@ -31,9 +31,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.errors import NewsletterError, ProjectExistsError
 from newsletter.core.project import init_project
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.compose import ComposeResult, compose_issue, window_from_options
 from newsletter.papers.ingest import IngestResult, ingest_files

@@ -6,8 +6,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.models import Paper
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 
 WEEK = "2026-W22"  # Monday 2026-05-25 to Sunday 2026-05-31

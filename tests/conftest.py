@@ -14,8 +14,9 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from newsletter.cli import app
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.project import init_project
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from tests.support.httpserver import ReplayServer
 from tests.support.smtpd import RecordingSMTPServer

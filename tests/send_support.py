@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import insert
 
-from newsletter.core.config import Settings
 from newsletter.core.models import Issue, Subscriber, new_uid, table, utcnow
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
 

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.models import Subscriber
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.readers.subscribers import Subscribers
 from newsletter.web import create_app

@@ -13,8 +13,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Select, literal_column, select, text
 
-from newsletter.core.config import Settings
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.outbox import IssueFolder, RenderedIssue
 from newsletter.papers.search import SearchParams, parse_query, pg_tsquery, search_papers

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.web import create_app
 from tests.archive_support import add_papers, make_paper

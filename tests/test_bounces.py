@@ -10,9 +10,9 @@ import pytest
 from sqlmodel import select
 from typer.testing import Result
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import BounceFileError
 from newsletter.core.models import Subscriber
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.readers.bounces import import_bounces
 from newsletter.readers.tokens import Tokens

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import ComposeError, NoPapersError, TemplateError
 from newsletter.core.models import Issue, IssueStatus
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue import choices
 from newsletter.issue.compose import compose_issue

@@ -10,7 +10,7 @@ from typing import Any
 import lxml.html
 import pytest
 
-from newsletter.core.config import Settings
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.compose import compose_issue
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.errors import ConfigError
 from newsletter.core.project import default_config_text
+from newsletter.core.settings import Settings
 
 
 def write(path: Path, text: str) -> Path:

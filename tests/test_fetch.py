@@ -20,9 +20,10 @@ from sqlmodel import select
 from typer.testing import Result
 
 from newsletter.core.clock import FakeClock
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.errors import SourceHTTPError, SourceTimeout
 from newsletter.core.models import Paper
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.papers.fetch import FetchReport, run_fetch
 from newsletter.papers.sources.base import FetchWindow

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.errors import IssueNotFoundError, SendError
 from newsletter.core.models import Delivery, Issue, Subscriber
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.readers.tokens import Tokens
 from newsletter.send.message import fill_placeholders

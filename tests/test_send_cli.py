@@ -17,8 +17,9 @@ import pytest
 from sqlmodel import select
 from typer.testing import Result
 
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.models import Delivery, Issue
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from tests.send_support import (
     ISSUE,

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.models import DeliveryStatus, Issue, Subscriber
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.send.ledger import Ledger, Outcome
 from newsletter.send.service import SendOptions, SendReport, send_issue

@@ -26,8 +26,9 @@ from cryptography.x509.oid import NameOID
 from sqlmodel import select
 from typer.testing import Result
 
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import load_settings
 from newsletter.core.models import Delivery, Subscriber
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.send.smtp import setup_problem
 from tests.send_support import ISSUE, SUBJECT, add_readers, write_issue

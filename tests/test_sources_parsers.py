@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.core.config import SourceSettings
 from newsletter.core.errors import (
     ConfigError,
     ParseError,
@@ -15,6 +14,7 @@ from newsletter.core.errors import (
     SourceHTTPError,
     UnknownFormatError,
 )
+from newsletter.core.settings import SourceSettings
 from newsletter.papers.sources import arxiv, biorxiv, build_source, pubmed, rss
 from newsletter.papers.sources.base import PaperRecord
 from newsletter.papers.sources.files import detect_format, read_file

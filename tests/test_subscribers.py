@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import (
     InvalidAddressError,
     InvalidNameError,
@@ -16,6 +15,7 @@ from newsletter.core.errors import (
     TokenError,
 )
 from newsletter.core.models import SubscriberStatus
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.readers.subscribers import (
     AddAction,

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from newsletter.core.errors import NewsletterError
 
 if TYPE_CHECKING:  # settings (pydantic) and the store (SQLAlchemy) load when a command runs
-    from newsletter.core.config import Settings
+    from newsletter.core.settings import Settings
     from newsletter.core.store import Store
 
 

@@ -31,7 +31,7 @@ from newsletter.cli.base import err, out, state
 from newsletter.core.errors import RelayRefusedError, SendError
 
 if TYPE_CHECKING:  # the sender and its database load when a command runs, not for --help
-    from newsletter.core.config import Settings
+    from newsletter.core.settings import Settings
     from newsletter.core.store import Store
     from newsletter.send.deliver import Answer
     from newsletter.send.devsmtp import Received

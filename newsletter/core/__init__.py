@@ -1,9 +1,11 @@
 """The small core every part stands on.
 
-- `config`: `Settings` and `load_settings` (defaults < slice.toml < SLICE_* < flags)
+- `settings`: `Settings`, the typed model of every table of slice.toml
+- `config`: `load_settings` (defaults < slice.toml < SLICE_* < flags), `find_config`
 - `store`: `Store` (engine, read and write sessions, migrations on first use), `open_store`
 - `models`: the tables as SQLModel classes, their status enums, `utcnow`
 - `migrations`: ordered, named schema migrations recorded in ``slice_migrations``
 - `errors`: `NewsletterError` and its one-line subclasses
+- `clock`: `Clock`, `SystemClock`, `FakeClock`, and `Spacing` (evenly spaced events)
 - `project`: `init_project`, the folders and slice.toml of `slice init`
 """

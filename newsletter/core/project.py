@@ -14,8 +14,9 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel
 
-from newsletter.core.config import CONFIG_NAME, ENV_SECRETS, ENV_SETTINGS, Settings
+from newsletter.core.config import CONFIG_NAME, ENV_SECRETS, ENV_SETTINGS
 from newsletter.core.errors import ProjectExistsError
+from newsletter.core.settings import Settings
 
 FOLDERS = ("templates", "subscribers", "outbox")
 

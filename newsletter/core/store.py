@@ -20,9 +20,9 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import StoreError
 from newsletter.core.migrations import migrate
+from newsletter.core.settings import Settings
 
 
 def normalize_url(url: str) -> URL:

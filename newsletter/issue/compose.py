@@ -18,9 +18,9 @@ from pathlib import Path
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import ComposeError, NoPapersError
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue import choices
 from newsletter.issue.choices import EditorModel

@@ -21,9 +21,9 @@ from jinja2 import Environment, TemplateSyntaxError
 from jinja2 import TemplateError as JinjaError
 from markupsafe import Markup
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import MjmlError, TemplateError
 from newsletter.core.models import Paper
+from newsletter.core.settings import Settings
 from newsletter.issue.cards import (
     PaperCard,
     editor_html,

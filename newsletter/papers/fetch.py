@@ -13,8 +13,8 @@ from datetime import date, timedelta
 import httpx
 
 from newsletter.core.clock import Clock
-from newsletter.core.config import Settings, SourceSettings
 from newsletter.core.errors import ConfigError, NewsletterError
+from newsletter.core.settings import Settings, SourceSettings
 from newsletter.core.store import Store
 from newsletter.papers.ingest import IngestResult, ingest
 from newsletter.papers.sources import FetchContext, FetchWindow, Source, build_source

@@ -15,13 +15,13 @@ from email.utils import getaddresses
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import (
     HeaderInjectionError,
     InvalidAddressError,
     InvalidNameError,
     SendError,
 )
+from newsletter.core.settings import Settings
 
 MAX_NAME_LENGTH = 100
 MAX_ADDRESS_LENGTH = 254

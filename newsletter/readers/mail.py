@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from jinja2 import Environment, TemplateError
 
 from newsletter.core import errors
-from newsletter.core.config import Settings
+from newsletter.core.settings import Settings
 from newsletter.issue.htmlmail import render_mjml
 from newsletter.issue.templating import template_environment
 from newsletter.readers.addresses import (

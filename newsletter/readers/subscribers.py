@@ -36,7 +36,6 @@ from sqlalchemy import delete, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import (
     SubscriberError,
     SubscriberNotFoundError,
@@ -51,6 +50,7 @@ from newsletter.core.models import (
     SubscriberStatus,
     utcnow,
 )
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.readers.addresses import EmailAddress, clean_name, normalize_email
 from newsletter.readers.tokens import Tokens

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from email.policy import SMTP
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import RelayRefusedError
+from newsletter.core.settings import Settings
 from newsletter.send.deliver import RelayConnection
 from newsletter.send.dkim import DkimSigner, canonical_whole_body
 from newsletter.send.setup import dkim_signer

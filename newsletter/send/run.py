@@ -23,9 +23,9 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.core.clock import Clock
-from newsletter.core.config import Settings
 from newsletter.core.errors import RelayRefusedError, StoreError
 from newsletter.core.models import DeliveryStatus
+from newsletter.core.settings import Settings
 from newsletter.send.deliver import Answer, RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger, Outcome, Row, backoff_delay
 from newsletter.send.message import IssueMessage

@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 
 from newsletter.core.clock import Clock, SystemClock
-from newsletter.core.config import Settings
 from newsletter.core.errors import SendError
 from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus, table
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address

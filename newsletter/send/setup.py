@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError
+from newsletter.core.settings import Settings
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import derive_list_id, sender_domain
 from newsletter.send.dkim import DkimSigner, load_key

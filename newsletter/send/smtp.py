@@ -13,7 +13,7 @@ import ssl
 
 import aiosmtplib
 
-from newsletter.core.config import Settings
+from newsletter.core.settings import Settings
 
 
 def smtp_client(settings: Settings) -> aiosmtplib.SMTP:

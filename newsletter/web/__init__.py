@@ -21,8 +21,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from newsletter.core.config import Settings
 from newsletter.core.models import utcnow
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store, open_store
 from newsletter.issue.templating import template_environment
 from newsletter.readers.mail import Mailer, SubscriberMail

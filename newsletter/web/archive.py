@@ -17,9 +17,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
-from newsletter.core.config import Settings
 from newsletter.core.errors import IssueNotFoundError
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.core.settings import Settings
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
 from newsletter.papers.links import paper_link
 from newsletter.papers.search import (

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from newsletter.core.config import SourceSettings
 from newsletter.core.errors import ConfigError
+from newsletter.core.settings import SourceSettings
 from newsletter.papers.sources import arxiv, biorxiv, pubmed, rss
 from newsletter.papers.sources.base import (
     FetchContext,
