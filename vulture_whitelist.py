@@ -26,5 +26,11 @@ _.get_timestamp
 _.host_name
 _.should_exit
 
+# uvicorn imports the app factory by name (`slice serve --workers N`)
+_.worker_app
+
+# when an email was queued: for a person reading the mail_queue table
+_.queued_at
+
 # a setting, documented in slice.toml
 _.editor_address

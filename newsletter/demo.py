@@ -63,7 +63,7 @@ class ReaderResult:
     email: str
     subscribed_page: int = 0  # HTTP status of POST /subscribe
     confirm_url: str = ""
-    confirmed_page: int = 0  # HTTP status of GET /confirm/<token>
+    confirmed_page: int = 0  # HTTP status of POST /confirm/<token> (the page's button)
 
 
 @dataclass
@@ -211,7 +211,9 @@ async def subscribe_readers(
             result.subscribed_page = answer.status_code
             mail = inbox.wait_for(_confirmation_to(email), f"the confirmation email for {email}")
             result.confirm_url = confirm_link(mail)
-            confirmed = await browser.get(urlsplit(result.confirm_url).path)
+            link = urlsplit(result.confirm_url).path
+            shown = await browser.get(link)  # a page with one button, which the reader presses
+            confirmed = await browser.post(link) if shown.status_code == 200 else shown
             result.confirmed_page = confirmed.status_code
             if confirmed.status_code != 200:
                 raise DemoError(

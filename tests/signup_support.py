@@ -73,6 +73,19 @@ def form_token(html: str) -> str:
     return found.group(1)
 
 
+CONFIRM_FORM = re.compile(r'<form method="post" action="(/confirm/[^"]+)">')
+
+
+async def press_confirm(client: httpx.AsyncClient, path: str) -> httpx.Response:
+    """Open a confirmation link and press the page's button (if it has one)."""
+    shown = await client.get(path)
+    found = CONFIRM_FORM.search(shown.text)
+    if shown.status_code != 200 or found is None:
+        return shown
+    assert found.group(1) == path.split("?")[0]
+    return await client.post(found.group(1), data={"confirm": "yes"})
+
+
 def rows(store: Store) -> list[Subscriber]:
     from sqlmodel import select
 
@@ -107,6 +120,13 @@ class Site:
     async def subscribe(self, email: str, name: str = "", **extra: str) -> httpx.Response:
         data = {"email": email, "name": name, "form_token": await self.token(), **extra}
         return await self.client.post("/subscribe", data=data)
+
+    async def confirm(self, path: str) -> httpx.Response:
+        """Follow a confirmation link as a reader does: open it, press its one button.
+
+        When the link cannot confirm, its page has no button: that page is the answer.
+        """
+        return await press_confirm(self.client, path)
 
     def mail(self) -> list[EmailMessage]:
         return self.smtp.parsed()

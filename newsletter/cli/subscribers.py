@@ -1,4 +1,4 @@
-"""`slice subscribers ...` and `slice serve`."""
+"""`slice subscribers ...`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from newsletter.cli.base import err, out, state
 
 if TYPE_CHECKING:  # the subscriber library and its database load when a command runs
     from newsletter.core.models import Subscriber
+    from newsletter.readers.mailqueue import MailQueue
     from newsletter.readers.subscribers import Subscribers
 
 subscribers_app = typer.Typer(
@@ -61,9 +62,8 @@ def add(
     ] = False,
 ) -> None:
     """Add a subscriber. Without --confirmed they get a confirmation email, as from the web form."""
-    from newsletter.readers.mail import SubscriberMail
+    from newsletter.core.errors import SendError
     from newsletter.readers.subscribers import AddAction, ConsentSource, SubscribeAction
-    from newsletter.send.notices import SmtpMailer
 
     service = _service(ctx)
     console = out()
@@ -77,8 +77,20 @@ def add(
             }[added.action]
         )
         return
-    mail = SubscriberMail(service, mailer=SmtpMailer(service.settings))
-    result = asyncio.run(mail.subscribe(email, name=name, source=ConsentSource.CLI))
+    result = service.subscribe(email, name=name, source=ConsentSource.CLI)
+    found = service.get(result.email)
+    # a confirmation queued now, or one still waiting for the relay: send it now
+    report = asyncio.run(_queue(service).drain(uids=[found.uid] if found else [], retry_now=True))
+    problems = report.failed + report.given_up
+    if problems:
+        raise SendError(
+            f"{result.email} is pending, but its confirmation email was not sent: "
+            f"{problems[0][1]}. It stays queued: `slice serve` sends it once the relay "
+            "answers. Run the same command again to retry now."
+        )
+    if report.sent and result.action is SubscribeAction.THROTTLED:
+        console.print(f"{result.email} is pending; sent its queued confirmation email.")
+        return
     valid_for = f"{service.settings.web.confirm_ttl_hours:g} h"
     if result.action is SubscribeAction.THROTTLED and result.next_send_at is not None:
         console.print(
@@ -118,34 +130,36 @@ def import_(
 ) -> None:
     """Import subscribers from CSV. Without --confirmed each new address gets a confirmation email."""
     from newsletter.readers.csvfile import read_import_file
-    from newsletter.readers.mail import SubscriberMail
-    from newsletter.send.notices import SmtpMailer
 
     parsed = read_import_file(file)
     service = _service(ctx)
     outcome = service.import_rows(parsed.rows, confirmed=confirmed)
+    # The confirmations are queued with the rows: if this is stopped, `slice serve` sends the rest.
     failed: list[str] = []
+    sent = 0
     if outcome.confirmations:
-        mail = SubscriberMail(service, mailer=SmtpMailer(service.settings))
+        queue = _queue(service)
+        uids = [c.uid for c in outcome.confirmations]
         with Progress(console=err(), transient=True) as progress:
-            task = progress.add_task(
-                "Sending confirmation emails", total=len(outcome.confirmations)
-            )
-            for start in range(0, len(outcome.confirmations), 50):
-                batch = outcome.confirmations[start : start + 50]
-                results = asyncio.run(mail.send_confirmations(batch))
-                failed += [
-                    f"{c.email}: {why}" for c, why in zip(batch, results, strict=True) if why
-                ]
-                progress.advance(task, len(batch))
+            task = progress.add_task("Sending confirmation emails", total=len(uids))
+            for start in range(0, len(uids), 50):
+                report = asyncio.run(queue.drain(uids=uids[start : start + 50]))
+                sent += len(report.sent)
+                failed += [f"{email}: {why}" for email, why in report.failed + report.given_up]
+                progress.advance(task, len(uids[start : start + 50]))
     warn = err()
     for problem in parsed.problems:
         warn.print(f"{file}: {problem}", markup=False)
     for line, email, status in outcome.suppressed:
         warn.print(f"{file}: line {line}: {email} is {status}; kept off the list.", markup=False)
     for failure in failed:
-        warn.print(f"confirmation email not sent to {failure}", markup=False)
-    sent = len(outcome.confirmations) - len(failed)
+        warn.print(f"confirmation email not sent yet to {failure}", markup=False)
+    if failed:
+        warn.print(
+            f"{len(failed)} confirmation emails stay queued: `slice serve` sends them "
+            "once the relay answers.",
+            markup=False,
+        )
     summary = [
         f"{len(outcome.added)} added" + (" as confirmed" if confirmed else " as pending"),
         f"{len(outcome.confirmed)} pending now confirmed"
@@ -261,28 +275,12 @@ def prune(
         out().print(f"  {email}", markup=False)
 
 
-def serve(
-    ctx: typer.Context,
-    host: Annotated[
-        str | None, typer.Option(help="Address to listen on (default: web.host).")
-    ] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (default: web.port).")] = None,
-) -> None:
-    """Run the web app: signup, confirm, unsubscribe and the archive."""
-    import uvicorn
+def _queue(service: Subscribers) -> MailQueue:
+    from newsletter.readers.mail import SubscriberMail
+    from newsletter.readers.mailqueue import MailQueue
+    from newsletter.send.notices import SmtpMailer
 
-    from newsletter.web import create_app
-
-    app_state = state(ctx)
-    settings = app_state.settings({"web": {"host": host, "port": port}})
-    settings.require_secret_key()
-    app = create_app(settings, store=app_state.store())
-    err().print(
-        f"Serving {settings.newsletter.name} on http://{settings.web.host}:{settings.web.port} "
-        f"(links in emails point at {settings.web.base_url}). Press Ctrl+C to stop.",
-        markup=False,
-    )
-    uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="warning")
+    return MailQueue(SubscriberMail(service, mailer=SmtpMailer(service.settings)))
 
 
 def _as_dict(sub: Subscriber) -> dict[str, str | None]:
@@ -303,4 +301,3 @@ def _as_dict(sub: Subscriber) -> dict[str, str | None]:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(subscribers_app, name="subscribers")
-    app.command()(serve)

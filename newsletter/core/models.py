@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, Table, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -165,6 +165,57 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+class MailKind(StrEnum):
+    CONFIRM = "confirm"
+    WELCOME = "welcome"
+
+
+class QueuedMail(SQLModel, table=True):
+    """A confirmation or welcome email still to send (migration m070).
+
+    Written in the same transaction as the change that needs it, deleted once the
+    relay took it, so a relay that is down or a killed process loses nothing.
+    At most one of each kind per subscriber: a newer request replaces the row.
+    """
+
+    __tablename__ = "mail_queue"
+    __table_args__ = (
+        UniqueConstraint("kind", "subscriber_uid", name="uq_mail_queue_kind_subscriber"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    subscriber_uid: str = Field(
+        sa_column=Column(
+            "subscriber_uid",
+            String,
+            ForeignKey("subscribers.uid", ondelete="CASCADE"),
+            nullable=False,
+        )
+    )
+    queued_at: datetime = Field(default_factory=utcnow)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    lease_until: datetime | None = None  # a sender has claimed it until then
+    last_error: str = ""
+
+
+class SignupHit(SQLModel, table=True):
+    """One accepted signup form, counted for the limits (migration m070).
+
+    ``key`` is a hash of the client network or of the address, never the value itself;
+    rows older than the limits' window are deleted as new ones come in.
+    """
+
+    __tablename__ = "signup_hits"
+    __table_args__ = (Index("ix_signup_hits_scope_key_at", "scope", "key", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str
+    key: str
+    at: datetime = Field(index=True)
 
 
 def table(model: type[SQLModel]) -> Table:

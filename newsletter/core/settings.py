@@ -96,8 +96,43 @@ class WebSettings(Section):
     signups_per_ip_per_hour: int = Field(
         10,
         ge=0,
-        description="Confirmation emails one IP address can cause through the form per hour; 0 for no limit.",
+        description="Signup forms one client (an IP address; an IPv6 /64) may send per hour, "
+        "whatever the addresses' status; 0 for no limit.",
     )
+    signups_per_address_per_hour: int = Field(
+        5,
+        ge=0,
+        description="Signup forms for one address accepted per hour, from anyone; 0 for no limit.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For header "
+        "names the client, e.g. ['127.0.0.1'] behind nginx or Caddy on the same machine. "
+        "Empty: the socket's peer is the client and forwarded headers are ignored.",
+    )
+    mail_retry_first_seconds: float = Field(
+        30,
+        gt=0,
+        description="A confirmation or welcome email the relay did not take is tried again after "
+        "this long, then after twice as long each time, up to an hour.",
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="Processes `slice serve` runs; they share every limit."
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (like 127.0.0.1 or 10.0.0.0/8)"
+                ) from None
+        return value
 
     @field_validator("base_url")
     @classmethod

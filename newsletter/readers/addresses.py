@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.header import Header
 from email.headerregistry import Address
-from email.utils import getaddresses
+from email.policy import Policy
+from email.utils import formataddr, getaddresses
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -117,3 +119,43 @@ def list_id(settings: Settings) -> str:
 
 def unsubscribe_mailto(settings: Settings) -> str:
     return settings.newsletter.unsubscribe_mailto or f"unsubscribe@{sender_domain(settings)}"
+
+
+def named_address(name: str, email: str) -> str:
+    """``Name <a@b.c>`` in ASCII wire form, the name read back exactly as given.
+
+    A name with non-ASCII text, or with ``=?`` (which could be read as an RFC 2047
+    encoded word: ``=?utf-8?q?Prize!?=`` would show as "Prize!"), is sent as one
+    encoded word of the whole name, so a mail program decodes it once, to the
+    literal text. Any other name is quoted when it holds specials.
+    """
+    check_header_value(name, "subscriber name")
+    check_header_value(email, "subscriber address")
+    if not name:
+        return email
+    if name.isascii() and "=?" not in name:
+        return formataddr((name, email))
+    return f"{Header(name, 'utf-8').encode(maxlinelen=998)} <{email}>"
+
+
+class WireAddressHeader(str):
+    """A To header value already in wire form, kept as it is by `email.message.EmailMessage`.
+
+    The email package (Python 3.11-3.13) re-folds an address header from its parse,
+    and writes an ASCII display name that looks like an encoded word as bare text,
+    where mail programs decode it. A value with a ``name`` and ``fold`` is stored
+    and written untouched (`email.policy.EmailPolicy.header_store_parse`).
+    """
+
+    name: str
+    addresses: tuple[Address, ...]
+
+    def __new__(cls, header: str, display: str, email: str) -> WireAddressHeader:
+        made = super().__new__(cls, named_address(display, email))
+        made.name = header
+        local, _, domain = email.rpartition("@")
+        made.addresses = (Address(display_name=display, username=local, domain=domain),)
+        return made
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"

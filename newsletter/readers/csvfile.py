@@ -7,9 +7,10 @@ A file that cannot be read at all is an `ImportFileError`; a bad row is a
 `RowProblem` with its line number, and the good rows are still imported.
 Rows for the same address (in any case or IDNA form) are merged.
 
-An export writes cells that a spreadsheet would run as a formula (``=``,
-``+``, ``-``, ``@`` first) with a leading apostrophe; the import removes it
-again, so an export imports back unchanged.
+An export writes every cell that a spreadsheet would run as a formula (``=``,
+``+``, ``-``, ``@``, tab or carriage return first; the address column too, since
+``=cmd|'/Ccalc'!A1@example.com`` is a valid address) with a leading apostrophe;
+the import removes it again, so an export imports back unchanged.
 """
 
 from __future__ import annotations
@@ -188,9 +189,10 @@ def write_export(subscribers: Iterable[Subscriber], out: TextIO) -> int:
     count = 0
     for sub in subscribers:
         writer.writerow(
-            [
+            _cell(value)
+            for value in [
                 sub.email,
-                _cell(sub.name),
+                sub.name,
                 sub.status,
                 sub.consent_source,
                 sub.created_at.isoformat(timespec="seconds"),

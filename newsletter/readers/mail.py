@@ -26,6 +26,7 @@ from newsletter.core.settings import Settings
 from newsletter.issue.htmlmail import render_mjml
 from newsletter.issue.templating import template_environment
 from newsletter.readers.addresses import (
+    WireAddressHeader,
     check_header_value,
     list_id,
     parse_address,
@@ -34,8 +35,6 @@ from newsletter.readers.addresses import (
 )
 from newsletter.readers.subscribers import (
     Confirmation,
-    ConsentSource,
-    SubscribeResult,
     Subscribers,
     Welcome,
 )
@@ -44,7 +43,7 @@ from newsletter.readers.subscribers import (
 def build_message(
     settings: Settings,
     *,
-    to: Address,
+    to: Address | str,
     subject: str,
     text: str,
     html: str | None = None,
@@ -166,42 +165,7 @@ class SubscriberMail:
             },
         )
 
-    # --- sending -----------------------------------------------------------
 
-    async def send_confirmations(self, confirmations: Sequence[Confirmation]) -> list[str | None]:
-        """Send confirmation emails; a failed one is forgotten by the flood control."""
-        messages = [self.confirmation(c) for c in confirmations]
-        results = await self.mailer.send(messages)
-        for confirmation, problem in zip(confirmations, results, strict=True):
-            if problem is not None:
-                self.subscribers.confirmation_failed(confirmation.uid)
-        return results
-
-    async def send_confirmation(self, confirmation: Confirmation) -> str | None:
-        return (await self.send_confirmations([confirmation]))[0]
-
-    async def subscribe(
-        self, email: str, *, name: str = "", source: ConsentSource, ip: str | None = None
-    ) -> SubscribeResult:
-        """Start the double opt-in for an address and send its confirmation email now.
-
-        Raises SendError if the email could not be sent; the address stays pending
-        and the next request may send at once.
-        """
-        result = self.subscribers.subscribe(email, name=name, source=source, ip=ip)
-        if result.confirmation is not None:
-            problem = await self.send_confirmation(result.confirmation)
-            if problem is not None:
-                raise errors.SendError(
-                    f"{result.email} is pending, but its confirmation email was not sent: "
-                    f"{problem}. Run the same command again to retry."
-                )
-        return result
-
-    async def send_welcome(self, welcome: Welcome) -> str | None:
-        return (await self.mailer.send([self.welcome(welcome)]))[0]
-
-
-def _address(email: str, name: str) -> Address:
+def _address(email: str, name: str) -> WireAddressHeader:
     address = parse_address(email, "subscriber address")
-    return Address(display_name=name, username=address.username, domain=address.domain)
+    return WireAddressHeader("To", name, address.addr_spec)

@@ -46,6 +46,8 @@ from newsletter.core.models import (
     SUPPRESSED,
     Issue,
     IssueStatus,
+    MailKind,
+    QueuedMail,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -308,24 +310,37 @@ class Subscribers:
                         sub.email,
                         next_send_at=sent + self.resend_interval,
                     )
+                # The name stays the one first given: anyone can submit an address,
+                # and a later form must not rename a stranger's pending signup.
                 if sub.status == SubscriberStatus.PENDING:
                     action = SubscribeAction.RESENT
-                    if name:
-                        sub.name = name
                 else:
                     action = SubscribeAction.RECONFIRM
                 sub.consent_source = source.value
-            confirmation = self._start_confirmation(sub, now)
+            confirmation = self._start_confirmation(session, sub, now)
             session.flush()
             return SubscribeResult(action, sub.email, confirmation)
 
-    def confirmation_failed(self, uid: str) -> None:
-        """The confirmation email could not be sent: let the next request try again at once."""
-        with self._write() as session:
-            sub = session.exec(select(Subscriber).where(Subscriber.uid == uid)).first()
-            if sub is not None and sub.confirm_nonce is not None:
-                sub.confirm_sent_at = None
-                sub.updated_at = self.clock()
+    def check_confirm(self, token: str) -> tuple[ConfirmStatus, str]:
+        """What following this link would do, and the address, changing nothing.
+
+        ``CONFIRMED`` here means the link is current and would confirm.
+        """
+        try:
+            claim = self.tokens.read_confirm(token, max_age=self.settings.confirm_ttl)
+        except TokenExpiredError:
+            return ConfirmStatus.EXPIRED, ""
+        except TokenError:
+            return ConfirmStatus.INVALID, ""
+        with self.store.read() as session:
+            sub = _by_uid(session, claim.uid)
+        if sub is None:
+            return ConfirmStatus.UNKNOWN, ""
+        if sub.confirm_nonce is None or not secrets.compare_digest(sub.confirm_nonce, claim.nonce):
+            if sub.status == SubscriberStatus.CONFIRMED:
+                return ConfirmStatus.ALREADY_CONFIRMED, sub.email
+            return ConfirmStatus.USED, ""
+        return ConfirmStatus.CONFIRMED, sub.email
 
     def confirm(self, token: str, *, ip: str | None = None) -> ConfirmResult:
         """Follow a confirmation link. Anything but a current, genuine link changes nothing."""
@@ -354,6 +369,7 @@ class Subscribers:
             sub.status_reason = ""
             sub.updated_at = now
             email, name, uid = sub.email, sub.name, sub.uid
+            queue_mail(session, MailKind.WELCOME, uid, now)
         # read after the commit: the latest issue is not worth holding the write lock for
         return ConfirmResult(
             ConfirmStatus.CONFIRMED, Welcome(email, name, uid, self.latest_issue())
@@ -481,7 +497,7 @@ class Subscribers:
                         sub.status = SubscriberStatus.CONFIRMED.value
                         sub.confirmed_at = now
                     else:
-                        outcome.confirmations.append(self._start_confirmation(sub, now))
+                        outcome.confirmations.append(self._start_confirmation(session, sub, now))
                     session.add(sub)
                     existing[row.address.key] = sub
                     outcome.added.append(sub.email)
@@ -506,7 +522,7 @@ class Subscribers:
                     outcome.throttled.append(sub.email)
                 else:
                     sub.consent_source = source.value
-                    outcome.confirmations.append(self._start_confirmation(sub, now))
+                    outcome.confirmations.append(self._start_confirmation(session, sub, now))
                     (outcome.updated if named else outcome.unchanged).append(sub.email)
         return outcome
 
@@ -518,12 +534,18 @@ class Subscribers:
             and now - sub.confirm_sent_at < self.resend_interval
         )
 
-    def _start_confirmation(self, sub: Subscriber, now: datetime) -> Confirmation:
-        """A new confirmation link for ``sub``: a fresh nonce, and the time it was sent."""
+    def _start_confirmation(self, session: Session, sub: Subscriber, now: datetime) -> Confirmation:
+        """A new confirmation link for ``sub``: a fresh nonce, the time it was asked for,
+        and its email queued in the same transaction (`newsletter.readers.mailqueue` sends it).
+        """
         nonce = secrets.token_urlsafe(12)
+        new = sub.id is None
         sub.confirm_nonce = nonce
         sub.confirm_sent_at = now
         sub.updated_at = now
+        if new:
+            session.add(sub)
+        queue_mail(session, MailKind.CONFIRM, sub.uid, now, new=new)
         return Confirmation(sub.email, sub.uid, self.tokens.confirm_token(sub.uid, nonce))
 
     def prune(self, *, dry_run: bool = False) -> PruneResult:
@@ -579,3 +601,30 @@ def _not_found(email: str) -> SubscriberNotFoundError:
         f"no subscriber has the address {email.strip()!r}; "
         "`slice subscribers list` shows who is on the list."
     )
+
+
+def queue_mail(
+    session: Session, kind: MailKind, uid: str, now: datetime, *, new: bool = False
+) -> None:
+    """Queue an email for a subscriber; a row already queued is due again now (and unclaimed).
+
+    ``new``: the subscriber is being inserted in this transaction, so nothing is queued yet.
+    """
+    found = None
+    if not new:
+        query = select(QueuedMail).where(
+            QueuedMail.kind == kind.value, QueuedMail.subscriber_uid == uid
+        )
+        found = session.exec(query).first()
+    if found is None:
+        if new:
+            session.flush()  # the subscriber's row first: the queue row refers to it
+        session.add(
+            QueuedMail(kind=kind.value, subscriber_uid=uid, queued_at=now, next_attempt_at=now)
+        )
+        return
+    found.queued_at = now
+    found.attempts = 0
+    found.next_attempt_at = now
+    found.lease_until = None
+    found.last_error = ""

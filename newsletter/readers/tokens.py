@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from itsdangerous import (
-    BadSignature,
+    BadData,
     SignatureExpired,
     TimestampSigner,
     URLSafeSerializer,
@@ -72,7 +72,8 @@ class Tokens:
             payload = self._confirm.loads(token, max_age=int(max_age.total_seconds()))
         except SignatureExpired:
             raise TokenExpiredError("this confirmation link has expired") from None
-        except BadSignature:
+        except (BadData, OverflowError, OSError, ValueError):
+            # a bad signature, or signed for another purpose (a payload or timestamp it never makes)
             raise TokenError("this confirmation link is not valid") from None
         if not (
             isinstance(payload, list)
@@ -89,7 +90,7 @@ class Tokens:
         """The subscriber uid in an unsubscribe token. Raises TokenError."""
         try:
             payload = self._unsubscribe.loads(token)
-        except BadSignature:
+        except BadData:  # a bad signature, or a payload signed for another purpose
             raise TokenError("this unsubscribe link is not valid") from None
         if not isinstance(payload, str):
             raise TokenError("this unsubscribe link is not valid")
@@ -105,7 +106,8 @@ class Tokens:
             payload = self._form.loads(token, max_age=int(max_age.total_seconds()))
         except SignatureExpired:
             raise TokenExpiredError("this form has expired") from None
-        except BadSignature:
+        except (BadData, OverflowError, OSError, ValueError):
+            # a bad signature, or signed for another purpose (a payload or timestamp it never makes)
             raise TokenError("this form did not come from this site") from None
         if payload != "signup":
             raise TokenError("this form did not come from this site")

@@ -27,13 +27,14 @@ from datetime import datetime
 from email.header import Header
 from email.headerregistry import Address
 from email.policy import SMTP, SMTPUTF8
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from functools import partial
 
 from newsletter.core.errors import HeaderInjectionError, SendError
 from newsletter.issue.outbox import PLACEHOLDERS, UNSUBSCRIBE_URL, IssueFolder
 from newsletter.readers.addresses import (
     check_header_value,
+    named_address,
     parse_address,
 )
 from newsletter.readers.tokens import Tokens
@@ -336,8 +337,7 @@ def _to_header(reader: Reader) -> bytes:
     name = " ".join(reader.name.split())
     check_header_value(reader.email, "subscriber address")
     if reader.email.isascii():
-        value = formataddr((name, reader.email)) if name and name.isprintable() else reader.email
-        check_header_value(value, "subscriber name")
+        value = named_address(name, reader.email) if name.isprintable() else reader.email
         return b"To: " + value.encode("ascii") + b"\r\n"
     # An internationalized address (RFC 6531): UTF-8 header, sent with SMTPUTF8.
     address = Address(display_name=name, addr_spec=reader.email)

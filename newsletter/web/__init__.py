@@ -1,7 +1,9 @@
 """The web side (`slice serve`): signup, confirm, unsubscribe, and the public archive.
 
 `create_app` builds the FastAPI app from settings and a store; each part adds
-its routes as a router of its own module (`signup`, `archive`).
+its routes as a router of its own module (`signup`, `confirm`, `archive`).
+While it runs, a task sends the queued confirmation and welcome emails
+(`newsletter.readers.mailqueue`), retrying while the relay is down.
 
 Every template rendered by the app can use these globals, so the signup form
 partial (``web/_signup.html``) works on any page that includes it:
@@ -13,20 +15,29 @@ partial (``web/_signup.html``) works on any page that includes it:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from newsletter.core.errors import NewsletterError
 from newsletter.core.models import utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store, open_store
 from newsletter.issue.templating import template_environment
 from newsletter.readers.mail import Mailer, SubscriberMail
+from newsletter.readers.mailqueue import MailQueue, RetryPolicy
 from newsletter.readers.subscribers import Clock, Subscribers
+from newsletter.web.bodylimit import BodyLimit
+from newsletter.web.limits import SignupLimits, parse_proxies
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,6 +77,34 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+log = logging.getLogger("newsletter.web")
+
+
+async def _send_queue_forever(queue: MailQueue, poll: float) -> None:
+    """Send queued emails as they fall due: the relay being down only delays them."""
+    while True:
+        try:
+            if await asyncio.to_thread(queue.due):
+                await queue.drain()
+        except (NewsletterError, SQLAlchemyError, OSError) as exc:
+            log.warning("mail queue: %s; trying again in %g s", exc, poll)
+        await asyncio.sleep(poll)
+
+
+def _lifespan(poll: float) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_send_queue_forever(app.state.mail_queue, poll))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan
+
+
 _STATUS_TEXT = {
     400: ("Bad request", "The page could not understand that request."),
     403: ("Not allowed", "That request is not allowed."),
@@ -83,14 +122,24 @@ def create_app(
     store: Store | None = None,
     clock: Clock = utcnow,
     mailer: Mailer | None = None,
+    retry: RetryPolicy | None = None,
+    queue_poll_seconds: float = 2.0,
 ) -> FastAPI:
     """The app for ``settings``; ``store`` defaults to the project's database.
 
-    ``clock`` and ``mailer`` are for tests (a fake clock, a recording mailer).
+    ``clock``, ``mailer`` and ``retry`` are for tests (a fake clock, a recording
+    mailer, short retry delays). While the app runs (its lifespan), a task sends
+    the queued confirmation and welcome emails, checking every ``queue_poll_seconds``.
     """
-    from newsletter.web import archive, signup
+    from newsletter.web import archive, confirm, signup
 
-    app = FastAPI(title=settings.newsletter.name, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title=settings.newsletter.name,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_lifespan(queue_poll_seconds),
+    )
     app.state.settings = settings
     app.state.store = store if store is not None else open_store(settings)
     templates = template_environment(settings.templates_dir)
@@ -102,7 +151,10 @@ def create_app(
     app.state.subscriber_mail = SubscriberMail(
         subscribers, mailer=mailer or SmtpMailer(settings), templates=templates
     )
-    app.state.signup_limiter = signup.SignupLimiter(settings.web.signups_per_ip_per_hour, clock)
+    first = timedelta(seconds=settings.web.mail_retry_first_seconds)
+    app.state.mail_queue = MailQueue(app.state.subscriber_mail, retry=retry or RetryPolicy(first))
+    app.state.signup_limits = SignupLimits(app.state.store, clock)
+    app.state.trusted_proxies = parse_proxies(settings.web.trusted_proxies)
     templates.globals["newsletter"] = settings.newsletter
     templates.globals["signup_form"] = lambda: signup.SignupForm.fresh(subscribers)
 
@@ -119,6 +171,8 @@ def create_app(
         return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
 
     app.include_router(signup.router)
+    app.include_router(confirm.router)
     app.include_router(archive.router)
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
     return app

@@ -1,26 +1,26 @@
-"""Signup, confirmation and unsubscribe routes.
+"""The signup form: ``GET /subscribe`` and ``POST /subscribe``.
 
-- ``POST /subscribe`` answers with the same "check your inbox" page whether the
-  address is new, pending or already confirmed, so the form cannot be used to
-  learn who is subscribed; the confirmation email goes out after the response.
-  The form is protected against cross-site submission without cookies or
-  JavaScript: a signed, time-limited form token, and the browser's
-  ``Sec-Fetch-Site`` / ``Origin`` headers when it sends them. A hidden honeypot
-  field catches naive bots, which get the same page and change nothing.
-- ``GET /confirm/<token>`` confirms; any other link shows a page that offers a new one.
-- ``GET /unsubscribe/<token>`` is a page with one button and never unsubscribes:
-  link scanners follow links in emails.
-- ``POST /unsubscribe/<token>`` unsubscribes at once (RFC 8058 one-click): any
-  body, no cookie, 200 with no redirect, idempotent; a bad token changes nothing.
+``POST /subscribe`` answers with the same "check your inbox" page whether the
+address is new, pending or already confirmed, so the form cannot be used to
+learn who is subscribed; the confirmation email is queued in the database with
+the change (`newsletter.readers.mailqueue` sends it, and retries while the relay
+is down), so the page says it will be sent, not that it was. The form is
+protected against cross-site submission without cookies or JavaScript: a signed,
+time-limited form token, and the browser's ``Sec-Fetch-Site`` / ``Origin``
+headers when it sends them. A hidden honeypot field catches naive bots, which
+get the same page and change nothing. Every accepted form counts against its
+client's and its address's hourly limits (`newsletter.web.limits`), whatever
+the address's status.
+
+The pages reached from links in emails (confirm, unsubscribe) are in
+`newsletter.web.confirm`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -31,30 +31,18 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from newsletter.core.errors import InvalidAddressError, InvalidNameError, TokenError
-from newsletter.core.models import SUPPRESSED
-from newsletter.readers.mail import SubscriberMail, ttl_text
-from newsletter.readers.subscribers import (
-    Clock,
-    Confirmation,
-    ConfirmStatus,
-    ConsentSource,
-    Subscribers,
-    Welcome,
-)
+from newsletter.readers.addresses import normalize_email
+from newsletter.readers.mail import ttl_text
+from newsletter.readers.subscribers import ConsentSource, Subscribers
+from newsletter.web.bodylimit import MAX_BODY_BYTES, BodyTooLarge
+from newsletter.web.limits import Limit, SignupLimits, client_address, client_key
+from newsletter.web.pages import page, send_queued, subscribers_of, valid_for
 
 router = APIRouter()
 log = logging.getLogger("newsletter.web")
 
 HONEYPOT = "homepage"
 FORM_MAX_AGE = timedelta(days=2)
-MAX_FORM_BYTES = 16 * 1024
-
-# Pages reached through a token: not cached, not indexed, never referred onward.
-TOKEN_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex, nofollow",
-}
 
 
 @dataclass(frozen=True)
@@ -70,69 +58,10 @@ class SignupForm:
         return cls(action="/subscribe", token=subscribers.tokens.form_token(), honeypot=HONEYPOT)
 
 
-class SignupLimiter:
-    """Confirmation emails each client address caused in the last hour (in memory, this process).
-
-    The resend interval keeps one mailbox from being flooded; this keeps one client
-    from using the form to mail many strangers.
-    """
-
-    WINDOW = timedelta(hours=1)
-    MAX_CLIENTS = 10_000
-
-    def __init__(self, per_hour: int, clock: Clock) -> None:
-        self.per_hour = per_hour
-        self.clock = clock
-        self._sent: dict[str, deque[datetime]] = {}
-
-    def _recent(self, ip: str) -> deque[datetime]:
-        times = self._sent.get(ip, deque())
-        cutoff = self.clock() - self.WINDOW
-        while times and times[0] <= cutoff:
-            times.popleft()
-        return times
-
-    def exhausted(self, ip: str | None) -> bool:
-        return bool(self.per_hour) and ip is not None and len(self._recent(ip)) >= self.per_hour
-
-    def record(self, ip: str | None) -> None:
-        if not self.per_hour or ip is None:
-            return
-        times = self._recent(ip)
-        times.append(self.clock())
-        self._sent.pop(ip, None)
-        self._sent[ip] = times  # most recently active last
-        if len(self._sent) > self.MAX_CLIENTS:
-            del self._sent[next(iter(self._sent))]
-
-
-def _subscribers(request: Request) -> Subscribers:
-    found: Subscribers = request.app.state.subscribers
-    return found
-
-
-def _mail(request: Request) -> SubscriberMail:
-    found: SubscriberMail = request.app.state.subscriber_mail
-    return found
-
-
-def _page(
-    request: Request,
-    template: str,
-    *,
-    status: int = 200,
-    token_page: bool = False,
-    **context: Any,
-) -> HTMLResponse:
-    html = request.app.state.templates.get_template(template).render(**context)
-    headers = TOKEN_PAGE_HEADERS if token_page else {"Cache-Control": "no-store"}
-    return HTMLResponse(html, status_code=status, headers=headers)
-
-
 def _signup_page(
     request: Request, *, status: int, error: str = "", email: str = "", name: str = ""
 ) -> HTMLResponse:
-    return _page(
+    return page(
         request,
         "web/subscribe.html",
         status=status,
@@ -142,8 +71,9 @@ def _signup_page(
     )
 
 
-def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+def client_ip(request: Request) -> str | None:
+    """The client's address, believing forwarded headers only from trusted proxies."""
+    return client_address(request, request.app.state.trusted_proxies)
 
 
 def _cross_site(request: Request) -> bool:
@@ -152,8 +82,10 @@ def _cross_site(request: Request) -> bool:
     if fetch_site is not None:
         return fetch_site not in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return False  # old browsers and privacy modes: the form token decides
+    if origin is None:
+        return False  # old browsers: the form token decides
+    if origin == "null":
+        return True  # an opaque origin: a sandboxed frame, a data: page, a file
     ours = {
         request.headers.get("host", ""),
         urlsplit(request.app.state.settings.web.base_url).netloc,
@@ -166,21 +98,6 @@ def _text(form: FormData, key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-# --- background sends (after the response) -------------------------------------
-
-
-async def _send_confirmation(mail: SubscriberMail, confirmation: Confirmation) -> None:
-    problem = await mail.send_confirmation(confirmation)
-    if problem:
-        log.warning("confirmation email to %s not sent: %s", confirmation.email, problem)
-
-
-async def _send_welcome(mail: SubscriberMail, welcome: Welcome) -> None:
-    problem = await mail.send_welcome(welcome)
-    if problem:
-        log.warning("welcome email to %s not sent: %s", welcome.email, problem)
-
-
 # --- routes ----------------------------------------------------------------------
 
 
@@ -191,13 +108,16 @@ def signup_page(request: Request) -> HTMLResponse:
 
 @router.post("/subscribe", response_class=HTMLResponse)
 async def subscribe(request: Request, background: BackgroundTasks) -> HTMLResponse:
+    too_large = _signup_page(
+        request, status=413, error="That form was far too large; please try again."
+    )
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_FORM_BYTES:
-        return _signup_page(
-            request, status=413, error="That form was far too large; please try again."
-        )
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        return too_large
     try:
-        form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_FORM_BYTES)
+        form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_BODY_BYTES)
+    except BodyTooLarge:
+        return too_large
     except (HTTPException, MultiPartException, UnicodeDecodeError):
         return _signup_page(
             request, status=400, error="That form could not be read; please try again."
@@ -213,7 +133,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
             email=email,
             name=name,
         )
-    subscribers = _subscribers(request)
+    subscribers = subscribers_of(request)
     try:
         subscribers.tokens.read_form_token(_text(form, "form_token"), max_age=FORM_MAX_AGE)
     except TokenError:
@@ -231,8 +151,21 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
         return _signup_page(
             request, status=400, error="Please enter your email address.", name=name
         )
-    limiter: SignupLimiter = request.app.state.signup_limiter
-    if limiter.exhausted(_client_ip(request)):
+    try:
+        address = normalize_email(email)
+    except InvalidAddressError as exc:
+        return _signup_page(request, status=400, error=_sentence(str(exc)), email=email, name=name)
+    ip = client_ip(request)
+    web = request.app.state.settings.web
+    limits: SignupLimits = request.app.state.signup_limits
+    refused = await run_in_threadpool(
+        limits.take,
+        [
+            Limit("client", client_key(ip), web.signups_per_ip_per_hour),
+            Limit("address", address.key, web.signups_per_address_per_hour),
+        ],
+    )
+    if refused == "client":
         return _signup_page(
             request,
             status=429,
@@ -241,98 +174,32 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
             email=email,
             name=name,
         )
+    if refused == "address":
+        return _signup_page(
+            request,
+            status=429,
+            error="This address was entered too often in the last hour. Please try again later.",
+            email=email,
+            name=name,
+        )
     try:
         result = await run_in_threadpool(
-            subscribers.subscribe,
-            email,
-            name=name,
-            source=ConsentSource.WEB,
-            ip=_client_ip(request),
+            subscribers.subscribe, email, name=name, source=ConsentSource.WEB, ip=ip
         )
     except (InvalidAddressError, InvalidNameError) as exc:
         return _signup_page(request, status=400, error=_sentence(str(exc)), email=email, name=name)
     if result.confirmation is not None:
-        limiter.record(_client_ip(request))
-        background.add_task(_send_confirmation, _mail(request), result.confirmation)
+        background.add_task(send_queued, request, result.confirmation.uid)
     return _check_inbox(request, email)
-
-
-@router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm(request: Request, token: str, background: BackgroundTasks) -> HTMLResponse:
-    result = _subscribers(request).confirm(token, ip=_client_ip(request))
-    if result.status == ConfirmStatus.CONFIRMED:
-        assert result.welcome is not None
-        background.add_task(_send_welcome, _mail(request), result.welcome)
-        return _page(request, "web/confirmed.html", token_page=True, already=False)
-    if result.status == ConfirmStatus.ALREADY_CONFIRMED:
-        return _page(request, "web/confirmed.html", token_page=True, already=True)
-    status = 400 if result.status == ConfirmStatus.INVALID else 410
-    return _page(
-        request,
-        "web/link_problem.html",
-        status=status,
-        token_page=True,
-        problem=result.status.value,
-        valid_for=_valid_for(request),
-    )
-
-
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
-    try:
-        sub = _subscribers(request).read_unsubscribe(token)
-    except TokenError:
-        return _bad_unsubscribe_link(request)
-    gone = sub is None or sub.status in SUPPRESSED
-    return _page(
-        request,
-        "web/unsubscribe.html",
-        token_page=True,
-        email=sub.email if sub else "",
-        already=gone,
-        action=f"/unsubscribe/{token}",
-    )
-
-
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe(request: Request, token: str) -> HTMLResponse:
-    # RFC 8058: the body ("List-Unsubscribe=One-Click", urlencoded or multipart) is not
-    # needed to act, so it is not parsed; a post to a genuine link is the request.
-    try:
-        result = _subscribers(request).unsubscribe(token)
-    except TokenError:
-        return _bad_unsubscribe_link(request)
-    return _page(
-        request,
-        "web/unsubscribed.html",
-        token_page=True,
-        email=result.email or "",
-        signup_email=result.email or "",
-    )
-
-
-def _bad_unsubscribe_link(request: Request) -> HTMLResponse:
-    return _page(
-        request,
-        "web/link_problem.html",
-        status=400,
-        token_page=True,
-        problem="unsubscribe-invalid",
-        valid_for=_valid_for(request),
-    )
-
-
-def _valid_for(request: Request) -> str:
-    return ttl_text(request.app.state.settings.web.confirm_ttl_hours)
 
 
 def _check_inbox(request: Request, email: str) -> HTMLResponse:
     """The same page for every accepted form, whatever the address's status."""
-    return _page(
+    return page(
         request,
         "web/check_inbox.html",
         email=email.strip(),
-        valid_for=_valid_for(request),
+        valid_for=valid_for(request),
         resend_after=_resend_after(request),
     )
 
