@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("tests", "bench")
@@ -85,3 +90,42 @@ def test_the_outside_path_check_catches_what_it_should() -> None:
     assert _climbs(climbing.value.left) == 3  # past the root from tests/x.py (2 steps up)
     (parents,) = ast.parse("Path(__file__).parents[1]").body
     assert isinstance(parents, ast.Expr) and _climbs(parents.value) == 2
+
+
+def _constraints() -> dict[str, Version]:
+    pins: dict[str, Version] = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version, f"constraints.txt: {line!r} is not an exact pin (name==version)"
+        pins[canonicalize_name(name)] = Version(version)
+    return pins
+
+
+def test_constraints_pin_every_dependency_within_its_range() -> None:
+    """CI installs with -c constraints.txt: each package pyproject names has one tested version,
+    and that version is inside the range users get. Refresh with scripts/refresh-constraints."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    named = [*project["dependencies"]]
+    for extra in project.get("optional-dependencies", {}).values():
+        named += extra
+    pins = _constraints()
+    problems = []
+    for text in named:
+        requirement = Requirement(text)
+        pinned = pins.get(canonicalize_name(requirement.name))
+        if pinned is None:
+            problems.append(f"{requirement.name} is not pinned")
+        elif not requirement.specifier.contains(pinned, prereleases=True):
+            problems.append(f"{requirement.name}=={pinned} is outside {requirement.specifier}")
+    assert problems == [], "constraints.txt: run scripts/refresh-constraints\n" + "\n".join(
+        problems
+    )
+
+
+def test_ci_and_the_readme_install_with_the_constraints() -> None:
+    command = "pip install -c constraints.txt -e '.[dev]'"
+    assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").replace(" -q", "")
+    assert command in (ROOT / "README.md").read_text(encoding="utf-8")
