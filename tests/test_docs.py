@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,3 +60,25 @@ def test_check_names_the_stale_page_and_the_command(tmp_path: Path) -> None:
     assert run("--check").returncode == 0
     for path, text in pages(ROOT).items():
         assert (tmp_path / "docs" / path.name).read_text() == text
+
+
+def test_links_between_the_pages_lead_somewhere() -> None:
+    """Every relative link in README.md and docs/*.md names a file of the repository."""
+    link = re.compile(r"\]\(([^)#:]+)(?:#[^)]*)?\)")
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in link.findall(page.read_text(encoding="utf-8")):
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == []
+
+
+def test_no_module_cites_a_document_the_repository_lacks() -> None:
+    cited = re.compile(r"\b([A-Z][A-Z_]+\.md)\b")
+    missing = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sorted((ROOT / "newsletter").rglob("*.py"))
+        for name in cited.findall(path.read_text(encoding="utf-8"))
+        if not (ROOT / name).exists() and not (ROOT / "docs" / name.lower()).exists()
+    ]
+    assert missing == []
