@@ -111,7 +111,7 @@ def report_files(
     return out
 
 
-def nested_bomb(depth: int = 5000) -> bytes:
+def nested_bomb(depth: int = 3000) -> bytes:
     """A message whose MIME parts nest ``depth`` deep: a parser's stack, not a report."""
     head = (
         b"From: bomb@example.net\r\nTo: bounces@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n"

@@ -167,6 +167,9 @@ class InboundSettings(Section):
     )
     host: str = Field("127.0.0.1", description="Address `slice inbound` listens on.")
     port: int = Field(8024, ge=0, le=65535, description="Port `slice inbound` listens on.")
+    max_message_bytes: int = Field(
+        10_000_000, ge=1000, description="Larger inbound messages are refused (552)."
+    )
 
 
 class ComposeSettings(Section):
