@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from newsletter.core.models import Delivery, InboundOutcome, Subscriber
 from newsletter.core.settings import Settings
@@ -53,7 +53,7 @@ def test_an_issue_that_arrived_breaks_the_run(store: Store, inbound: Inbound) ->
         inbound.process(delayed(delivery_id), source="lmtp")
     assert status(store, reader)[0] == "confirmed"
     with store.read() as session:
-        marks = session.exec(select(Delivery.bounce).order_by(Delivery.id)).all()
+        marks = session.exec(select(Delivery.bounce).order_by(col(Delivery.id))).all()
     assert marks == ["soft", "", "soft", "soft"]
 
 
