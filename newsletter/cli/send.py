@@ -42,7 +42,7 @@ IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a fo
 
 
 @contextlib.contextmanager
-def _term_as_interrupt() -> Iterator[None]:
+def term_as_interrupt() -> Iterator[None]:
     """SIGTERM (`kill`, `systemctl stop`) stops as Ctrl-C does: cleanly, nothing lost."""
 
     def interrupt(_signum: int, _frame: object) -> None:
@@ -199,7 +199,7 @@ def _send(
     from newsletter.send.service import SendOptions, send_issue
 
     options = SendOptions.from_settings(settings)
-    with ProgressEvents(stderr) as events, _term_as_interrupt():
+    with ProgressEvents(stderr) as events, term_as_interrupt():
         try:
             report = asyncio.run(
                 send_issue(
@@ -299,7 +299,7 @@ def dev_smtp(
         ) from None
     console.print(f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops.")
     try:
-        with _term_as_interrupt():
+        with term_as_interrupt():
             threading.Event().wait()
     except KeyboardInterrupt:
         console.print("Stopped.")
@@ -317,12 +317,17 @@ def bounces_import(
         Path, typer.Argument(help="An mbox file, a maildir, a .eml file or a folder of them.")
     ],
 ) -> None:
-    """Read bounce (DSN) and complaint (ARF) reports; suppress the addresses they name."""
+    """Read bounces (DSN), complaints (ARF) and emailed unsubscribes; act on the signed ones."""
     app_state = state(ctx)
     settings = app_state.settings()
     from newsletter.readers.bounces import import_bounces
 
-    report = import_bounces(app_state.store(), path, secret_key=settings.secrets.secret_key or None)
+    report = import_bounces(
+        app_state.store(),
+        path,
+        secret_key=settings.require_secret_key(),
+        soft_bounce_limit=settings.inbound.soft_bounce_limit,
+    )
     console = out()
     for line in report.lines():
         console.print(line, highlight=False)

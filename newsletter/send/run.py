@@ -354,7 +354,7 @@ class Sender:
         await self.limiter.acquire()
         data = await self.message.render_wire(row.reader, now=self.clock.now())
         answer = await connection.send(
-            self.message.envelope_from, row.reader.email, data, wire=True
+            self.message.envelope_sender(row.delivery_id), row.reader.email, data, wire=True
         )
         if answer.kind == "relay" or (answer.kind == "soft" and answer.code is None):
             self._relay_failures += 1
