@@ -18,14 +18,14 @@ from pathlib import Path
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from newsletter.core.errors import ComposeError, NoPapersError
+from newsletter.core.errors import ComposeError, MjmlError, NoPapersError, TemplateError
 from newsletter.core.models import Issue, Paper, utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue import choices, lifecycle
 from newsletter.issue.choices import EditorModel
 from newsletter.issue.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
-from newsletter.issue.outbox import IssueFolder
+from newsletter.issue.outbox import UNSUBSCRIBE_URL, IssueFolder
 from newsletter.issue.render import Rendered, render_issue
 from newsletter.issue.scoring import Profile
 from newsletter.issue.select import Selection, SelectOptions, dedupe
@@ -268,6 +268,68 @@ def _papers_of(
     return papers, preprints
 
 
+def _complete(rendered: Rendered) -> str | None:
+    """Why a rendered issue is not whole (a cut email loses its footer), or None."""
+    for name, body in (("email.html", rendered.email_html), ("issue.txt", rendered.text)):
+        if UNSUBSCRIBE_URL not in body:
+            return f"{name} ends before its footer (the unsubscribe link is missing)"
+    if "</html>" not in rendered.email_html[-200:]:
+        return "email.html is cut short"
+    return None
+
+
+def _render_or_blame(
+    settings: Settings,
+    issue: IssueFile,
+    *,
+    papers: dict[int, Paper],
+    preprints: dict[int | None, Paper],
+    rendered_at: datetime,
+) -> Rendered:
+    """Render the issue; when it breaks, name the paper that broke it (not the template)."""
+    problem: str
+    try:
+        rendered = render_issue(
+            settings, issue, papers=papers, preprints=preprints, rendered_at=rendered_at
+        )
+        incomplete = _complete(rendered)
+        if incomplete is None:
+            return rendered
+        problem = incomplete
+        error: ComposeError | None = None
+    except TemplateError as exc:
+        problem, error = str(exc), exc
+
+    def fails(entries: list[PaperEntry]) -> str | None:
+        alone = issue.model_copy(update={"papers": entries})
+        try:
+            return _complete(
+                render_issue(
+                    settings, alone, papers=papers, preprints=preprints, rendered_at=rendered_at
+                )
+            )
+        except TemplateError as exc:
+            cause = exc.__cause__
+            # the MJML problem itself: the template is fine, the paper's text is not
+            return str(cause.problems[0]) if isinstance(cause, MjmlError) else str(exc)
+
+    # Without papers it still fails: the templates or the editor's text are at fault.
+    # Otherwise the paper that fails on its own is the culprit.
+    if issue.papers and fails([]) is None:
+        for entry in issue.papers:
+            why = fails([entry])
+            if why is None:
+                continue
+            title = plain_text(papers[entry.id].title)[:80]
+            raise ComposeError(
+                f"paper {entry.id} ({title!r}) breaks the email: {why}; "
+                f"leave it out with `slice compose --exclude {entry.id}`."
+            ) from error
+    if error is not None:
+        raise error
+    raise ComposeError(f"the rendered issue is not whole: {problem}.")
+
+
 def compose_issue(
     settings: Settings,
     store: Store,
@@ -361,7 +423,7 @@ def compose_issue(
             )
         papers, preprints = _papers_of(session, issue, folder)
 
-    rendered = render_issue(
+    rendered = _render_or_blame(
         settings, issue, papers=papers, preprints=preprints, rendered_at=now or utcnow()
     )
     with store.write() as session:
