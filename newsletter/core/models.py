@@ -67,9 +67,13 @@ class DeliveryStatus(StrEnum):
 
 
 class IssueStatus(StrEnum):
-    COMPOSED = "composed"
+    """draft -> sending -> sent; a draft may be discarded (and composed again later)."""
+
+    DRAFT = "draft"
     SENDING = "sending"
     SENT = "sent"
+    DISCARDED = "discarded"
+    COMPOSED = "draft"  # the draft's former name (an alias), kept for callers that use it
 
 
 class Paper(SQLModel, table=True):
@@ -131,7 +135,7 @@ class Subscriber(SQLModel, table=True):
 
 
 class Issue(SQLModel, table=True):
-    """A composed issue; its files live in outbox/<id>/."""
+    """A composed issue (a draft until it is sent); its files live in outbox/<id>/."""
 
     __tablename__ = "issues"
 
@@ -140,7 +144,7 @@ class Issue(SQLModel, table=True):
     subject: str = Field(default="", sa_type=Text)
     window_start: date
     window_end: date
-    status: str = Field(default=IssueStatus.COMPOSED.value)
+    status: str = Field(default=IssueStatus.DRAFT.value)
     composed_at: datetime = Field(default_factory=utcnow)
     send_started_at: datetime | None = None
     sent_at: datetime | None = None
