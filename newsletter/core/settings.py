@@ -78,6 +78,12 @@ class DatabaseSettings(Section):
     busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long SQLite waits for a lock before giving up."
     )
+    busy_retry_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a write keeps trying, with backoff, while the database is busy "
+        "(locked by an ingest or a send) before it ends with 'the database is busy'.",
+    )
 
 
 class WebSettings(Section):
