@@ -38,6 +38,7 @@ from newsletter.readers.mailqueue import MailQueue, RetryPolicy
 from newsletter.readers.subscribers import Clock, Subscribers
 from newsletter.web.bodylimit import BodyLimit
 from newsletter.web.limits import SignupLimits, parse_proxies
+from newsletter.web.pagecache import PageCache
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -80,24 +81,33 @@ class SecurityHeaders:
 log = logging.getLogger("newsletter.web")
 
 
-async def _send_queue_forever(queue: MailQueue, poll: float) -> None:
-    """Send queued emails as they fall due: the relay being down only delays them."""
+async def _send_queue_forever(queue: MailQueue, wake: asyncio.Event, poll: float) -> None:
+    """Send queued emails as they fall due: the relay being down only delays them.
+
+    Woken at once by a request that queued one; otherwise looks every ``poll``
+    seconds (for retries, and for what other processes queued).
+    """
     while True:
+        wake.clear()
         try:
             if await asyncio.to_thread(queue.due):
                 await queue.drain()
         except (NewsletterError, SQLAlchemyError, OSError) as exc:
             log.warning("mail queue: %s; trying again in %g s", exc, poll)
-        await asyncio.sleep(poll)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), poll)
 
 
 def _lifespan(poll: float) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_send_queue_forever(app.state.mail_queue, poll))
+        wake = asyncio.Event()
+        task = asyncio.create_task(_send_queue_forever(app.state.mail_queue, wake, poll))
+        app.state.queue_wake = wake
         try:
             yield
         finally:
+            del app.state.queue_wake
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -154,6 +164,7 @@ def create_app(
     first = timedelta(seconds=settings.web.mail_retry_first_seconds)
     app.state.mail_queue = MailQueue(app.state.subscriber_mail, retry=retry or RetryPolicy(first))
     app.state.signup_limits = SignupLimits(app.state.store, clock)
+    app.state.page_cache = PageCache(app.state.store.engine)
     app.state.trusted_proxies = parse_proxies(settings.web.trusted_proxies)
     templates.globals["newsletter"] = settings.newsletter
     templates.globals["signup_form"] = lambda: signup.SignupForm.fresh(subscribers)

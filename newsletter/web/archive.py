@@ -30,6 +30,7 @@ from newsletter.papers.search import (
     search_papers,
 )
 from newsletter.papers.text import sanitize
+from newsletter.web.pagecache import PageCache
 
 router = APIRouter()
 
@@ -105,19 +106,28 @@ def _session(request: Request) -> Session:
 @router.get("/", response_class=HTMLResponse)
 @router.get("/papers", response_class=HTMLResponse)
 def papers(request: Request) -> Response:
-    """The stored papers, newest first, with search, filters and pages."""
+    """The stored papers, newest first, with search, filters and pages.
+
+    Kept as rendered until the papers change (`newsletter.web.pagecache`).
+    """
     params, notes = parse_params(request.query_params)
     canonical = params.query_string()
     if not notes and _pairs(request.url.query) != _pairs(canonical.lstrip("?")):
         # a submitted form sends every field, empty or not: point at the short URL to share
         return RedirectResponse(request.url.path + canonical.rstrip("?"), status_code=303)
+    cache: PageCache = request.app.state.page_cache
+    version = cache.version()
+    key = str(request.url)
+    cached = cache.get(key, version)
+    if cached is not None:
+        return HTMLResponse(cached)
     with _session(request) as session:
         page: SearchPage = search_papers(session, params)
         sources = known_sources(session)
         any_papers = bool(page.total) or session.scalar(select(Paper.id).limit(1)) is not None
     if params.source and params.source not in sources:
         sources.append(params.source)
-    return _render(
+    response = _render(
         request,
         "web/index.html",
         page=page,
@@ -128,6 +138,8 @@ def papers(request: Request) -> Response:
         per_page_choices=PER_PAGE_CHOICES,
         any_papers=any_papers,
     )
+    cache.put(key, version, bytes(response.body).decode("utf-8"))
+    return response
 
 
 def _pairs(query: str) -> list[tuple[str, str]]:

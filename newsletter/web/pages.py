@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import Request
@@ -42,8 +43,14 @@ def valid_for(request: Request) -> str:
 
 
 async def send_queued(request: Request, uid: str) -> None:
-    """Send the email just queued for ``uid``, after the response.
+    """Have the email just queued for ``uid`` sent, after the response.
 
-    If the relay is down it stays queued, and the app's queue task retries it.
+    While the app runs its queue task, that task is woken and sends it with any
+    others in one batch; without the task (an app driven without its lifespan)
+    it is sent here. Either way, if the relay is down it stays queued.
     """
+    wake: asyncio.Event | None = getattr(request.app.state, "queue_wake", None)
+    if wake is not None:
+        wake.set()
+        return
     await request.app.state.mail_queue.drain(uids=[uid])
