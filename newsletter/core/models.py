@@ -67,9 +67,13 @@ class DeliveryStatus(StrEnum):
 
 
 class IssueStatus(StrEnum):
-    COMPOSED = "composed"
+    """draft -> sending -> sent; a draft may be discarded (and composed again later)."""
+
+    DRAFT = "draft"
     SENDING = "sending"
     SENT = "sent"
+    DISCARDED = "discarded"
+    COMPOSED = "draft"  # the draft's former name (an alias), kept for callers that use it
 
 
 class Paper(SQLModel, table=True):
@@ -131,7 +135,7 @@ class Subscriber(SQLModel, table=True):
 
 
 class Issue(SQLModel, table=True):
-    """A composed issue; its files live in outbox/<id>/."""
+    """A composed issue (a draft until it is sent); its files live in outbox/<id>/."""
 
     __tablename__ = "issues"
 
@@ -140,7 +144,7 @@ class Issue(SQLModel, table=True):
     subject: str = Field(default="", sa_type=Text)
     window_start: date
     window_end: date
-    status: str = Field(default=IssueStatus.COMPOSED.value)
+    status: str = Field(default=IssueStatus.DRAFT.value)
     composed_at: datetime = Field(default_factory=utcnow)
     send_started_at: datetime | None = None
     sent_at: datetime | None = None
@@ -178,6 +182,55 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    # how the message came back (m080): "soft", "hard", "complaint", or "" for not at all
+    bounce: str = ""
+
+
+class InboundOutcome(StrEnum):
+    """What one inbound message did (`slice inbound`, `slice bounces import`)."""
+
+    BOUNCED = "bounced"  # a permanent failure: the reader is suppressed
+    SOFT_BOUNCE = "soft_bounce"  # a temporary failure, counted
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"  # an emailed unsubscribe with a valid token
+    ALREADY = "already"  # attributed, but the reader was suppressed before
+    UNATTRIBUTED = "unattributed"  # a report with no valid token nor a Message-ID we sent
+    UNSIGNED = "unsigned"  # an unsubscribe request without a valid token
+    AUTO_REPLY = "auto_reply"  # out-of-office and other automatic answers
+    NOT_REPORT = "not_report"
+    UNREADABLE = "unreadable"
+
+
+class InboundMessage(SQLModel, table=True):
+    """One message that came back to the list's bounce or unsubscribe address (m080)."""
+
+    __tablename__ = "inbound_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    source: str  # lmtp, smtp, imap, file
+    message_id: str = ""
+    sender: str = ""
+    outcome: str = Field(index=True)
+    subscriber_id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            "subscriber_id",
+            Integer,
+            ForeignKey("subscribers.id", ondelete="SET NULL"),
+            nullable=True,
+        ),
+    )
+    delivery_id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            "delivery_id",
+            Integer,
+            ForeignKey("deliveries.id", ondelete="SET NULL"),
+            nullable=True,
+        ),
+    )
+    detail: str = ""
 
 
 # What the editor chose in each issue (m020): a plain table, read and written by

@@ -55,14 +55,6 @@ def recorded(session: Session, issue_id: str | None = None) -> list[RecordedChoi
     return [RecordedChoice(*row) for row in session.execute(query.order_by("issue_id", "paper_id"))]
 
 
-def in_other_issues(session: Session, issue_id: str) -> set[int]:
-    """Papers that earlier issues carried (pinned or kept): they are not news any more."""
-    query = select(issue_choices.c.paper_id).where(
-        issue_choices.c.issue_id != issue_id, issue_choices.c.choice.in_(("pinned", "kept"))
-    )
-    return {row[0] for row in session.execute(query)}
-
-
 def training_set(session: Session, *, except_issue: str) -> list[Choice]:
     """The editor's past choices (other issues than ``except_issue``) as training examples."""
     query = (
