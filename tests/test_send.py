@@ -399,7 +399,7 @@ def test_no_confirmed_reader_is_an_error_that_changes_nothing(
     with pytest.raises(SendError, match="No confirmed subscribers"):
         send(smtp_settings, db)
     with db.read() as session:
-        assert session.get(Issue, ISSUE).status == "composed"  # type: ignore[union-attr]
+        assert session.get(Issue, ISSUE).status == "draft"  # type: ignore[union-attr]
         assert session.exec(select(Delivery)).all() == []
 
 

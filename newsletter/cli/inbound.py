@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from newsletter.cli.base import err, out, state
-from newsletter.cli.send import term_as_interrupt
+from newsletter.cli.stopping import term_as_interrupt
 from newsletter.core.errors import SendError
 
 if TYPE_CHECKING:  # aiosmtpd and the database load when the command runs, not for --help

@@ -78,6 +78,12 @@ class DatabaseSettings(Section):
     busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long SQLite waits for a lock before giving up."
     )
+    busy_retry_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a write keeps trying, with backoff, while the database is busy "
+        "(locked by an ingest or a send) before it ends with 'the database is busy'.",
+    )
 
 
 class WebSettings(Section):
@@ -239,10 +245,10 @@ class Secrets(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    secret_key: str = ""
-    smtp_password: str = ""
-    dkim_key_path: str = ""
-    pubmed_api_key: str = ""
+    secret_key: str = Field("", description="Key that signs confirm and unsubscribe tokens.")
+    smtp_password: str = Field("", description="The SMTP relay's password.")
+    dkim_key_path: str = Field("", description="Path of the PEM private key that signs with DKIM.")
+    pubmed_api_key: str = Field("", description="NCBI E-utilities key: 10 requests/s instead of 3.")
 
     def __repr__(self) -> str:  # never print a secret by accident
         shown = {k: ("***" if v else "") for k, v in self.model_dump().items()}
