@@ -81,6 +81,7 @@ class UnsubscribeResult:
     changed: bool  # False when already unsubscribed (or suppressed, or gone)
     email: str | None  # None when the subscriber no longer exists
     status: str | None = None
+    spooled: bool = False  # recorded in the spool, applied once the database answers
 
 
 class AddAction(StrEnum):
