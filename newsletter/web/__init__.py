@@ -26,9 +26,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import NewsletterError, StoreError
 from newsletter.core.models import utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store, open_store
@@ -45,6 +46,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+log = logging.getLogger(__name__)
+SPOOL_APPLY_SECONDS = 2.0  # how often spooled unsubscribes are looked for
+RETRY_AFTER_SECONDS = 30  # told to clients when the database cannot take a request
 
 # Sent with every page: no framing (the unsubscribe button must not be clickjacked),
 # no type sniffing, and no full URLs (with their tokens) in Referer headers.
@@ -102,15 +106,18 @@ def _lifespan(poll: float) -> Callable[[FastAPI], contextlib.AbstractAsyncContex
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wake = asyncio.Event()
-        task = asyncio.create_task(_send_queue_forever(app.state.mail_queue, wake, poll))
+        tasks = [
+            asyncio.create_task(_send_queue_forever(app.state.mail_queue, wake, poll)),
+            asyncio.create_task(_apply_spool_forever(app.state.subscribers)),
+        ]
         app.state.queue_wake = wake
         try:
             yield
         finally:
             del app.state.queue_wake
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     return lifespan
 
@@ -123,7 +130,24 @@ _STATUS_TEXT = {
         "There is no page at this address. Check the link, or start again from the home page.",
     ),
     405: ("Not allowed", "This page cannot be used that way."),
+    503: (
+        "Please try again in a minute",
+        "The site is busy and could not record that just now. Nothing was changed.",
+    ),
 }
+
+
+async def _apply_spool_forever(subscribers: Subscribers) -> None:
+    """Apply unsubscribes spooled while the database was busy, as soon as it answers."""
+    while True:
+        try:
+            if subscribers.spool.pending():
+                applied = await run_in_threadpool(subscribers.apply_spooled)
+                if applied:
+                    log.info("applied %d spooled unsubscribe(s)", applied)
+        except Exception:  # keep trying: a spooled unsubscribe must not be dropped
+            log.exception("spooled unsubscribes not applied; trying again")
+        await asyncio.sleep(SPOOL_APPLY_SECONDS)
 
 
 def create_app(
@@ -180,6 +204,15 @@ def create_app(
             text = str(exc.detail)
         page = templates.get_template("web/error.html").render(title=title, text=text)
         return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> HTMLResponse:
+        # the database stayed busy past every retry, or is down: say so, and when to come back
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return await http_error(
+            request,
+            StarletteHTTPException(503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}),
+        )
 
     app.include_router(signup.router)
     app.include_router(confirm.router)
