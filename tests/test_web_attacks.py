@@ -367,3 +367,59 @@ async def test_signup_while_the_relay_is_down_is_sent_when_it_is_back(
     [message] = smtp_server.parsed()
     assert message["To"].addresses[0].addr_spec == "patient@example.org"
     assert links(message, "confirm")
+
+
+# --- a killed import ---------------------------------------------------------------------------
+
+
+def test_a_killed_import_leaves_its_confirmations_queued_and_they_are_sent(
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from newsletter.core.models import utcnow
+    from newsletter.readers.mail import SubscriberMail
+    from newsletter.readers.mailqueue import MailQueue
+    from newsletter.readers.subscribers import Subscribers
+    from newsletter.send.notices import SmtpMailer
+
+    addresses = [f"reader{i:02}@example.org" for i in range(30)]
+    csv_file = project / "list.csv"
+    csv_file.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
+    smtp_server.delay = 0.3  # a slow relay: the import is killed while it mails
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLICE_")}
+    env.update(smtp_environ, SLICE_CONFIG=str(project / "slice.toml"))
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "slice"), "subscribers", "import", str(csv_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        smtp_server.wait_for(3, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    got_before = {m.rcpt_tos[0] for m in smtp_server.messages}
+    assert 3 <= len(got_before) < 30
+
+    settings = smtp_settings(project, smtp_environ)
+    store = Store.open(settings.database_url)
+    try:
+        assert {s.email for s in rows(store)} == set(addresses)  # every row was kept
+        # what `slice serve` does once the killed sender's claim (5 minutes) has run out
+        later = Subscribers(settings, store, clock=lambda: utcnow() + timedelta(minutes=6))
+        queue = MailQueue(SubscriberMail(later, mailer=SmtpMailer(settings)))
+        assert queue.pending() >= 30 - len(got_before)
+        smtp_server.delay = 0
+        report = asyncio.run(queue.drain())
+        assert queue.pending() == 0 and not report.failed
+    finally:
+        store.dispose()
+    received = [m.rcpt_tos[0] for m in smtp_server.messages]
+    assert set(received) == set(addresses)  # nobody was left without their link
+    assert len(received) <= 30 + 10  # the chunk being sent when it was killed may go twice

@@ -8,8 +8,8 @@ refused or unreachable relay puts the row back with a growing delay
 (`RetryPolicy`); a row is dropped only when it is no longer wanted (the link was
 replaced or used, the person left) or after its last attempt, which frees the
 address to ask again at once. A process killed in between leaves the rows to the
-next sender once the lease runs out: nothing is lost, and at worst one email
-goes twice.
+next sender once the lease runs out: nothing is lost, and at worst the chunk
+of `SEND_CHUNK` emails it was sending goes twice.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from newsletter.readers.mail import SubscriberMail
 from newsletter.readers.subscribers import Confirmation, Welcome
 
 log = logging.getLogger("newsletter.mailqueue")
+SEND_CHUNK = 10  # messages sent on one relay connection before their outcomes are recorded
 
 
 @dataclass(frozen=True)
@@ -220,20 +221,34 @@ class MailQueue:
                     unwanted.append(item)
                 else:
                     wanted.append((item, message))
-            problems = await self.mail.mailer.send([m for _, m in wanted]) if wanted else []
-            outcomes = await asyncio.to_thread(self._record, wanted, problems, unwanted)
-            report.dropped += len(unwanted)
-            for (item, _), problem, outcome in zip(wanted, problems, outcomes, strict=True):
-                if outcome == "sent":
-                    report.sent.append(item.email)
-                elif outcome == "retry":
-                    report.failed.append((item.email, problem or ""))
-                    log.warning("%s email to %s not sent yet: %s", item.kind, item.email, problem)
-                else:
-                    report.given_up.append((item.email, problem or ""))
-                    log.warning("%s email to %s given up: %s", item.kind, item.email, problem)
+            if unwanted:
+                await asyncio.to_thread(self._record, [], [], unwanted)
+                report.dropped += len(unwanted)
+            for start in range(0, len(wanted), SEND_CHUNK):
+                # recorded chunk by chunk: a sender killed mid-batch sends at most a chunk twice
+                chunk = wanted[start : start + SEND_CHUNK]
+                problems = await self.mail.mailer.send([m for _, m in chunk])
+                outcomes = await asyncio.to_thread(self._record, chunk, problems, [])
+                self._report(report, chunk, problems, outcomes)
             if len(claimed) < batch:
                 return report
+
+    def _report(
+        self,
+        report: DrainReport,
+        chunk: list[tuple[_Claimed, EmailMessage]],
+        problems: list[str | None],
+        outcomes: list[str],
+    ) -> None:
+        for (item, _), problem, outcome in zip(chunk, problems, outcomes, strict=True):
+            if outcome == "sent":
+                report.sent.append(item.email)
+            elif outcome == "retry":
+                report.failed.append((item.email, problem or ""))
+                log.warning("%s email to %s not sent yet: %s", item.kind, item.email, problem)
+            else:
+                report.given_up.append((item.email, problem or ""))
+                log.warning("%s email to %s given up: %s", item.kind, item.email, problem)
 
     def _record(
         self,
