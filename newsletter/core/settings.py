@@ -7,6 +7,7 @@ what each setting is.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +57,19 @@ class NewsletterSettings(Section):
     editor_address: str = Field(
         "", description="Where `slice send --to` proofs go when no address is given."
     )
+    feedback_id: str = Field(
+        "",
+        description="Sender id for a Feedback-ID header (Gmail's feedback loop groups "
+        "complaints by it), e.g. 'weekly-example'; empty sends none. Emails carry "
+        "'<issue id>:issue:<this>', 'signup:confirmation:<this>' or 'signup:welcome:<this>'.",
+    )
+
+    @field_validator("feedback_id")
+    @classmethod
+    def _feedback_id(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+            raise ValueError("use letters, digits, '.', '_' or '-' only (at most 64)")
+        return value
 
 
 class PathSettings(Section):
