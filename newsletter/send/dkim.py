@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from newsletter.core.errors import ConfigError
 
-# The headers the signature covers, in order. DESIGN.md requires From, To,
-# Subject, Date, Message-ID and both List-Unsubscribe headers; a header named
+# The headers the signature covers, in order: From, To, Cc,
+# Subject, Date, Message-ID and both List-Unsubscribe headers among them; a header named
 # here but absent from a message is skipped. The OVERSIGNED names are listed
 # once more whether the message has them or not ("oversigning"): a header of
 # that name added later, such as a Reply-To or Cc slipped in by a relay that
