@@ -26,6 +26,7 @@ from newsletter.core.clock import Clock
 from newsletter.core.errors import RelayRefusedError, StoreError
 from newsletter.core.models import DeliveryStatus
 from newsletter.core.settings import Settings
+from newsletter.core.store import retry_busy
 from newsletter.send.deliver import Answer, RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger, Outcome, Row, backoff_delay
 from newsletter.send.message import IssueMessage
@@ -122,6 +123,11 @@ class _GroupCommit:
         self._wake.set()
         await future
 
+    def take(self) -> list[Outcome]:
+        """Outcomes handed in and not yet picked up for a commit (their callers stop waiting)."""
+        batch, self._items = self._items, []
+        return [outcome for outcome, _ in batch]
+
     async def run(self) -> None:
         while True:
             await self._wake.wait()
@@ -183,8 +189,13 @@ class Sender:
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
-        except SQLAlchemyError as exc:
+            # each ledger call is one whole transaction: a busy database is waited for
+            work = partial(fn, *args, **kwargs)
+            seconds = self.ledger.store.busy_seconds
+            return await loop.run_in_executor(
+                self._executor, partial(retry_busy, work, seconds=seconds)
+            )
+        except (SQLAlchemyError, StoreError) as exc:
             first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
             raise StoreError(
                 f"the delivery ledger could not be written ({first}); the send stopped and "
@@ -238,7 +249,12 @@ class Sender:
             await asyncio.gather(*workers, return_exceptions=True)
             waiting = [row for row in _drain(queue) if row is not None]
             untried = [self._untried(row, "the send was interrupted") for row in waiting]
-            await asyncio.shield(self._db(self.ledger.record, untried, now=self.clock.now()))
+            # outcomes the relay already gave (a 250 among them) are written before leaving,
+            # or those readers would get the issue again on the next run
+            known = committer.take()
+            await asyncio.shield(
+                self._db(self.ledger.record, known + untried, now=self.clock.now())
+            )
             raise
         finally:
             commit_task.cancel()
@@ -354,7 +370,7 @@ class Sender:
         await self.limiter.acquire()
         data = await self.message.render_wire(row.reader, now=self.clock.now())
         answer = await connection.send(
-            self.message.envelope_from, row.reader.email, data, wire=True
+            self.message.envelope_sender(row.delivery_id), row.reader.email, data, wire=True
         )
         if answer.kind == "relay" or (answer.kind == "soft" and answer.code is None):
             self._relay_failures += 1
