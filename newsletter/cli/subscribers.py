@@ -131,29 +131,40 @@ def import_(
     ] = False,
 ) -> None:
     """Import subscribers from CSV. Without --confirmed each new address gets a confirmation email."""
-    from newsletter.readers.csvfile import read_import_file
+    from newsletter.readers.csvfile import ImportStream
 
-    parsed = read_import_file(file)
+    stream = ImportStream(file)
+    total = stream.check()  # a file that cannot be read at all imports nothing
     service = _service(ctx)
-    outcome = service.import_rows(parsed.rows, confirmed=confirmed)
-    # The confirmations are queued with the rows: if this is stopped, `slice serve` sends the rest.
+    queue = _queue(service)
+    added = now_confirmed = on_list = sent = 0
+    suppressed: list[str] = []
     failed: list[str] = []
-    sent = 0
-    if outcome.confirmations:
-        queue = _queue(service)
-        uids = [c.uid for c in outcome.confirmations]
-        with Progress(console=err(), transient=True) as progress:
-            task = progress.add_task("Sending confirmation emails", total=len(uids))
+    with Progress(console=err(), transient=True) as progress:
+        task = progress.add_task("Importing", total=total)
+        # chunk by chunk: each is committed with its confirmation emails queued, then they go
+        # out; if this is stopped, `slice serve` sends what is left in the queue
+        for outcome in service.import_stream(stream.rows(), confirmed=confirmed):
+            known = len(outcome.updated) + len(outcome.unchanged) + len(outcome.throttled)
+            added += len(outcome.added)
+            now_confirmed += len(outcome.confirmed)
+            on_list += known
+            suppressed += [
+                f"{file}: line {line}: {email} is {status}; kept off the list."
+                for line, email, status in outcome.suppressed
+            ]
+            uids = [c.uid for c in outcome.confirmations]
             for start in range(0, len(uids), 50):
                 report = asyncio.run(queue.drain(uids=uids[start : start + 50]))
                 sent += len(report.sent)
                 failed += [f"{email}: {why}" for email, why in report.failed + report.given_up]
-                progress.advance(task, len(uids[start : start + 50]))
+            done = len(outcome.added) + len(outcome.confirmed) + len(outcome.suppressed) + known
+            progress.advance(task, done)
     warn = err()
-    for problem in parsed.problems:
+    for problem in stream.problems:
         warn.print(f"{file}: {problem}", markup=False)
-    for line, email, status in outcome.suppressed:
-        warn.print(f"{file}: line {line}: {email} is {status}; kept off the list.", markup=False)
+    for line in suppressed:
+        warn.print(line, markup=False)
     for failure in failed:
         warn.print(f"confirmation email not sent yet to {failure}", markup=False)
     if failed:
@@ -163,18 +174,18 @@ def import_(
             markup=False,
         )
     summary = [
-        f"{len(outcome.added)} added" + (" as confirmed" if confirmed else " as pending"),
-        f"{len(outcome.confirmed)} pending now confirmed"
+        f"{added} added" + (" as confirmed" if confirmed else " as pending"),
+        f"{now_confirmed} pending now confirmed"
         if confirmed
         else f"{sent} confirmation emails sent",
-        f"{len(outcome.updated) + len(outcome.unchanged) + len(outcome.throttled)} already on the list",
-        f"{len(parsed.merged)} duplicate rows merged",
-        f"{len(outcome.suppressed)} unsubscribed or bounced kept off",
-        f"{len(parsed.problems)} bad rows skipped",
+        f"{on_list} already on the list",
+        f"{len(stream.merged)} duplicate rows merged",
+        f"{len(suppressed)} unsubscribed or bounced kept off",
+        f"{len(stream.problems)} bad rows skipped",
     ]
     out().print(f"{file}: " + ", ".join(summary) + ".", markup=False)
-    if parsed.ignored_columns:
-        warn.print(f"ignored columns: {', '.join(parsed.ignored_columns)}", markup=False)
+    if stream.ignored_columns:
+        warn.print(f"ignored columns: {', '.join(stream.ignored_columns)}", markup=False)
 
 
 @subscribers_app.command()
