@@ -1,11 +1,13 @@
 """Requests per second of `slice serve` with 1 and 2 workers, against a trivial endpoint.
 
-    .venv/bin/python bench/web_bench.py [--papers 20000] [--seconds 5] [--clients 20]
+    .venv/bin/python bench/web_bench.py [--papers 20000] [--seconds 5] [--clients 20] [--rounds 3]
 
 Fills a fresh SQLite project with invented papers (as archive_bench.py does) and
 confirmed subscribers, runs the real `slice serve --workers N` (uvloop,
 httptools) with a local aiosmtpd sink as its relay, and drives it from another
-process with ``--clients`` keep-alive connections for ``--seconds`` per path:
+process with ``--clients`` keep-alive connections for ``--seconds`` per run, the
+runs alternating between 1 and 2 workers (all four servers stay up), ``--rounds``
+times; the figures are the medians of the rounds:
 
 - ``GET /`` (the archive's first page) and ``GET /?q=segmentation``
 - ``POST /subscribe`` (a new address each time, the form limits off for the run)
@@ -261,6 +263,7 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="slice-webbench-")) / "project"
@@ -307,60 +310,79 @@ def main() -> None:
         ("POST /subscribe", "signup", form),
         ("POST /unsubscribe (one-click)", "oneclick", ""),
     ]
-    figures: dict[tuple[str, int], float] = {}
+    # every server runs all along, and the runs alternate 1 and 2 workers, path by path and
+    # round by round, so that the load of a shared machine falls on both alike
+    servers = {
+        ("trivial", 1): start_trivial(1),
+        ("trivial", 2): start_trivial(2),
+        ("slice", 1): start_slice(root, 1, env),
+        ("slice", 2): start_slice(root, 2, env),
+    }
+    runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    codes_seen: dict[tuple[str, int], dict[int, int]] = {}
+    used = 0  # one-click: every run unsubscribes readers no run has seen
     print(
-        f"{args.clients} clients, {args.seconds:g} s per path; requests/s, p50/p95 ms, statuses",
+        f"{args.clients} clients, {args.seconds:g} s per run, {args.rounds} rounds",
         flush=True,
     )
-    for workers in (1, 2):
-        proc, port = start_trivial(workers)
-        try:
-            drive(port, "get", "/", [], clients=args.clients, seconds=1)  # warm up
-            rate, p50, p95, codes = drive(
-                port, "get", "/", [], clients=args.clients, seconds=args.seconds
-            )
-            figures[("trivial", workers)] = rate
-            print(
-                f"  {workers}w trivial FastAPI GET /      {rate:8.0f}/s {p50:6.1f} {p95:6.1f} {codes}"
-            )
-            by_wrk = wrk(f"http://127.0.0.1:{port}/", clients=args.clients, seconds=args.seconds)
-            if by_wrk:
-                figures[("wrk trivial", workers)] = by_wrk
-        finally:
-            stop(proc)
-        proc, port = start_slice(root, workers, env)
-        try:
-            for label, kind, arg in paths:
-                if kind == "get":
-                    drive(port, kind, arg, tokens, clients=args.clients, seconds=1)
-                rate, p50, p95, codes = drive(
-                    port, kind, arg, tokens, clients=args.clients, seconds=args.seconds
-                )
-                figures[(label, workers)] = rate
-                ratio = rate / figures[("trivial", workers)]
-                print(
-                    f"  {workers}w {label:30} {rate:8.0f}/s {p50:6.1f} {p95:6.1f} "
-                    f"{ratio:5.3f}x trivial {codes}",
-                    flush=True,
-                )
-                if kind == "get":
-                    by_wrk = wrk(
-                        f"http://127.0.0.1:{port}{arg}", clients=args.clients, seconds=args.seconds
+    try:
+        for (kind, _workers), (_, port) in servers.items():  # warm up every worker
+            arg = "/" if kind == "trivial" else "/?q=segmentation"
+            drive(port, "get", arg, [], clients=args.clients, seconds=1)
+            if kind == "slice":
+                drive(port, "get", "/", [], clients=args.clients, seconds=1)
+        for _ in range(args.rounds):
+            for label, kind, arg in [("trivial", "get", "/"), *paths]:
+                for workers in (1, 2):
+                    server = "trivial" if label == "trivial" else "slice"
+                    port = servers[(server, workers)][1]
+                    batch = tokens[used:] if kind == "oneclick" else tokens
+                    rate, p50, p95, codes = drive(
+                        port, kind, arg, batch, clients=args.clients, seconds=args.seconds
                     )
-                    if by_wrk:
-                        figures[(f"wrk {label}", workers)] = by_wrk
-        finally:
+                    if kind == "oneclick":
+                        used += sum(codes.values()) + args.clients
+                    runs.setdefault((label, workers), []).append((rate, p50, p95))
+                    seen = codes_seen.setdefault((label, workers), {})
+                    for code, count in codes.items():
+                        seen[code] = seen.get(code, 0) + count
+        wrk_figures = {}
+        for (kind, workers), (_, port) in servers.items():
+            for arg in ["/"] if kind == "trivial" else ["/", "/?q=segmentation"]:
+                found = wrk(
+                    f"http://127.0.0.1:{port}{arg}", clients=args.clients, seconds=args.seconds
+                )
+                if found:
+                    wrk_figures[(kind, arg, workers)] = found
+    finally:
+        for proc, _ in servers.values():
             stop(proc)
+        smtp.stop()
+
+    def median(label: str, workers: int) -> tuple[float, float, float]:
+        found = runs[(label, workers)]
+        return (
+            statistics.median(r[0] for r in found),
+            statistics.median(r[1] for r in found),
+            statistics.median(r[2] for r in found),
+        )
+
+    print("median of the rounds: requests/s, p50 ms, p95 ms, ratio to trivial (same workers)")
+    for workers in (1, 2):
+        trivial_rate = median("trivial", workers)[0]
+        for label in ["trivial", *[p[0] for p in paths]]:
+            rate, p50, p95 = median(label, workers)
+            print(
+                f"  {workers}w {label:30} {rate:8.0f}/s {p50:7.1f} {p95:7.1f}  "
+                f"{rate / trivial_rate:5.3f}x  {codes_seen[(label, workers)]}"
+            )
     print("2 workers / 1 worker:")
-    for label in ["trivial"] + [p[0] for p in paths]:
-        print(f"  {label:30} {figures[(label, 2)] / figures[(label, 1)]:.2f}x")
-    wrk_rows = sorted({k[0] for k in figures if k[0].startswith("wrk ")})
-    if wrk_rows:
-        print("wrk (2 threads):")
-        for label in wrk_rows:
-            one, two = figures.get((label, 1), 0.0), figures.get((label, 2), 0.0)
-            print(f"  {label:34} 1w {one:8.0f}/s  2w {two:8.0f}/s")
-    smtp.stop()
+    for label in ["trivial", *[p[0] for p in paths]]:
+        print(f"  {label:30} {median(label, 2)[0] / median(label, 1)[0]:.2f}x")
+    if wrk_figures:
+        print(f"wrk -t2 -c{args.clients}:")
+        for (kind, arg, workers), rate in sorted(wrk_figures.items()):
+            print(f"  {workers}w {kind} GET {arg:20} {rate:8.0f}/s")
     print(f"confirmation emails received by the sink: {len(smtp.messages):,}")
 
 

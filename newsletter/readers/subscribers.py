@@ -32,7 +32,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -149,6 +149,11 @@ class Subscribers:
         finally:
             if self._write_lock is not None:
                 self._write_lock.release()
+
+    def write(self) -> AbstractContextManager[Session]:
+        """A write transaction that waits for this process's turn first (the mail queue's,
+        the signup limits'), so threads queue here instead of in SQLite's busy handler."""
+        return self._write()
 
     def _retrying(self, fn: Callable[[], _T]) -> _T:
         """``fn`` (one whole transaction) run again while the database is busy."""

@@ -187,7 +187,7 @@ def create_app(
     )
     first = timedelta(seconds=settings.web.mail_retry_first_seconds)
     app.state.mail_queue = MailQueue(app.state.subscriber_mail, retry=retry or RetryPolicy(first))
-    app.state.signup_limits = SignupLimits(app.state.store, clock)
+    app.state.signup_limits = SignupLimits(subscribers)
     app.state.page_cache = PageCache(app.state.store.engine)
     app.state.trusted_proxies = parse_proxies(settings.web.trusted_proxies)
     templates.globals["newsletter"] = settings.newsletter

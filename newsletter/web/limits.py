@@ -27,8 +27,7 @@ from sqlalchemy import delete, func, text
 from sqlmodel import col, select
 
 from newsletter.core.models import SignupHit
-from newsletter.core.store import Store
-from newsletter.readers.subscribers import Clock
+from newsletter.readers.subscribers import Subscribers
 
 WINDOW = timedelta(hours=1)
 
@@ -99,9 +98,10 @@ def _hashed(scope: str, subject: str) -> str:
 class SignupLimits:
     """Atomic check-and-count of signups per client and per address."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self.store = store
-        self.clock = clock
+    def __init__(self, subscribers: Subscribers) -> None:
+        self.subscribers = subscribers
+        self.store = subscribers.store
+        self.clock = subscribers.clock
 
     def take(self, limits: Sequence[Limit]) -> str | None:
         """Count one signup against every limit, or none if any is used up.
@@ -114,7 +114,7 @@ class SignupLimits:
         now: datetime = self.clock()
         cutoff = now - WINDOW
         postgres = self.store.engine.dialect.name == "postgresql"
-        with self.store.write() as session:
+        with self.subscribers.write() as session:
             if postgres:  # in one order, so two requests never wait on each other
                 for key in sorted(key for _, key in active):
                     session.execute(
