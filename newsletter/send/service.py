@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import ipaddress
 import logging
 import os
 import random
@@ -38,7 +37,7 @@ from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
-from newsletter.send.setup import issue_message
+from newsletter.send.setup import is_local_host, issue_message
 from newsletter.send.smtp import smtp_client
 
 log = logging.getLogger(__name__)
@@ -149,25 +148,22 @@ def _relay_name(settings: Settings) -> str:
     return f"{settings.smtp.host}:{settings.smtp.port}"
 
 
-def _is_local(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_public_links(settings: Settings) -> None:
-    """Refuse to mail real readers links that point at this machine.
+    """Refuse to mail real readers links that point at this machine, or that are not https.
 
     With the relay on this machine (``slice dev-smtp``, the demo) a local
     ``web.base_url`` is fine; through a real relay every unsubscribe link would
     lead nowhere, which breaks the one-click promise and bulk-mail law.
     """
-    link_host = urlsplit(settings.web.base_url).hostname or ""
-    if _is_local(link_host) and not _is_local(settings.smtp.host):
+    base = urlsplit(settings.web.base_url)
+    link_host = base.hostname or ""
+    if base.scheme != "https" and not is_local_host(link_host):
+        raise SendError(
+            f"web.base_url is {settings.web.base_url}: the one-click unsubscribe link "
+            "must be https (RFC 8058), and receivers drop unsubscribe links that are not; "
+            "serve `slice serve` behind https and set SLICE_BASE_URL=https://..."
+        )
+    if is_local_host(link_host) and not is_local_host(settings.smtp.host):
         raise SendError(
             f"web.base_url is {settings.web.base_url}, so the unsubscribe and browser links "
             f"would point at the reader's own machine; set SLICE_BASE_URL to the public URL "
