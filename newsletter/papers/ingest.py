@@ -95,7 +95,7 @@ def _conflicting_ids(paper: StoredPaper, record: PaperRecord) -> bool:
     )
 
 
-CHUNK = 500  # records per write transaction
+CHUNK = 250  # records per write transaction (each well under a second of write lock)
 INGEST_LOCK = 5173012  # PostgreSQL advisory lock held by each ingest transaction
 
 
