@@ -75,7 +75,7 @@ def project(root: Path, readers: int) -> tuple[Settings, list[tuple[str, bytes]]
         with store.read() as session:
             from sqlalchemy import text
 
-            uids = dict(
+            uids: dict[str, str] = dict(
                 session.connection().execute(text("SELECT email, uid FROM subscribers")).all()
             )
     templates = {name: (REPORTS / name).read_bytes() for name in KINDS}
@@ -142,7 +142,7 @@ def run(count: int, connections: int) -> dict[str, Any]:
                 recorded = session.connection().execute(
                     text("SELECT outcome, count(*) FROM inbound_messages GROUP BY outcome")
                 )
-                outcomes = dict(recorded.all())
+                outcomes: dict[str, int] = dict(recorded.all())
     with tempfile.TemporaryDirectory() as tmp:
         settings, messages = project(Path(tmp) / "b", count)
         with Store.open(settings.database_url) as store:

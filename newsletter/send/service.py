@@ -117,7 +117,11 @@ def _no_readers() -> SendError:
 def _send_lock(folder: IssueFolder) -> Iterator[None]:
     """One `slice send` per issue at a time (released by the OS if the process dies)."""
     path = folder.root / ".send.lock"
-    with path.open("a+") as handle:
+    try:
+        handle = path.open("a+")
+    except OSError as exc:
+        raise _outbox_error(folder.root, exc, "send") from exc
+    with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -127,10 +131,13 @@ def _send_lock(folder: IssueFolder) -> Iterator[None]:
                 f"another `slice send {folder.issue_id}` is running (process {pid}); "
                 "wait for it to finish or stop it first."
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as exc:
+            raise _outbox_error(folder.root, exc, "send") from exc
         try:
             yield
         finally:
@@ -238,6 +245,14 @@ async def _apply_spool_while_sending(settings: Settings, store: Store) -> None:
                 log.warning("spooled unsubscribes not applied yet: %s", exc)
 
 
+def _outbox_error(where: Path, exc: OSError, what: str) -> SendError:
+    """A full or read-only outbox, in one line: where, why, and what to do."""
+    return SendError(
+        f"cannot write the outbox ({where}: {exc.strerror or exc}); free some space or make "
+        f"it writable, then run the {what} again."
+    )
+
+
 def _safe_name(address: str) -> str:
     return re.sub(r"[^A-Za-z0-9@._-]", "_", address)[:80]
 
@@ -255,9 +270,12 @@ def dry_run(
     clock = clock or SystemClock()
     folder, message, signed = _load(settings, issue_id)
     out = folder.dry_run
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.eml"):
-        old.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob("*.eml"):
+            old.unlink()
+    except OSError as exc:
+        raise _outbox_error(out, exc, "dry run") from exc
     written, after = 0, 0
     query = (
         select(S.c.id, S.c.uid, S.c.email, S.c.name)
@@ -273,7 +291,15 @@ def dry_run(
         for row in rows:
             written += 1
             path = out / f"{written:06d}-{_safe_name(row.email)}.eml"
-            path.write_bytes(message.render(Reader(row.uid, row.email, row.name), now=clock.now()))
+            data = message.render(Reader(row.uid, row.email, row.name), now=clock.now())
+            try:
+                path.write_bytes(data)
+            except OSError as exc:
+                # no empty, cut-off or partial set of messages is left behind
+                for made in out.glob("*.eml"):
+                    with contextlib.suppress(OSError):
+                        made.unlink()
+                raise _outbox_error(out, exc, "dry run") from exc
             if on_message is not None:
                 on_message(path)
         after = rows[-1].id
