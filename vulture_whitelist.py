@@ -26,5 +26,11 @@ _.get_timestamp
 _.host_name
 _.should_exit
 
+# read by llm: the fake model plugin of the story-draft tests (tests/llm_fake_plugin.py)
+_.model_id
+_.can_stream
+_.register_models
+_.conversation
+
 # a setting, documented in slice.toml
 _.editor_address

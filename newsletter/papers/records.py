@@ -13,7 +13,7 @@ from datetime import date
 from newsletter.core.models import PaperKind
 from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.papers.sources.base import PaperRecord
-from newsletter.papers.text import normalize_name, plain_text, sanitize
+from newsletter.papers.text import clean_tex, normalize_name, plain_text, sanitize
 
 KINDS = frozenset(k.value for k in PaperKind)
 IDS = ("doi", "pmid", "pmcid", "arxiv_id")
@@ -56,8 +56,8 @@ def validate(record: PaperRecord) -> str | None:
     problem = record.extra.pop("problem", None)
     if problem:
         return str(problem)
-    record.title = sanitize(record.title).strip()
-    record.abstract = sanitize(record.abstract).strip()
+    record.title = clean_tex(sanitize(record.title)).strip()
+    record.abstract = clean_tex(sanitize(record.abstract)).strip()
     if not plain_text(record.title).strip():
         return "no title"
     if record.published is None:

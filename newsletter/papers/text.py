@@ -270,6 +270,18 @@ def clean_plain(text: str, *, tex: bool = True) -> str:
     return collapse(sanitize(escaped))
 
 
+# TeX worth converting: a \\command, or $...$ holding TeX (\\, ^, _ or {). Prices like
+# "$5 to $10" stay as they are.
+_TEX_HINT = re.compile(r"\\[A-Za-z]{2,}|\\[%&_#$]|(?<!\\)\$[^$]*[\\^_{][^$]*\$")
+
+
+def clean_tex(fragment: str) -> str:
+    """A stored fragment with any TeX in it made readable (every source passes here)."""
+    if not _TEX_HINT.search(fragment):
+        return fragment
+    return collapse(sanitize(tex_to_text(fragment)))
+
+
 def clean_title(fragment: str) -> str:
     """A title: one line, no trailing period (a trailing '...' or abbreviation stays)."""
     title = " ".join(fragment.split())
