@@ -21,7 +21,7 @@ from newsletter.core.models import Paper, PaperKind
 from newsletter.issue.abstracts import KNOWN_LABELS, Section, is_structured, sections
 from newsletter.issue.outbox import strip_placeholders
 from newsletter.papers import links
-from newsletter.papers.text import plain_text, sanitize
+from newsletter.papers.text import bound_nesting, plain_text, sanitize, scrub
 
 SOURCE_LABELS = {
     "pubmed": "PubMed",
@@ -50,14 +50,15 @@ def _math_text(match: re.Match[str]) -> str:
 
 def clean_html(fragment: str) -> str:
     """A paper's HTML fragment with only safe inline markup."""
+    fragment = scrub(fragment)  # a record stored before ingest scrubbed them
     if "math" in fragment:
         fragment = _MATH.sub(_math_text, fragment)
-    return sanitize(fragment)
+    return bound_nesting(sanitize(fragment))
 
 
 def plain(fragment: str) -> str:
     """A paper's fragment as plain text (for the text part and subjects)."""
-    return strip_placeholders(plain_text(fragment))
+    return strip_placeholders(scrub(plain_text(fragment)))
 
 
 def one_line(text: str) -> str:
@@ -277,7 +278,10 @@ def make_card(
     assert paper.id is not None
     body_html, trimmed = abstract_html(paper.abstract, abstract_chars)
     body_text, _ = abstract_text(paper.abstract, abstract_chars)
-    editor = strip_placeholders
+
+    def editor(text: str) -> str:  # issue.json's words: typed, pasted or drafted from a paper
+        return strip_placeholders(scrub(text))
+
     return PaperCard(
         id=paper.id,
         title_html=inline_html(paper.title),

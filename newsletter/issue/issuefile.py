@@ -10,8 +10,8 @@ error naming the field, not a broken email.
       "format": 1,
       "id": "2026-W22", "number": 46, "date": "2026-06-02",
       "window": {"start": "2026-05-25", "end": "2026-05-31"},
-      "subject": "",            // empty: top headline + " PLUS: " + the second
-      "preheader": "",          // empty: made from the intro or the headlines
+      "subject": "",            // empty: the featured headlines that fit in 70 characters
+      "preheader": "",          // empty: the intro, or what the subject leaves out
       "intro": "…",             // paragraphs separated by a blank line
       "editor_note": "",        // printed after the papers
       "papers": [ {"id": 12, "score": 7.1, "title": "(for orientation; not rendered)",
