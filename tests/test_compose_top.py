@@ -180,6 +180,15 @@ def test_a_trimmed_structured_abstract_keeps_results_and_conclusion(
     assert "Read more: https://pubmed.ncbi.nlm.nih.gov/40000200/" in text
     html = result.folder.email_html.read_text()
     assert "<b>Results:</b> AI found 31%" in html and "<b>Conclusion:</b>" in html
+    # tighter still: Background and Methods go whole before a word of the Results is cut
+    csettings.compose.abstract_chars = 200
+    tight = " ".join(compose(csettings, cstore).folder.text.read_text().split())
+    assert "Background:" not in tight and "Methods:" not in tight
+    assert (
+        "Results: AI found 31% of interval cancers at a recall rate of 2.1%; readers agreed "
+        "with 78% of its flags. Conclusion: AI second reading could find interval cancers "
+        "earlier."
+    ) in tight
 
 
 def test_a_paper_without_identifiers_links_to_a_search_and_compose_warns(

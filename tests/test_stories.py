@@ -197,3 +197,29 @@ def test_compose_says_how_many_drafts_are_unreviewed(
     assert 'edit their words in issue.json, or delete their "draft" mark to accept them' in (
         " ".join(result.stderr.split())
     )
+
+
+def test_details_keep_bracketed_semicolons_and_drop_connectives() -> None:
+    abstract = (
+        "Background: Runners need thresholds.\n\nResults: Thirteen runners [VO2max 67.6 ± 4.1; "
+        "age 31 ± 6 years] ran twice. However, LEmin was 27% lower than MLSS (P < 0.001; ES: 3.54); "
+        "it predicted speed (r = 0.91).\n\nConclusion: LEmin tracks MLSS."
+    )
+    draft = extractive_draft("Lactate thresholds in runners", abstract)
+    assert draft.details == [
+        "Thirteen runners [VO2max 67.6 ± 4.1; age 31 ± 6 years] ran twice",
+        "LEmin was 27% lower than MLSS (P < 0.001; ES: 3.54)",
+        "It predicted speed (r = 0.91)",
+    ]
+
+
+def test_too_few_figures_are_filled_in_the_abstracts_order() -> None:
+    abstract = (
+        "Electron clouds limit accelerators. A detector was built for the synchrotron. "
+        "It gives a gain of 300 to 25K. The signals match a beam monitor."
+    )
+    draft = extractive_draft("Electron clouds at ISIS", abstract)
+    assert draft.details == [
+        "A detector was built for the synchrotron",
+        "It gives a gain of 300 to 25K",
+    ]

@@ -164,8 +164,9 @@ _FIRST_SENTENCE_CHARS = 220
 def trim_abstract(body: str, limit: int) -> tuple[str, bool]:
     """A clean abstract fragment in at most about ``limit`` visible characters.
 
-    A structured abstract keeps its Results and Conclusion: the other sections are
-    shortened first. Anything else is cut at a sentence near the limit.
+    A structured abstract keeps its Results and Conclusion: Funding and the like go,
+    Background and Methods shrink to about a sentence, then go whole, and only then are
+    Results cut. Anything else is cut at a sentence near the limit.
     """
     if _visible_len(body) <= limit:
         return body, False
@@ -185,6 +186,11 @@ def trim_abstract(body: str, limit: int) -> tuple[str, bool]:
             new = _visible_len(bodies[i]) + len(part.label) + 2
             excess -= sizes[i] - new
             sizes[i] = new
+    for role in _SHRINK_FIRST:  # still too long: they go whole before Results are cut
+        for i, part in enumerate(kept):
+            if excess > 0 and part.role == role and bodies[i]:
+                excess -= sizes[i]
+                bodies[i], sizes[i] = "", 0
     for role in ("results", "conclusion"):
         for i, part in enumerate(kept):
             if excess <= 0 or part.role != role:
@@ -194,7 +200,8 @@ def trim_abstract(body: str, limit: int) -> tuple[str, bool]:
             new = _visible_len(bodies[i]) + len(part.label) + 2
             excess -= sizes[i] - new
             sizes[i] = new
-    return "\n\n".join(_with_label(p, b) for p, b in zip(kept, bodies, strict=True)), True
+    paragraphs = [_with_label(p, b) for p, b in zip(kept, bodies, strict=True) if b]
+    return "\n\n".join(paragraphs), True
 
 
 def _with_label(part: Section, body: str) -> str:

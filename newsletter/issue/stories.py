@@ -40,12 +40,13 @@ from newsletter.papers.text import plain_text
 
 HEADLINE_CHARS = 70
 LINE_CHARS = 240  # why it matters, the takeaway
-DETAIL_CHARS = 200
+DETAIL_CHARS = 240
 MIN_DETAILS, MAX_DETAILS = 2, 5
 EXTRACTIVE = "extractive"
 _PHRASE_START = re.compile(
     r" (?=(?:with|using|in|for|on|at|via|from|among|by|trained|based|across|through|versus|"
-    r"vs\.?|and|of|to|after|before|during|without|within|under|over|a|an|the) )",
+    r"vs\.?|and|of|to|after|before|during|without|within|under|over|a|an|the|between|into|"
+    r"than|as|per|about|against|towards?|upon|beyond|amid|or) )",
     re.I,
 )
 
@@ -83,7 +84,7 @@ def headline_from_title(title: str, limit: int = HEADLINE_CHARS) -> str:
     title = " ".join(title.split()).rstrip(".")
     if len(title) <= limit:
         return title
-    for mark in (": ", " — ", " – ", " - ", "? "):
+    for mark in (": ", ". ", " — ", " – ", " - ", "? "):
         head = title.split(mark, 1)[0].strip()
         if mark in title and 20 <= len(head) <= limit:
             return head + ("?" if mark == "? " else "")
@@ -124,13 +125,42 @@ def _first_sentence(section: Section | None) -> str:
     return found[0] if found else ""
 
 
+_CONNECTIVE = re.compile(
+    r"^(?:however|moreover|furthermore|in addition|additionally|overall|finally|notably|"
+    r"in contrast|here|in this (?:paper|study|work)|in summary|thus|therefore),\s+",
+    re.I,
+)
+_PARENTHESIS = re.compile(r"\s*\([^()]*\)")
+
+
+def _fit(clause: str, limit: int) -> str:
+    """A detail in ``limit`` characters: asides without figures go first, then it is cut."""
+    if len(clause) > limit:
+        clause = _PARENTHESIS.sub(lambda m: m.group(0) if has_figure(m.group(0)) else "", clause)
+    return shorten(clause, limit)
+
+
+def _clauses(sentence: str) -> list[str]:
+    """A sentence split at its semicolons, except those inside brackets."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(sentence):
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == ";" and depth <= 0:
+            out.append(sentence[start:i])
+            start = i + 1
+    out.append(sentence[start:])
+    return out
+
+
 def _details(candidates: list[str]) -> list[str]:
     out: list[str] = []
     for sentence in candidates:
-        for clause in re.split(r";\s+", sentence):
-            clause = clause.strip().rstrip(".")
-            if clause and clause not in out:
-                out.append(shorten(clause[0].upper() + clause[1:], DETAIL_CHARS))
+        for clause in _clauses(sentence):
+            clause = _CONNECTIVE.sub("", clause.strip()).rstrip(".")
+            if clause:
+                clause = _fit(clause[0].upper() + clause[1:], DETAIL_CHARS)
+                if clause not in out:
+                    out.append(clause)
     return out
 
 
@@ -162,12 +192,13 @@ def extractive_draft(title: str, abstract: str) -> StoryDraft:
             results = body[1:-1]
         else:
             results = body
-    details = _details([s for s in results if has_figure(s)])
-    if len(details) < MIN_DETAILS:  # the sample, from the methods, comes first
-        sample = _details([s for s in methods if has_figure(s)])
-        details = sample[: MIN_DETAILS - len(details)] + details
-    if len(details) < MIN_DETAILS:
-        details += [d for d in _details(results) if d not in details][: MIN_DETAILS - len(details)]
+    chosen = [s for s in results if has_figure(s)]
+    if len(_details(chosen)) < MIN_DETAILS:  # the sample, from the methods, comes first
+        chosen = [s for s in methods if has_figure(s)][:1] + chosen
+    if len(_details(chosen)) < MIN_DETAILS:  # then the other results, in their order
+        extra = [s for s in results if s not in chosen][: MIN_DETAILS - len(_details(chosen))]
+        chosen = [s for s in results if s in chosen or s in extra]
+    details = _details(chosen)
     details = [d for d in details if d.rstrip(".") != takeaway.rstrip(".")]
     return StoryDraft(
         headline=headline,
