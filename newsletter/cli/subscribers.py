@@ -38,7 +38,9 @@ def _service(ctx: typer.Context) -> Subscribers:
     from newsletter.readers.subscribers import Subscribers
 
     app_state = state(ctx)
-    return Subscribers(app_state.settings(), app_state.store())
+    service = Subscribers(app_state.settings(), app_state.store())
+    service.apply_spooled()  # unsubscribes `slice serve` had to spool count from now on
+    return service
 
 
 def _status(status: str | None) -> str | None:

@@ -8,9 +8,11 @@ clock. See `newsletter.send.run` for how a send proceeds and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import ipaddress
+import logging
 import os
 import random
 import re
@@ -25,18 +27,22 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 
 from newsletter.core.clock import Clock, SystemClock
-from newsletter.core.errors import SendError
+from newsletter.core.errors import SendError, StoreError
 from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus, table
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
+from newsletter.readers.subscribers import Subscribers
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
 from newsletter.send.setup import issue_message
 from newsletter.send.smtp import smtp_client
+
+log = logging.getLogger(__name__)
+SPOOL_APPLY_SECONDS = 2.0  # how often a send looks for unsubscribes spooled by `slice serve`
 
 __all__ = [
     "DryRunReport",
@@ -193,6 +199,7 @@ async def send_issue(
             return report
         if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
             raise _no_readers()
+        await asyncio.to_thread(Subscribers(settings, store).apply_spooled)
         info = ledger.start(clock.now())
         report.created, report.resumed_in_flight = info.created, info.resumed_in_flight
         counts = ledger.counts()
@@ -210,14 +217,29 @@ async def send_issue(
             events=events,
             rng=rng,
         )
+        upkeep = asyncio.create_task(_apply_spool_while_sending(settings, store))
         try:
             report.tally = await sender.run()
         finally:
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
             report.tally = sender.tally
             report.elapsed = time.monotonic() - started
         report.finished = ledger.finish_if_done(clock.now())
         report.counts = ledger.counts()
     return report
+
+
+async def _apply_spool_while_sending(settings: Settings, store: Store) -> None:
+    """Unsubscribes `slice serve` spooled during the send reach the ledger before their turn."""
+    subscribers = Subscribers(settings, store)
+    while True:
+        await asyncio.sleep(SPOOL_APPLY_SECONDS)
+        if subscribers.spool.pending():
+            try:
+                await asyncio.to_thread(subscribers.apply_spooled)
+            except StoreError as exc:  # the next round tries again; the send goes on
+                log.warning("spooled unsubscribes not applied yet: %s", exc)
 
 
 def _safe_name(address: str) -> str:
