@@ -248,3 +248,18 @@ def test_tex_is_made_readable_from_json_csv_and_rss(store: Store, tmp_path: Path
         ),
         "VO<sub>2</sub>max (RSS)": "Mean age was 64.38±13.63 years.",
     }
+
+
+def test_tex_stored_before_ingest_cleaned_it_renders_readable(
+    csettings: Settings, cstore: Store
+) -> None:
+    add_papers(cstore, [{
+        "title": "Deep learning VO$_2$max estimation from CT", "authors": ["A B"],
+        "abstract": "Mean age was $64.38\\pm13.63$ years.", "source": "rss", "kind": "paper",
+        "published": date(2026, 5, 27), "doi": "10.1/x",
+    }])  # fmt: skip
+    csettings.stories.drafts = False
+    result = compose(csettings, cstore)
+    html = result.folder.email_html.read_text()
+    assert "VO<sub>2</sub>max" in html and "64.38±13.63" in html and "\\pm" not in html
+    assert "Mean age was 64.38±13.63 years." in result.folder.text.read_text()

@@ -21,7 +21,7 @@ from newsletter.core.models import Paper, PaperKind
 from newsletter.issue.abstracts import KNOWN_LABELS, Section, is_structured, sections
 from newsletter.issue.outbox import strip_placeholders
 from newsletter.papers import links
-from newsletter.papers.text import bound_nesting, plain_text, sanitize, scrub
+from newsletter.papers.text import bound_nesting, clean_tex, plain_text, sanitize, scrub
 
 SOURCE_LABELS = {
     "pubmed": "PubMed",
@@ -53,12 +53,13 @@ def clean_html(fragment: str) -> str:
     fragment = scrub(fragment)  # a record stored before ingest scrubbed them
     if "math" in fragment:
         fragment = _MATH.sub(_math_text, fragment)
-    return bound_nesting(sanitize(fragment))
+    # TeX too, for papers stored before ingest cleaned it for every source
+    return bound_nesting(clean_tex(sanitize(fragment)))
 
 
 def plain(fragment: str) -> str:
     """A paper's fragment as plain text (for the text part and subjects)."""
-    return strip_placeholders(scrub(plain_text(fragment)))
+    return strip_placeholders(scrub(plain_text(clean_tex(fragment))))
 
 
 def one_line(text: str) -> str:

@@ -36,7 +36,7 @@ from newsletter.issue.abstracts import (
     split_sentences,
 )
 from newsletter.issue.issuefile import DraftMark, IssueFile, PaperEntry
-from newsletter.papers.text import plain_text
+from newsletter.papers.text import clean_tex, plain_text, scrub
 
 HEADLINE_CHARS = 70
 LINE_CHARS = 240  # why it matters, the takeaway
@@ -353,8 +353,10 @@ def _drafted(
 ) -> PaperEntry:
     draft: StoryDraft | None = None
     by = EXTRACTIVE
+    # as the email shows them: a record stored before ingest cleaned it may hold TeX
+    title, abstract = clean_tex(scrub(paper.title)), clean_tex(scrub(paper.abstract))
     if ask is not None:
-        draft, why_not = model_draft(ask, title=paper.title, abstract=paper.abstract)
+        draft, why_not = model_draft(ask, title=title, abstract=abstract)
         if draft is None:
             report.notes.append(
                 f"paper {entry.id}: the {model or 'model'} draft was not used ({why_not}); "
@@ -363,7 +365,7 @@ def _drafted(
         else:
             by = f"model:{model}" if model else "model"
     if draft is None:
-        draft = extractive_draft(paper.title, paper.abstract)
+        draft = extractive_draft(title, abstract)
     if not (draft.headline or draft.details or draft.takeaway):
         return entry
     report.drafted.append(entry.id)
