@@ -103,6 +103,9 @@ class ImportRow:
     line: int
     address: EmailAddress
     name: str
+    # a later row of an address already imported from this file (on that line), bringing
+    # the name its first row lacked: it fills the name in and is not counted again
+    merge_into: int | None = None
 
 
 @dataclass

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -81,6 +81,7 @@ Clock = Callable[[], datetime]
 _T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
+IMPORT_CHUNK = 1000  # rows of `slice subscribers import` per transaction
 # How long a one-click unsubscribe waits for a busy database before it is spooled
 UNSUBSCRIBE_WAIT_SECONDS = 5.0
 
@@ -467,6 +468,11 @@ class Subscribers:
                 existing.update((sub.email_key, sub) for sub in session.exec(query).all())
             for row in rows:
                 sub = existing.get(row.address.key)
+                if row.merge_into is not None:  # a duplicate row that brings a missing name
+                    if sub is not None and sub.status not in SUPPRESSED and not sub.name:
+                        sub.name = row.name
+                        sub.updated_at = now
+                    continue
                 if sub is None:
                     sub = Subscriber(
                         email=row.address.email,
@@ -508,6 +514,26 @@ class Subscribers:
                     outcome.confirmations.append(self._start_confirmation(sub, now))
                     (outcome.updated if named else outcome.unchanged).append(sub.email)
         return outcome
+
+    def import_stream(
+        self, rows: Iterable[ImportRow], *, confirmed: bool, chunk: int = IMPORT_CHUNK
+    ) -> Iterator[ImportOutcome]:
+        """`import_rows` a chunk at a time, each in its own short transaction.
+
+        Yields each chunk's outcome as it commits (its confirmations are then due),
+        so an import of any size needs the memory of one chunk.
+        """
+        batch: list[ImportRow] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= chunk:
+                yield self._import_chunk(batch, confirmed)
+                batch = []
+        if batch:
+            yield self._import_chunk(batch, confirmed)
+
+    def _import_chunk(self, batch: list[ImportRow], confirmed: bool) -> ImportOutcome:
+        return self._retrying(lambda: self.import_rows(batch, confirmed=confirmed))
 
     def _link_outstanding(self, sub: Subscriber, now: datetime) -> bool:
         """Whether a confirmation link went out less than the resend interval ago and is unused."""

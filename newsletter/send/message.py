@@ -23,8 +23,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime
-from email.header import Header
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
@@ -40,6 +39,7 @@ from newsletter.issue.outbox import (
 )
 from newsletter.readers.addresses import (
     check_header_value,
+    list_id_value,
     parse_address,
 )
 from newsletter.readers.tokens import Tokens
@@ -124,14 +124,6 @@ def _header(name: str, value: str) -> bytes:
     return folded.encode("ascii")
 
 
-def _phrase(text: str) -> str:
-    """A display phrase fit for a structured header (RFC 2047 when not ASCII)."""
-    check_header_value(text, "phrase")
-    if text.isascii():
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return Header(text, "utf-8").encode()
-
-
 def _safe_url(url: str, what: str) -> str:
     if any(ch.isspace() or ch in '<>"' for ch in url) or not url.isprintable():
         raise HeaderInjectionError(f'{what} {url!r} holds spaces or <>" and cannot go in a header.')
@@ -152,6 +144,7 @@ class ListHeaders:
     secret_key: str
     bounce_address: str = ""  # the envelope sender; empty: from_address
     verp: bool = True  # a signed token per message in the envelope sender
+    feedback_id: str = ""  # the sender id of a Feedback-ID header; empty: none
 
 
 class IssueMessage:
@@ -179,6 +172,7 @@ class IssueMessage:
         greeting_no_name: str = RenderedIssue.greeting_no_name,
         bounce_address: str = "",
         verp: bool = True,
+        feedback_id: str = "",
     ) -> None:
         self.issue_id = issue_id
         self._greeting = (greeting, greeting_no_name)
@@ -203,13 +197,10 @@ class IssueMessage:
         tail: list[bytes] = []
         if reply_to:
             tail.append(_header("Reply-To", reply_to))
-        tail.append(
-            b"List-Id: "
-            + _phrase(list_name).encode("ascii")
-            + b" <"
-            + list_id.encode("ascii")
-            + b">\r\n"
-        )
+        tail.append(b"List-Id: " + list_id_value(list_name, list_id).encode("ascii") + b"\r\n")
+        if feedback_id:
+            label = re.sub(r"[^0-9A-Za-z-]", "-", issue_id)
+            tail.append(_header("Feedback-ID", f"{label}:issue:{feedback_id}"))
         self._top = top
         self._tail = tail
         self._post = [
@@ -274,6 +265,7 @@ class IssueMessage:
             greeting_no_name=rendered.greeting_no_name,
             bounce_address=headers.bounce_address,
             verp=headers.verp,
+            feedback_id=headers.feedback_id,
         )
 
     # --- per reader -----------------------------------------------------
@@ -352,7 +344,8 @@ class IssueMessage:
         headers = [
             *self._top,
             _to_header(reader),
-            b"Date: " + format_datetime(now, usegmt=True).encode("ascii") + b"\r\n",
+            # a numeric zone (RFC 5322 3.3), "+0000", not the obsolete "GMT"
+            b"Date: " + format_datetime(now.astimezone(UTC)).encode("ascii") + b"\r\n",
             b"Message-ID: " + (message_id or self.message_id(reader.uid)).encode("ascii") + b"\r\n",
             *self._tail,
             b"List-Unsubscribe: <"
