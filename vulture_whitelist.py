@@ -29,5 +29,11 @@ _.host_name
 _.should_exit
 _.nullable  # SQLAlchemy reads a Column's (tests/test_schema.py sets one wrong on purpose)
 
+# read by llm: the fake model plugin of the story-draft tests (tests/llm_fake_plugin.py)
+_.model_id
+_.can_stream
+_.register_models
+_.conversation
+
 # a setting, documented in slice.toml
 _.editor_address
