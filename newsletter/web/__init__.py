@@ -33,6 +33,7 @@ from newsletter.core.errors import NewsletterError, StoreError
 from newsletter.core.models import utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store, open_store
+from newsletter.issue.cards import date_label, range_label
 from newsletter.issue.templating import template_environment
 from newsletter.readers.mail import Mailer, SubscriberMail
 from newsletter.readers.mailqueue import MailQueue, RetryPolicy
@@ -191,6 +192,10 @@ def create_app(
     app.state.page_cache = PageCache(app.state.store.engine)
     app.state.trusted_proxies = parse_proxies(settings.web.trusted_proxies)
     templates.globals["newsletter"] = settings.newsletter
+    # one way to write a date on every page, the same as the emails (newsletter.issue.cards)
+    templates.filters["date_label"] = date_label
+    templates.filters["range_label"] = range_label
+    templates.filters["datetime_attr"] = archive.datetime_attr
     templates.globals["signup_form"] = lambda: signup.SignupForm.fresh(subscribers)
 
     @app.get("/healthz", response_class=PlainTextResponse)
