@@ -32,6 +32,7 @@ class SubscribeAction(StrEnum):
     RECONFIRM = "reconfirm"  # suppressed, asked to come back; confirmation to send
     THROTTLED = "throttled"  # a confirmation went out less than the resend interval ago
     ALREADY_CONFIRMED = "already-confirmed"  # nothing to do
+    REFUSED = "refused"  # a limit said no (``refused`` names it); nothing changed
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class SubscribeResult:
     email: str
     confirmation: Confirmation | None = None
     next_send_at: datetime | None = None  # when throttled: when a new link may go out
+    refused: str = ""  # when refused: which limit
 
 
 class ConfirmStatus(StrEnum):

@@ -217,9 +217,12 @@ class Subscribers:
         name: str = "",
         source: ConsentSource = ConsentSource.WEB,
         ip: str | None = None,
+        admit: Callable[[Session], str | None] | None = None,
     ) -> SubscribeResult:
         """Create or refresh a pending subscriber; say whether a confirmation is due.
 
+        ``admit`` runs first in the same write transaction (the web's signup limits:
+        they count and check in one step with the change); a non-empty answer refuses.
         Raises InvalidAddressError or InvalidNameError and then changes nothing.
         """
         address = normalize_email(email)
@@ -228,17 +231,24 @@ class Subscribers:
         # once and then finds the winner's row.
         for attempt in range(2):
             try:
-                return self._retrying(lambda: self._subscribe(address, clean, source))
+                return self._retrying(lambda: self._subscribe(address, clean, source, admit))
             except IntegrityError:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
 
     def _subscribe(
-        self, address: EmailAddress, name: str, source: ConsentSource
+        self,
+        address: EmailAddress,
+        name: str,
+        source: ConsentSource,
+        admit: Callable[[Session], str | None] | None = None,
     ) -> SubscribeResult:
         now = self.clock()
         with self._write() as session:
+            refused = admit(session) if admit is not None else None
+            if refused:
+                return SubscribeResult(SubscribeAction.REFUSED, address.email, refused=refused)
             sub = _by_key(session, address.key, lock=True)
             if sub is None:
                 sub = Subscriber(

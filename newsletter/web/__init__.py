@@ -25,11 +25,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from newsletter.core.errors import NewsletterError, StoreError
+from newsletter.core.errors import StoreError
 from newsletter.core.models import utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store, open_store
@@ -97,8 +96,8 @@ async def _send_queue_forever(queue: MailQueue, wake: asyncio.Event, poll: float
         try:
             if await asyncio.to_thread(queue.due):
                 await queue.drain()
-        except (NewsletterError, SQLAlchemyError, OSError) as exc:
-            log.warning("mail queue: %s; trying again in %g s", exc, poll)
+        except Exception:  # keep going: a queued email must not wait for a restart
+            log.exception("mail queue: not sent this time; trying again in %g s", poll)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), poll)
 

@@ -5,7 +5,7 @@ address, in the last hour (a sliding window), whatever the address's status:
 a refusal says nothing about whether an address is subscribed. The check and
 the count are one transaction that holds the lock for the keys it counts
 (SQLite: the write lock, taken at BEGIN; PostgreSQL: a transaction-level
-advisory lock per key), so fifty simultaneous posts cannot all pass a check
+advisory lock per key), and it is the signup's own transaction, so fifty simultaneous posts cannot all pass a check
 made before any of them is counted.
 
 The client is the socket's peer. Forwarded headers are believed only from the
@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from fastapi import Request
 from sqlalchemy import delete, func, text
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from newsletter.core.models import SignupHit
 from newsletter.readers.subscribers import Subscribers
@@ -103,35 +103,35 @@ class SignupLimits:
         self.store = subscribers.store
         self.clock = subscribers.clock
 
-    def take(self, limits: Sequence[Limit]) -> str | None:
+    def take(self, session: Session, limits: Sequence[Limit]) -> str | None:
         """Count one signup against every limit, or none if any is used up.
 
-        Returns the scope of the limit that refused, or None when counted.
+        Runs in the caller's write transaction (the subscribe's), so the check, the
+        count and the signup commit together. Returns the scope of the limit that
+        refused, or None when counted.
         """
         active = [(lim, _hashed(lim.scope, lim.subject)) for lim in limits if lim.per_hour]
         if not active:
             return None
         now: datetime = self.clock()
         cutoff = now - WINDOW
-        postgres = self.store.engine.dialect.name == "postgresql"
-        with self.subscribers.write() as session:
-            if postgres:  # in one order, so two requests never wait on each other
-                for key in sorted(key for _, key in active):
-                    session.execute(
-                        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                        {"key": key},
-                    )
-            for lim, key in active:
-                used = session.scalar(
-                    select(func.count())
-                    .select_from(SignupHit)
-                    .where(SignupHit.scope == lim.scope)
-                    .where(SignupHit.key == key)
-                    .where(col(SignupHit.at) > cutoff)
+        if self.store.engine.dialect.name == "postgresql":
+            for key in sorted(key for _, key in active):  # in one order: no deadlock
+                session.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                    {"key": key},
                 )
-                if (used or 0) >= lim.per_hour:
-                    return lim.scope
-            for lim, key in active:
-                session.add(SignupHit(scope=lim.scope, key=key, at=now))
-            session.execute(delete(SignupHit).where(col(SignupHit.at) <= cutoff))
+        for lim, key in active:
+            used = session.scalar(
+                select(func.count())
+                .select_from(SignupHit)
+                .where(SignupHit.scope == lim.scope)
+                .where(SignupHit.key == key)
+                .where(col(SignupHit.at) > cutoff)
+            )
+            if (used or 0) >= lim.per_hour:
+                return lim.scope
+        for lim, key in active:
+            session.add(SignupHit(scope=lim.scope, key=key, at=now))
+        session.execute(delete(SignupHit).where(col(SignupHit.at) <= cutoff))
         return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -158,36 +159,30 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
     ip = client_ip(request)
     web = request.app.state.settings.web
     limits: SignupLimits = request.app.state.signup_limits
-    refused = await run_in_threadpool(
-        limits.take,
-        [
-            Limit("client", client_key(ip), web.signups_per_ip_per_hour),
-            Limit("address", address.key, web.signups_per_address_per_hour),
-        ],
-    )
-    if refused == "client":
-        return _signup_page(
-            request,
-            status=429,
-            error="Too many sign-ups came from your network in the last hour. "
-            "Please try again later.",
-            email=email,
-            name=name,
-        )
-    if refused == "address":
-        return _signup_page(
-            request,
-            status=429,
-            error="This address was entered too often in the last hour. Please try again later.",
-            email=email,
-            name=name,
-        )
+    counted = [
+        Limit("client", client_key(ip), web.signups_per_ip_per_hour),
+        Limit("address", address.key, web.signups_per_address_per_hour),
+    ]
     try:
         result = await run_in_threadpool(
-            subscribers.subscribe, email, name=name, source=ConsentSource.WEB, ip=ip
+            partial(
+                subscribers.subscribe,
+                email,
+                name=name,
+                source=ConsentSource.WEB,
+                ip=ip,
+                admit=lambda session: limits.take(session, counted),
+            )
         )
     except (InvalidAddressError, InvalidNameError) as exc:
         return _signup_page(request, status=400, error=_sentence(str(exc)), email=email, name=name)
+    if result.refused:
+        error = (
+            "Too many sign-ups came from your network in the last hour. Please try again later."
+            if result.refused == "client"
+            else "This address was entered too often in the last hour. Please try again later."
+        )
+        return _signup_page(request, status=429, error=error, email=email, name=name)
     if result.confirmation is not None:
         background.add_task(send_queued, request, result.confirmation.uid)
     return _check_inbox(request, email)

@@ -40,7 +40,7 @@ class SliceServe:
         )
         self.stderr = ""
 
-    def start(self, timeout: float = 30) -> SliceServe:
+    def start(self, timeout: float = 120) -> SliceServe:
         deadline = time.monotonic() + timeout
         while True:
             try:
