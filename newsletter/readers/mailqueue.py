@@ -132,7 +132,7 @@ class MailQueue:
         if self.store.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=table(QueuedMail))
         claimed: list[_Claimed] = []
-        with self.subscribers.write() as session:
+        with self.store.write() as session:  # not the requests' turn: background work waits alone
             for row, sub in session.exec(query).all():
                 row.lease_until = lease
                 claimed.append(
@@ -213,9 +213,17 @@ class MailQueue:
             )
             if not claimed:
                 return report
-            # rendering an email (MJML, CSS inlining) takes tens of milliseconds of CPU:
-            # in a thread, so the web worker's event loop keeps answering meanwhile
-            wanted, unwanted = await asyncio.to_thread(self._messages, claimed)
+            # built on the event loop one at a time, letting requests in between: a thread
+            # would hold the GIL for its CPU-bound work and slow every request far more
+            wanted: list[tuple[_Claimed, EmailMessage]] = []
+            unwanted: list[_Claimed] = []
+            for item in claimed:
+                message = self._message(item)
+                if message is None:
+                    unwanted.append(item)
+                else:
+                    wanted.append((item, message))
+                await asyncio.sleep(0)
             if unwanted:
                 await asyncio.to_thread(self._record, [], [], unwanted)
                 report.dropped += len(unwanted)
@@ -227,19 +235,6 @@ class MailQueue:
                 self._report(report, chunk, problems, outcomes)
             if len(claimed) < batch:
                 return report
-
-    def _messages(
-        self, claimed: list[_Claimed]
-    ) -> tuple[list[tuple[_Claimed, EmailMessage]], list[_Claimed]]:
-        wanted: list[tuple[_Claimed, EmailMessage]] = []
-        unwanted: list[_Claimed] = []
-        for item in claimed:
-            message = self._message(item)
-            if message is None:
-                unwanted.append(item)
-            else:
-                wanted.append((item, message))
-        return wanted, unwanted
 
     def _report(
         self,
@@ -264,7 +259,7 @@ class MailQueue:
         problems: list[str | None],
         unwanted: list[_Claimed],
     ) -> list[str]:
-        with self.subscribers.write() as session:
+        with self.store.write() as session:  # not the requests' turn: background work waits alone
             for item in unwanted:
                 self._drop(session, item)
             return [

@@ -47,6 +47,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger(__name__)
+QUEUE_GATHER_SECONDS = 0.5  # how long a woken mail-queue task waits for more to send
 SPOOL_APPLY_SECONDS = 2.0  # how often spooled unsubscribes are looked for
 RETRY_AFTER_SECONDS = 30  # told to clients when the database cannot take a request
 
@@ -100,6 +101,9 @@ async def _send_queue_forever(queue: MailQueue, wake: asyncio.Event, poll: float
             log.exception("mail queue: not sent this time; trying again in %g s", poll)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), poll)
+            # woken by a signup: let the ones arriving with it join the same batch
+            # (one claim, one relay connection, a few writes instead of a few per email)
+            await asyncio.sleep(QUEUE_GATHER_SECONDS)
 
 
 def _lifespan(poll: float) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
