@@ -152,8 +152,7 @@ def test_a_rerun_tells_about_papers_fetched_since(
     assert result.exit_code == 0
     new_id = late["Deep learning MRI radiology foundation model"]
     assert (
-        f"1 newer candidate(s) are not in issue.json ({new_id}); add one with --pin ID"
-        in result.stderr
+        f"1 newer candidate is not in issue.json ({new_id}); add one with --pin ID" in result.stderr
     )
     assert run_cli("compose", "--week", WEEK, "--pin", str(new_id)).exit_code == 0
     issue = json.loads((project / "outbox" / WEEK / "issue.json").read_text())

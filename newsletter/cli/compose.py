@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.cli.base import err, out, state
+from newsletter.cli.base import err, out, plural, state
 
 if TYPE_CHECKING:  # the selector and renderer load when a command runs, not for --help
     from newsletter.issue.compose import ComposeResult
@@ -117,11 +117,12 @@ def register(app: typer.Typer) -> None:
         if not result.reselected and result.not_in_issue:
             ids = " ".join(str(i) for i in result.not_in_issue)
             kept += (
-                f"\n{len(result.not_in_issue)} newer candidate(s) are not in issue.json ({ids}); "
+                f"\n{plural(len(result.not_in_issue), 'newer candidate')} "
+                f"{'is' if len(result.not_in_issue) == 1 else 'are'} not in issue.json ({ids}); "
                 "add one with --pin ID, or start over with --reselect."
             )
         err().print(
-            f"Issue #{result.issue.number}: {result.rendered.message.paper_count} papers, "
+            f"Issue #{result.issue.number}: {plural(result.rendered.message.paper_count, 'paper')}, "
             f"email.html {size:.1f} KB{kept}\n"
             f"Subject: {result.rendered.message.subject}\n"
             f"Review {result.folder.email_html}, edit {result.folder.selection}, then "

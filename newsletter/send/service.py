@@ -15,7 +15,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import make_msgid
@@ -29,6 +29,7 @@ from newsletter.core.errors import SendError
 from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus, table
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.issue.linkcheck import is_local_host, local_links
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
 from newsletter.send.deliver import RelayConnection, SmtpFactory
@@ -146,19 +147,30 @@ def _is_local(host: str) -> bool:
         return False
 
 
-def check_public_links(settings: Settings) -> None:
-    """Refuse to mail real readers links that point at this machine.
+def check_public_links(settings: Settings, links: Sequence[str] = ()) -> None:
+    """Refuse to mail real readers links that point at this machine or a private network.
 
     With the relay on this machine (``slice dev-smtp``, the demo) a local
     ``web.base_url`` is fine; through a real relay every unsubscribe link would
-    lead nowhere, which breaks the one-click promise and bulk-mail law.
+    lead nowhere, which breaks the one-click promise and bulk-mail law. ``links``
+    are those of the message as it would be sent (`IssueMessage.links`): a link
+    an editor pasted into issue.json is checked too.
     """
-    link_host = urlsplit(settings.web.base_url).hostname or ""
-    if _is_local(link_host) and not _is_local(settings.smtp.host):
+    if _is_local(settings.smtp.host):
+        return
+    base = urlsplit(settings.web.base_url)
+    if is_local_host(base.hostname or "") or base.scheme != "https":
         raise SendError(
             f"web.base_url is {settings.web.base_url}, so the unsubscribe and browser links "
-            f"would point at the reader's own machine; set SLICE_BASE_URL to the public URL "
-            f"of `slice serve` before sending through {_relay_name(settings)}."
+            f"would not reach readers (they need a public https:// address); set SLICE_BASE_URL "
+            f"to the public URL of `slice serve` before sending through {_relay_name(settings)}."
+        )
+    bad = local_links(list(links))
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise SendError(
+            f"the issue links to {bad[0]}{more}, a loopback or private address readers cannot "
+            "reach; fix the link in issue.json and run `slice compose` again."
         )
 
 
@@ -180,6 +192,7 @@ async def send_issue(
     clock = clock or SystemClock()
     options = options or SendOptions.from_settings(settings)
     folder, message, signed = _load(settings, issue_id)
+    check_public_links(settings, message.links)
     ledger = Ledger(store, issue_id)
     report = SendReport(issue_id=issue_id, signed=signed)
     with _send_lock(folder):
@@ -275,7 +288,7 @@ async def send_proof(
     """Send one proof copy to ``address``; the ledger is untouched. Returns the relay's answer."""
     clock = clock or SystemClock()
     to = parse_address(address, "--to address")
-    _folder, message, _signed = _load(settings, issue_id)
+    message = issue_message(settings, IssueFolder.of(settings.outbox_dir, issue_id), proof=True)
     reader = Reader(uid="proof", email=to.addr_spec, name=to.display_name)
     data = message.render(reader, now=clock.now(), message_id=make_msgid(domain=message.domain))
     connection = RelayConnection(

@@ -20,7 +20,13 @@ from sqlmodel import Session, col, select
 from newsletter.core.errors import IssueNotFoundError
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.core.settings import Settings
-from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
+from newsletter.issue.outbox import (
+    FIRST_NAME,
+    UNSUBSCRIBE_URL,
+    IssueFolder,
+    RenderedIssue,
+    resolve_links,
+)
 from newsletter.papers.links import paper_link
 from newsletter.papers.search import (
     PER_PAGE_CHOICES,
@@ -176,6 +182,7 @@ def issue_page(request: Request, issue_id: str) -> HTMLResponse:
         return _render(request, "web/issue_missing.html", 404, issue_id=issue.id, reason="files")
     # The web copy has no placeholders; should one slip in, it gets no reader's value.
     html = html.replace(UNSUBSCRIBE_URL, f"{settings.web.base_url}/").replace(FIRST_NAME, "there")
+    html = resolve_links(html, settings.web.base_url)  # the outbox holds no absolute site URL
     return HTMLResponse(html, headers={"X-Content-Type-Options": "nosniff"})
 
 
