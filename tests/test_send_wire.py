@@ -11,7 +11,7 @@ import asyncio
 
 import aiosmtplib
 
-from newsletter.send.deliver import _data_as_is
+from newsletter.send.deliver import RelayConnection, _data_as_is
 from newsletter.send.message import dot_stuff
 from tests.support.smtpd import RecordingSMTPServer
 
@@ -48,3 +48,25 @@ def test_fast_path_and_fallback_deliver_the_same_bytes(smtp_server: RecordingSMT
     assert fast == slow
     assert b"\r\n.a line that starts with a dot\r\n..two dots\r\n" in fast
     assert b"\r\n.\r\nend\r\n" in fast
+
+
+def test_the_installed_aiosmtplib_takes_the_fast_path(smtp_server: RecordingSMTPServer) -> None:
+    """With the aiosmtplib that pyproject pins, a send writes DATA itself (no fallback)."""
+
+    async def go() -> int:
+        connection = RelayConnection(
+            lambda: aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_server.port, start_tls=False),
+            where="test relay",
+        )
+        try:
+            answer = await connection.send(
+                "a@example.org", "b@example.org", dot_stuff(MESSAGE), wire=True
+            )
+        finally:
+            await connection.close()
+        assert answer.kind == "sent"
+        return connection.fast_data
+
+    assert asyncio.run(go()) == 1
+    smtp_server.wait_for(1)
+    assert smtp_server.messages[0].data.endswith(b"\r\n.\r\nend\r\n")

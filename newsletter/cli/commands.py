@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from newsletter.cli import compose, demo, issues, papers
+from newsletter.cli import inbound as inbound_commands
 from newsletter.cli import send as send_commands
 from newsletter.cli import subscribers as subscriber_commands
 
@@ -16,4 +17,5 @@ def register(app: typer.Typer) -> None:
     issues.register(app)
     subscriber_commands.register(app)
     send_commands.register(app)
+    inbound_commands.register(app)
     demo.register(app)

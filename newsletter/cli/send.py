@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import threading
-from collections.abc import Iterator
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -28,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from newsletter.cli.base import err, out, plural, state
+from newsletter.cli.stopping import run_stoppable, term_as_interrupt
 from newsletter.core.errors import RelayRefusedError, SendError
 
 if TYPE_CHECKING:  # the sender and its database load when a command runs, not for --help
@@ -39,20 +37,6 @@ if TYPE_CHECKING:  # the sender and its database load when a command runs, not f
     from newsletter.send.service import IssueStatusReport
 
 IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a folder in outbox/).")]
-
-
-@contextlib.contextmanager
-def _term_as_interrupt() -> Iterator[None]:
-    """SIGTERM (`kill`, `systemctl stop`) stops as Ctrl-C does: cleanly, nothing lost."""
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        signal.raise_signal(signal.SIGINT)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class _Rate(ProgressColumn):
@@ -213,9 +197,9 @@ def _send(
     from newsletter.send.service import SendOptions, send_issue
 
     options = SendOptions.from_settings(settings)
-    with ProgressEvents(stderr) as events, _term_as_interrupt():
+    with ProgressEvents(stderr) as events:
         try:
-            report = asyncio.run(
+            report = run_stoppable(
                 send_issue(
                     settings,
                     store,
@@ -313,7 +297,7 @@ def dev_smtp(
         ) from None
     console.print(f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops.")
     try:
-        with _term_as_interrupt():
+        with term_as_interrupt():
             threading.Event().wait()
     except KeyboardInterrupt:
         console.print("Stopped.")
@@ -331,12 +315,17 @@ def bounces_import(
         Path, typer.Argument(help="An mbox file, a maildir, a .eml file or a folder of them.")
     ],
 ) -> None:
-    """Read bounce (DSN) and complaint (ARF) reports; suppress the addresses they name."""
+    """Read bounces (DSN), complaints (ARF) and emailed unsubscribes; act on the signed ones."""
     app_state = state(ctx)
     settings = app_state.settings()
     from newsletter.readers.bounces import import_bounces
 
-    report = import_bounces(app_state.store(), path, secret_key=settings.secrets.secret_key or None)
+    report = import_bounces(
+        app_state.store(),
+        path,
+        secret_key=settings.require_secret_key(),
+        soft_bounce_limit=settings.inbound.soft_bounce_limit,
+    )
     console = out()
     for line in report.lines():
         console.print(line, highlight=False)

@@ -18,32 +18,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    delete,
-    insert,
-    select,
-)
+from sqlalchemy import delete, insert, select
 from sqlmodel import Session
 
-from newsletter.core.models import Paper, utcnow
+from newsletter.core.models import Paper, issue_choices, utcnow
 from newsletter.issue.scoring import paper_tokens
-
-metadata = MetaData()
-
-issue_choices = Table(
-    "issue_choices",
-    metadata,
-    Column("issue_id", String, primary_key=True),
-    Column("paper_id", Integer, primary_key=True),
-    Column("choice", String, nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-)  # created by migration m020_issue_choices (with its foreign keys)
 
 CHOICES = ("pinned", "excluded", "kept", "passed")
 # How much each kind of choice counts when training (pins and removals are what the editor did).

@@ -19,10 +19,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.core.errors import ComposeError, IssueNotFoundError, SendError
-from newsletter.core.models import Delivery, DeliveryStatus, Issue, IssueStatus, table
+from newsletter.core.models import (
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    issue_choices,
+    table,
+)
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
-from newsletter.issue.choices import issue_choices
 from newsletter.issue.outbox import IssueFolder
 
 I = table(Issue)  # noqa: E741

@@ -1,6 +1,6 @@
 """The delivery ledger: one row per (issue, reader), and every change to it committed at once.
 
-States (DESIGN.md): ``pending`` → ``sending`` → ``sent`` | ``deferred`` | ``failed``,
+States: ``pending`` → ``sending`` → ``sent`` | ``deferred`` | ``failed``,
 and ``skipped`` for a reader who left (or was suppressed) before their turn.
 
 - `Ledger.start` freezes the audience: one ``pending`` row per confirmed

@@ -122,6 +122,11 @@ class _GroupCommit:
         self._wake.set()
         await future
 
+    def take(self) -> list[Outcome]:
+        """Outcomes handed in and not yet picked up for a commit (their callers stop waiting)."""
+        batch, self._items = self._items, []
+        return [outcome for outcome, _ in batch]
+
     async def run(self) -> None:
         while True:
             await self._wake.wait()
@@ -238,7 +243,12 @@ class Sender:
             await asyncio.gather(*workers, return_exceptions=True)
             waiting = [row for row in _drain(queue) if row is not None]
             untried = [self._untried(row, "the send was interrupted") for row in waiting]
-            await asyncio.shield(self._db(self.ledger.record, untried, now=self.clock.now()))
+            # outcomes the relay already gave (a 250 among them) are written before leaving,
+            # or those readers would get the issue again on the next run
+            known = committer.take()
+            await asyncio.shield(
+                self._db(self.ledger.record, known + untried, now=self.clock.now())
+            )
             raise
         finally:
             commit_task.cancel()
@@ -354,7 +364,7 @@ class Sender:
         await self.limiter.acquire()
         data = await self.message.render_wire(row.reader, now=self.clock.now())
         answer = await connection.send(
-            self.message.envelope_from, row.reader.email, data, wire=True
+            self.message.envelope_sender(row.delivery_id), row.reader.email, data, wire=True
         )
         if answer.kind == "relay" or (answer.kind == "soft" and answer.code is None):
             self._relay_failures += 1

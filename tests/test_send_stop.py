@@ -1,0 +1,134 @@
+"""SIGTERM stops `slice send`, `slice dev-smtp` and `slice serve`, even with SIGINT ignored.
+
+A shell script's background job, or a systemd unit, runs with SIGINT ignored and
+is stopped with SIGTERM. These tests start the real commands that way, as
+subprocesses, and stop them with SIGTERM. For the send, every message the relay
+has answered by then is in the ledger as sent: only the messages still on the
+wire stay 'sending' (and go again, with the same Message-ID, on the next run).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqlmodel import select
+
+from newsletter.core.config import load_settings
+from newsletter.core.models import Delivery, Subscriber
+from newsletter.core.store import Store
+from tests.send_support import ISSUE, add_readers, parse, write_issue
+from tests.support.smtpd import RecordingSMTPServer
+
+CONCURRENCY = 3
+
+
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def slice_proc(project: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`slice ARGS` in a process of its own that ignores SIGINT, as a background job does."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SLICE_")}
+    config = str(project / "slice.toml")
+    return subprocess.Popen(
+        [sys.executable, "-c", "from newsletter.cli import app; app()", "--config", config, *args],
+        env={**clean, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_sigint,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, db_url: str
+) -> None:
+    env = {**smtp_environ, "SLICE_DATABASE_URL": db_url}
+    settings = load_settings(config=project / "slice.toml", environ=env)
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store, papers=1)
+        addresses = add_readers(store, 60)
+    send_args = ["send", ISSUE, "--rate", "0", "--concurrency", str(CONCURRENCY)]
+    proc = slice_proc(project, env, *send_args)
+    deadline = time.monotonic() + 60
+    while len(smtp_server.messages) < 12 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.002)
+    # the relay now stalls every next message at RCPT: each connection has had its last
+    # message answered (250) a moment ago and holds one more on the wire when SIGTERM lands
+    smtp_server.rcpt_delay = 30.0
+    time.sleep(1.0)
+    received = {m.rcpt_tos[0] for m in smtp_server.messages}
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Interrupted: " in err and f"Run `slice send {ISSUE}` again to continue." in err
+    assert "Traceback" not in err
+
+    with Store.open(settings.database_url) as store, store.read() as session:
+        rows = session.exec(select(Delivery, Subscriber).join(Subscriber)).all()
+    state = {s.email: d.status for d, s in rows}
+    # every message the relay answered is recorded as sent; nothing else is
+    assert {a for a, st in state.items() if st == "sent"} == received
+    # only the messages stalled at RCPT are still 'sending'; the rest went back to pending
+    counts = Counter(state.values())
+    assert counts["sending"] <= CONCURRENCY
+    assert counts["sent"] + counts["sending"] + counts["pending"] == len(addresses)
+
+    smtp_server.rcpt_delay = 0.0
+    final = slice_proc(project, env, *send_args)
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    assert "Issue finished." in out
+    copies = Counter(m.rcpt_tos[0] for m in smtp_server.messages)
+    assert set(copies) == set(addresses)
+    assert max(copies.values()) == 1  # nobody the relay had answered got it twice
+    ids = {m.rcpt_tos[0]: str(parse(m.data)["Message-ID"]) for m in smtp_server.messages}
+    assert len(set(ids.values())) == len(addresses)
+
+
+def test_sigterm_stops_dev_smtp_with_sigint_ignored(project: Path, environ: dict[str, str]) -> None:
+    port = free_port()
+    proc = slice_proc(project, environ, "dev-smtp", "--port", str(port))
+    wait_listening(port, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "Stopped." in out
+    assert "Traceback" not in err
+
+
+def test_sigterm_stops_serve_with_sigint_ignored(project: Path, environ: dict[str, str]) -> None:
+    port = free_port()
+    proc = slice_proc(project, environ, "serve", "--host", "127.0.0.1", "--port", str(port))
+    wait_listening(port, proc)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=15)
+    # uvicorn shuts down, then ends the process with the signal it was given
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err
