@@ -92,9 +92,12 @@ def register(app: typer.Typer) -> None:
         app_state = state(ctx)
         settings = app_state.settings()
         now = datetime.now(UTC)
+        from newsletter.core.timezone import local_today
         from newsletter.issue.compose import compose_issue, window_from_options
 
-        window = window_from_options(week=week, since=since, until=until, today=now.date())
+        # the editor's week: Monday 06:00 in Tokyo is still Sunday in UTC
+        today = local_today(now, settings.newsletter.tz)
+        window = window_from_options(week=week, since=since, until=until, today=today)
         result = compose_issue(
             settings,
             app_state.store(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -138,12 +138,13 @@ def fetch(
     """
     app = state(ctx)
     settings = app.settings()
+    from newsletter.core.timezone import local_today
     from newsletter.papers.fetch import fetch_window, run_fetch, select_sources
 
     window = fetch_window(
         since=_date(since, "--since"),
         until=_date(until, "--until"),
-        today=date.today(),
+        today=local_today(datetime.now(UTC), settings.newsletter.tz),
         lookback_days=settings.fetch.lookback_days,
     )
     select_sources(settings, source or ())  # a bad option stops here, before any request

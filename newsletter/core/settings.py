@@ -7,7 +7,7 @@ what each setting is.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,8 +54,29 @@ class NewsletterSettings(Section):
         description="The sender's postal address, printed in every email's footer (bulk-mail law asks for it).",
     )
     editor_address: str = Field(
-        "", description="Where `slice send --to` proofs go when no address is given."
+        "", description="Where `slice send --proof` proofs go when no --to address is given."
     )
+    timezone: str = Field(
+        "",
+        description="The editor's time zone (IANA name, e.g. Asia/Tokyo; env SLICE_TIMEZONE); "
+        "empty: the machine's. The week compose picks, the days fetch asks for and the dates "
+        "readers see are in it; stored timestamps stay UTC.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from newsletter.core.timezone import zone
+
+        zone(value)  # a ValueError names the zone
+        return value.strip()
+
+    @property
+    def tz(self) -> tzinfo:
+        """The editor's zone (`newsletter.core.timezone.zone`)."""
+        from newsletter.core.timezone import zone
+
+        return zone(self.timezone)
 
 
 class PathSettings(Section):

@@ -14,6 +14,7 @@ partial (``web/_signup.html``) works on any page that includes it:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -104,6 +105,13 @@ def create_app(
     )
     app.state.signup_limiter = signup.SignupLimiter(settings.web.signups_per_ip_per_hour, clock)
     templates.globals["newsletter"] = settings.newsletter
+    # a stored (UTC) moment as the editor's local date, for the dates readers see
+    zone = settings.newsletter.tz
+
+    def local(moment: datetime) -> datetime:
+        return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(zone)
+
+    templates.filters["local"] = local
     templates.globals["signup_form"] = lambda: signup.SignupForm.fresh(subscribers)
 
     @app.get("/healthz", response_class=PlainTextResponse)
