@@ -9,4 +9,5 @@
 - `render`, `cards`, `htmlmail`, `templating`: issue.json + papers -> MJML -> email HTML,
   web copy and plain text
 - `outbox`: `IssueFolder` and `RenderedIssue`, the contract between compose and send
+- `lifecycle`: an issue's life: draft -> sending -> sent, or a draft discarded
 """
