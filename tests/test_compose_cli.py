@@ -164,7 +164,7 @@ def test_a_message_near_gmails_clipping_size_is_a_warning(
 ) -> None:
     toml = project / "slice.toml"
     toml.write_text(toml.read_text().replace("max_papers = 6", "max_papers = 60\nabstract_chars = 20000").replace(
-        "per_source_cap = 3", "per_source_cap = 60"))  # fmt: skip
+        "per_source_cap = 3", "per_source_cap = 60").replace("[profile]", "[profile]\nmin_score = 0"))  # fmt: skip
     with Store.open(load_settings(config=toml, environ=environ).database_url) as store:
         add_papers(store, [{"title": f"Deep learning CT study {i}", "authors": ["A B"], "abstract": "Deep learning CT. " * 150,
                             "source": "pubmed", "kind": "paper", "published": date(2026, 5, 27)} for i in range(40)])  # fmt: skip

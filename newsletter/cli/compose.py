@@ -110,6 +110,7 @@ def register(app: typer.Typer) -> None:
         )
         if explain:
             out().print(explain_table(result))
+            out().print(result.selection.floor_summary())
             if result.model_terms:
                 learned = ", ".join(f"{w} {c:+.2f}" for w, c in result.model_terms)
                 out().print(

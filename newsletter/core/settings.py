@@ -125,6 +125,11 @@ class WebSettings(Section):
         ge=0,
         description="Confirmation emails one IP address can cause through the form per hour; 0 for no limit.",
     )
+    archive_on_topic_only: bool = Field(
+        True,
+        description="The public archive lists only papers that clear the relevance floor "
+        "([profile] min_score and required); the editor sees every paper with `slice papers`.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -201,6 +206,18 @@ class InboundSettings(Section):
 
 class ComposeSettings(Section):
     max_papers: int = Field(10, ge=1, description="Papers in an issue.")
+    dated_sources: list[str] = Field(
+        default_factory=lambda: ["arxiv", "pubmed", "medrxiv", "biorxiv"],
+        description="Sources whose publication dates are reliable: their papers are candidates "
+        "in the week they were published. Papers of other sources count from when they were "
+        "first seen.",
+    )
+    late_days: int = Field(
+        28,
+        ge=0,
+        description="A paper first seen in the window (from a source not in dated_sources) is a "
+        "candidate only if it was published at most this many days before the window.",
+    )
     per_source_cap: int = Field(6, ge=1, description="At most this many papers from one source.")
     featured: int = Field(2, ge=0, description="How many top papers render as featured stories.")
     abstract_chars: int = Field(
@@ -230,6 +247,17 @@ class ProfileSettings(Section):
         3.0,
         ge=0,
         description="Most points the editor's past choices can add to or take from a paper.",
+    )
+    min_score: float = Field(
+        1.0,
+        ge=0,
+        description="The relevance floor: the profile score (the terms' points, IDF from the "
+        "whole store) a paper needs to be a candidate; a thin week gives a short issue.",
+    )
+    required: list[str] = Field(
+        default_factory=list,
+        description="The floor's topic: a paper must contain at least one of these terms "
+        '(e.g. ["radiolog*", "CT", "MRI"]); empty: any profile term will do.',
     )
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from functools import lru_cache
+from typing import Protocol
 
-from newsletter.core.models import Paper
 from newsletter.papers.text import plain_text
 
 _TOKEN = re.compile(r"[0-9a-z]+(?:[-'][0-9a-z]+)*")
@@ -33,7 +35,24 @@ def tokens(text: str) -> list[str]:
     return out
 
 
-def paper_tokens(paper: Paper) -> list[str]:
+class PaperText(Protocol):
+    """What scoring and selection read of a paper: a stored `Paper` or a plain row of it."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def abstract(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def published(self) -> date: ...
+    @property
+    def published_version_id(self) -> int | None: ...
+
+
+def paper_tokens(paper: PaperText) -> list[str]:
     """The words the scorer reads: the title twice, then the abstract."""
     title = tokens(plain_text(paper.title))
     return title + title + tokens(plain_text(paper.abstract))
@@ -123,7 +142,7 @@ class ScorePart:
 class Scored:
     """A candidate with its score and how it got it."""
 
-    paper: Paper
+    paper: PaperText
     score: float = 0.0
     parts: list[ScorePart] = field(default_factory=list)
     status: str = "candidate"  # selected, pinned, excluded, capped, unmatched, below
@@ -137,41 +156,101 @@ class Scored:
 
 @dataclass(frozen=True)
 class Profile:
-    """The relevance profile, parsed."""
+    """The relevance profile, parsed: weighted terms, exclusions and the floor."""
 
     terms: tuple[Term, ...]
     exclude: tuple[Term, ...]
     recency_weight: float = 0.1
+    required: tuple[Term, ...] = ()
+    min_score: float = 0.0
 
     @classmethod
     def from_settings(
-        cls, terms: Mapping[str, float], exclude: Iterable[str], recency_weight: float
+        cls,
+        terms: Mapping[str, float],
+        exclude: Iterable[str],
+        recency_weight: float,
+        *,
+        required: Iterable[str] = (),
+        min_score: float = 0.0,
     ) -> Profile:
         return cls(
             tuple(Term.parse(t, w) for t, w in terms.items() if tokens(t)),
             tuple(Term.parse(t, 1.0) for t in exclude if tokens(t)),
             recency_weight,
+            tuple(Term.parse(t, 1.0) for t in required if tokens(t)),
+            min_score,
         )
+
+    @property
+    def key(self) -> str:
+        """Names what the stored relevance depends on: a changed profile scores again."""
+        parts = [f"{t.text}={t.weight}" for t in self.terms]
+        parts += [f"-{t.text}" for t in self.exclude] + [f"+{t.text}" for t in self.required]
+        parts.append(f">={self.min_score}")
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+    def off_topic(self, title: Doc, abstract: Doc, points: float) -> str:
+        """Why a paper does not clear the floor, or "" when it does."""
+        if self.required and not any(
+            t.count_in(title) or t.count_in(abstract) for t in self.required
+        ):
+            shown = ", ".join(f'"{t.text}"' for t in self.required[:4])
+            more = ", ..." if len(self.required) > 4 else ""
+            return f"off-topic: none of the required terms ({shown}{more})"
+        if points < self.min_score:
+            return f"below the floor: profile score {points:.2f} < min_score {self.min_score:g}"
+        return ""
+
+
+@dataclass
+class CorpusStats:
+    """The store's document count, total length and each term's document frequency.
+
+    BM25's IDF comes from these (the whole store), not from one week's candidates,
+    so a term common this week still counts as rare if it is rare overall.
+    """
+
+    docs: int = 0
+    length: int = 0
+    df: dict[str, int] = field(default_factory=dict)
+
+    def add(self, length: int, hit_terms: Iterable[str]) -> None:
+        self.docs += 1
+        self.length += length
+        for text in hit_terms:
+            self.df[text] = self.df.get(text, 0) + 1
 
 
 def bm25_scores(
     profile: Profile,
     docs: Mapping[int, tuple[list[str], list[str]]],
     indexed: Mapping[int, tuple[Doc, Doc]] | None = None,
+    *,
+    stats: CorpusStats | None = None,
 ) -> dict[int, list[ScorePart]]:
     """Per document (title words, abstract words), the points each matching term earns.
 
     BM25 with the title counted twice; each term's points are multiplied by its weight.
+    The IDF and the average length come from ``stats`` (the whole store) when given,
+    else from ``docs`` themselves.
     """
-    n_docs = max(len(docs), 1)
     lengths = {pid: 2 * len(t) + len(a) for pid, (t, a) in docs.items()}
-    avg_len = sum(lengths.values()) / n_docs or 1.0
+    if stats is not None and stats.docs:
+        n_docs = stats.docs
+        avg_len = stats.length / stats.docs or 1.0
+    else:
+        n_docs = max(len(docs), 1)
+        avg_len = sum(lengths.values()) / n_docs or 1.0
     out: dict[int, list[ScorePart]] = {pid: [] for pid in docs}
     if indexed is None:
         indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
     for term in profile.terms:
         hits = {pid: (term.count_in(t), term.count_in(a)) for pid, (t, a) in indexed.items()}
-        df = sum(1 for t, a in hits.values() if t or a)
+        if stats is not None and stats.docs:
+            df = min(stats.df.get(term.text, 0), n_docs)
+        else:
+            df = sum(1 for t, a in hits.values() if t or a)
         idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
         for pid, (in_title, in_abstract) in hits.items():
             tf = 2 * in_title + in_abstract

@@ -19,7 +19,7 @@ from datetime import date
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, bindparam, column, func, literal_column, select, table
+from sqlalchemy import Select, bindparam, column, func, literal_column, or_, select, table
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
@@ -315,7 +315,7 @@ def _order(params: SearchParams, rank: ColumnElement[Any] | None) -> tuple[Any, 
 
 
 def _index_plan(
-    params: SearchParams, parsed: ParsedQuery, dialect: str
+    params: SearchParams, parsed: ParsedQuery, dialect: str, on_topic_only: bool = False
 ) -> tuple[Select[Any], Select[Any], tuple[Any, ...]]:
     """(ids of the matches, their count, their order) for a search with words.
 
@@ -338,8 +338,10 @@ def _index_plan(
         tsquery = pg_tsquery(parsed)
         match = _PG_SEARCH.c.document.op("@@")(tsquery)
         rank = -func.ts_rank_cd(_PG_SEARCH.c.document, tsquery)
-    joined = _filtered(select(col(Paper.id)).join(index, index_id == Paper.id).where(match), params)
-    if params.source or params.kind or params.since or params.until:
+    joined = _filtered(
+        select(col(Paper.id)).join(index, index_id == Paper.id).where(match), params, on_topic_only
+    )
+    if params.source or params.kind or params.since or params.until or on_topic_only:
         count = select(func.count()).select_from(joined.subquery())
         return joined, count, _order(params, rank)
     count = select(func.count()).select_from(index).where(match)
@@ -348,7 +350,10 @@ def _index_plan(
     return joined, count, _order(params, rank)
 
 
-def _filtered(stmt: Select[Any], params: SearchParams) -> Select[Any]:
+def _filtered(stmt: Select[Any], params: SearchParams, on_topic_only: bool = False) -> Select[Any]:
+    if on_topic_only:
+        # papers scored off-topic stay out of the public archive (not yet scored: shown)
+        stmt = stmt.where(or_(col(Paper.on_topic).is_(None), col(Paper.on_topic).is_(True)))
     if params.source:
         stmt = stmt.where(col(Paper.source) == params.source)
     if params.kind:
@@ -360,8 +365,14 @@ def _filtered(stmt: Select[Any], params: SearchParams) -> Select[Any]:
     return stmt
 
 
-def search_papers(session: Session, params: SearchParams) -> SearchPage:
-    """One page of the papers that match ``params``, in the order asked for."""
+def search_papers(
+    session: Session, params: SearchParams, *, on_topic_only: bool = False
+) -> SearchPage:
+    """One page of the papers that match ``params``, in the order asked for.
+
+    ``on_topic_only`` leaves out the papers scored below the relevance floor (the
+    public archive; `newsletter.issue.relevance` scores them).
+    """
     parsed, notes = parse_query(params.q)
     if params.q and parsed.empty:
         if not notes:
@@ -369,11 +380,11 @@ def search_papers(session: Session, params: SearchParams) -> SearchPage:
         return SearchPage(params=params, papers=[], total=0, notes=notes)
     dialect = session.get_bind().dialect.name
     if parsed.empty:
-        ids = _filtered(select(col(Paper.id)), params)
+        ids = _filtered(select(col(Paper.id)), params, on_topic_only)
         count = select(func.count()).select_from(ids.subquery())
         order = _order(params, None)
     else:
-        ids, count, order = _index_plan(params, parsed, dialect)
+        ids, count, order = _index_plan(params, parsed, dialect, on_topic_only)
 
     total = int(session.scalar(count) or 0)
     if (

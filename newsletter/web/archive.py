@@ -118,7 +118,10 @@ def papers(request: Request) -> Response:
         # a submitted form sends every field, empty or not: point at the short URL to share
         return RedirectResponse(request.url.path + canonical.rstrip("?"), status_code=303)
     with _session(request) as session:
-        page: SearchPage = search_papers(session, params)
+        settings: Settings = request.app.state.settings
+        page: SearchPage = search_papers(
+            session, params, on_topic_only=settings.web.archive_on_topic_only
+        )
         sources = known_sources(session)
         any_papers = bool(page.total) or session.scalar(select(Paper.id).limit(1)) is not None
     if params.source and params.source not in sources:
