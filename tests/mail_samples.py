@@ -32,12 +32,12 @@ KINDS = ("issue", "proof", "confirmation", "welcome")
 
 
 def sample_settings(
-    project: Path, environ: dict[str, str], server: RecordingSMTPServer
+    project: Path, environ: dict[str, str], server: RecordingSMTPServer, *, extra_toml: str = ""
 ) -> Settings:
+    """The golden issue's project (https links), sending through ``server``."""
     init_project(project, name="Samples")
-    (project / "slice.toml").write_text(
-        PROFILE + '\n[inbound]\nbounce_address = "bounces@example.org"\n', encoding="utf-8"
-    )
+    toml = PROFILE.replace("[newsletter]\n", "[newsletter]\n" + extra_toml + "\n", 1)
+    (project / "slice.toml").write_text(toml, encoding="utf-8")
     env = {**environ, "SLICE_SMTP_HOST": "127.0.0.1", "SLICE_SMTP_PORT": str(server.port)}
     return load_settings(config=project / "slice.toml", environ=env)
 

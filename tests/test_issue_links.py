@@ -98,7 +98,7 @@ def test_a_send_to_real_readers_refuses_local_and_private_links(
     assert result.stderr.startswith("Error: the issue links to http://10.1.2.3/d")
     assert result.stderr.count("\n") == 1
     plain_http = run_cli("send", WEEK, env={**real, "SLICE_BASE_URL": "http://news.example.org"})
-    assert plain_http.exit_code == 1 and "public https:// address" in plain_http.stderr
+    assert plain_http.exit_code == 1 and "must be https (RFC 8058)" in plain_http.stderr
     # through this machine's relay (dev-smtp, the demo) the same issue is fine
     settings = load_settings(config=project / "slice.toml", environ=smtp_environ)
     message = issue_message(settings, IssueFolder.of(settings.outbox_dir, WEEK))

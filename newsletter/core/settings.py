@@ -7,6 +7,7 @@ what each setting is.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +57,20 @@ class NewsletterSettings(Section):
     editor_address: str = Field(
         "", description="Where `slice send --proof` proofs go when no --to address is given."
     )
+    feedback_id: str = Field(
+        "",
+        description="Sender id for a Feedback-ID header (Gmail's feedback loop groups "
+        "complaints by it), e.g. 'weekly-example'; empty sends none. Emails carry "
+        "'<issue id>:issue:<this>', 'signup:confirmation:<this>' or 'signup:welcome:<this>'.",
+    )
+
+    @field_validator("feedback_id")
+    @classmethod
+    def _feedback_id(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+            raise ValueError("use letters, digits, '.', '_' or '-' only (at most 64)")
+        return value
+
     timezone: str = Field(
         "",
         description="The editor's time zone (IANA name, e.g. Asia/Tokyo; env SLICE_TIMEZONE); "
@@ -202,6 +217,17 @@ class InboundSettings(Section):
     max_message_bytes: int = Field(
         10_000_000, ge=1000, description="Larger inbound messages are refused (552)."
     )
+    imap_host: str = Field(
+        "", description="IMAP server of a hosted bounce mailbox (`slice inbound --imap`)."
+    )
+    imap_port: int = Field(993, ge=1, le=65535, description="IMAP port (993 for TLS).")
+    imap_user: str = Field(
+        "", description="IMAP login; the password comes from SLICE_IMAP_PASSWORD."
+    )
+    imap_tls: Literal["tls", "starttls", "none"] = Field(
+        "tls", description="tls, starttls or none (none only for a server on this machine)."
+    )
+    imap_folder: str = Field("INBOX", description="The mailbox folder to drain.")
 
 
 class ComposeSettings(Section):
@@ -298,6 +324,9 @@ class Secrets(BaseModel):
     smtp_password: str = Field("", description="The SMTP relay's password.")
     dkim_key_path: str = Field("", description="Path of the PEM private key that signs with DKIM.")
     pubmed_api_key: str = Field("", description="NCBI E-utilities key: 10 requests/s instead of 3.")
+    imap_password: str = Field(
+        "", description="Password of the bounce mailbox `slice inbound --imap` drains."
+    )
 
     def __repr__(self) -> str:  # never print a secret by accident
         shown = {k: ("***" if v else "") for k, v in self.model_dump().items()}

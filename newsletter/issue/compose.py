@@ -9,6 +9,7 @@ template leaves the previous render as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -212,25 +213,31 @@ def _choices_of(issue: IssueFile, selection: Selection) -> dict[int, str]:
 
 
 def _write_atomically(files: dict[Path, str]) -> None:
-    """Write every file under a temporary name first, then rename them all into place."""
+    """Write every file under a temporary name first, then rename them all into place.
+
+    A full or read-only outbox is one ComposeError, and no temporary file is left.
+    """
     temps: list[tuple[Path, Path]] = []
     try:
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temps.append((tmp, path))  # before it exists: a failed write is removed too
             with tmp.open("w", encoding="utf-8", newline="\n") as fh:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
-            temps.append((tmp, path))
+        for tmp, path in temps:
+            os.replace(tmp, path)
     except OSError as exc:
         for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        folder = next(iter(files)).parent if files else Path()
         raise ComposeError(
-            f"cannot write the outbox: {exc}; the previous render is unchanged."
+            f"cannot write the outbox ({folder}: {exc.strerror or exc}); free some space or "
+            "make it writable, then compose again. The previous render is unchanged."
         ) from exc
-    for tmp, path in temps:
-        os.replace(tmp, path)
 
 
 def _papers_of(

@@ -81,6 +81,7 @@ class UnsubscribeResult:
     changed: bool  # False when already unsubscribed (or suppressed, or gone)
     email: str | None  # None when the subscriber no longer exists
     status: str | None = None
+    spooled: bool = False  # recorded in the spool, applied once the database answers
 
 
 class AddAction(StrEnum):
@@ -102,6 +103,9 @@ class ImportRow:
     line: int
     address: EmailAddress
     name: str
+    # a later row of an address already imported from this file (on that line), bringing
+    # the name its first row lacked: it fills the name in and is not counted again
+    merge_into: int | None = None
 
 
 @dataclass

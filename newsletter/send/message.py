@@ -23,8 +23,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime
-from email.header import Header
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
@@ -35,6 +34,7 @@ from newsletter.issue.linkcheck import links_in
 from newsletter.issue.outbox import PLACEHOLDERS, UNSUBSCRIBE_URL, IssueFolder, resolve_links
 from newsletter.readers.addresses import (
     check_header_value,
+    list_id_value,
     parse_address,
 )
 from newsletter.readers.tokens import Tokens
@@ -118,14 +118,6 @@ def _header(name: str, value: str) -> bytes:
     return folded.encode("ascii")
 
 
-def _phrase(text: str) -> str:
-    """A display phrase fit for a structured header (RFC 2047 when not ASCII)."""
-    check_header_value(text, "phrase")
-    if text.isascii():
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return Header(text, "utf-8").encode()
-
-
 def _safe_url(url: str, what: str) -> str:
     if any(ch.isspace() or ch in '<>"' for ch in url) or not url.isprintable():
         raise HeaderInjectionError(f'{what} {url!r} holds spaces or <>" and cannot go in a header.')
@@ -146,6 +138,7 @@ class ListHeaders:
     secret_key: str
     bounce_address: str = ""  # the envelope sender; empty: from_address
     verp: bool = True  # a signed token per message in the envelope sender
+    feedback_id: str = ""  # the sender id of a Feedback-ID header; empty: none
 
 
 class IssueMessage:
@@ -171,6 +164,7 @@ class IssueMessage:
         boundary: str | None = None,
         bounce_address: str = "",
         verp: bool = True,
+        feedback_id: str = "",
     ) -> None:
         self.issue_id = issue_id
         self.links: list[str] = []  # every link of the message (set by `from_outbox`)
@@ -195,13 +189,10 @@ class IssueMessage:
         tail: list[bytes] = []
         if reply_to:
             tail.append(_header("Reply-To", reply_to))
-        tail.append(
-            b"List-Id: "
-            + _phrase(list_name).encode("ascii")
-            + b" <"
-            + list_id.encode("ascii")
-            + b">\r\n"
-        )
+        tail.append(b"List-Id: " + list_id_value(list_name, list_id).encode("ascii") + b"\r\n")
+        if feedback_id:
+            label = re.sub(r"[^0-9A-Za-z-]", "-", issue_id)
+            tail.append(_header("Feedback-ID", f"{label}:issue:{feedback_id}"))
         self._top = top
         self._tail = tail
         self._post = [
@@ -273,6 +264,7 @@ class IssueMessage:
             signer=signer,
             bounce_address=headers.bounce_address,
             verp=headers.verp,
+            feedback_id=headers.feedback_id,
         )
         message.links = links
         return message
@@ -348,7 +340,8 @@ class IssueMessage:
         headers = [
             *self._top,
             _to_header(reader),
-            b"Date: " + format_datetime(now, usegmt=True).encode("ascii") + b"\r\n",
+            # a numeric zone (RFC 5322 3.3), "+0000", not the obsolete "GMT"
+            b"Date: " + format_datetime(now.astimezone(UTC)).encode("ascii") + b"\r\n",
             b"Message-ID: " + (message_id or self.message_id(reader.uid)).encode("ascii") + b"\r\n",
             *self._tail,
             b"List-Unsubscribe: <"

@@ -26,6 +26,7 @@ from newsletter.core.clock import Clock
 from newsletter.core.errors import RelayRefusedError, StoreError
 from newsletter.core.models import DeliveryStatus
 from newsletter.core.settings import Settings
+from newsletter.core.store import retry_busy
 from newsletter.send.deliver import Answer, RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger, Outcome, Row, backoff_delay
 from newsletter.send.message import IssueMessage
@@ -188,8 +189,13 @@ class Sender:
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
-        except SQLAlchemyError as exc:
+            # each ledger call is one whole transaction: a busy database is waited for
+            work = partial(fn, *args, **kwargs)
+            seconds = self.ledger.store.busy_seconds
+            return await loop.run_in_executor(
+                self._executor, partial(retry_busy, work, seconds=seconds)
+            )
+        except (SQLAlchemyError, StoreError) as exc:
             first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
             raise StoreError(
                 f"the delivery ledger could not be written ({first}); the send stopped and "

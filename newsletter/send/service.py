@@ -8,9 +8,10 @@ clock. See `newsletter.send.run` for how a send proceeds and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
-import ipaddress
+import logging
 import os
 import random
 import re
@@ -25,19 +26,24 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 
 from newsletter.core.clock import Clock, SystemClock
-from newsletter.core.errors import SendError
+from newsletter.core.errors import SendError, StoreError
 from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus, table
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
-from newsletter.issue.linkcheck import is_local_host, local_links
+from newsletter.issue.linkcheck import is_local_host as private_host
+from newsletter.issue.linkcheck import local_links
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
+from newsletter.readers.subscribers import Subscribers
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
-from newsletter.send.setup import issue_message
+from newsletter.send.setup import is_local_host, issue_message
 from newsletter.send.smtp import smtp_client
+
+log = logging.getLogger(__name__)
+SPOOL_APPLY_SECONDS = 2.0  # how often a send looks for unsubscribes spooled by `slice serve`
 
 __all__ = [
     "DryRunReport",
@@ -113,7 +119,11 @@ def _no_readers() -> SendError:
 def _send_lock(folder: IssueFolder) -> Iterator[None]:
     """One `slice send` per issue at a time (released by the OS if the process dies)."""
     path = folder.root / ".send.lock"
-    with path.open("a+") as handle:
+    try:
+        handle = path.open("a+")
+    except OSError as exc:
+        raise _outbox_error(folder.root, exc, "send") from exc
+    with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -123,10 +133,13 @@ def _send_lock(folder: IssueFolder) -> Iterator[None]:
                 f"another `slice send {folder.issue_id}` is running (process {pid}); "
                 "wait for it to finish or stop it first."
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as exc:
+            raise _outbox_error(folder.root, exc, "send") from exc
         try:
             yield
         finally:
@@ -137,18 +150,9 @@ def _relay_name(settings: Settings) -> str:
     return f"{settings.smtp.host}:{settings.smtp.port}"
 
 
-def _is_local(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_public_links(settings: Settings, links: Sequence[str] = ()) -> None:
-    """Refuse to mail real readers links that point at this machine or a private network.
+    """Refuse to mail real readers links that point at this machine or a private network,
+    or that are not https.
 
     With the relay on this machine (``slice dev-smtp``, the demo) a local
     ``web.base_url`` is fine; through a real relay every unsubscribe link would
@@ -156,10 +160,17 @@ def check_public_links(settings: Settings, links: Sequence[str] = ()) -> None:
     are those of the message as it would be sent (`IssueMessage.links`): a link
     an editor pasted into issue.json is checked too.
     """
-    if _is_local(settings.smtp.host):
-        return
     base = urlsplit(settings.web.base_url)
-    if is_local_host(base.hostname or "") or base.scheme != "https":
+    link_host = base.hostname or ""
+    if base.scheme != "https" and not is_local_host(link_host):
+        raise SendError(
+            f"web.base_url is {settings.web.base_url}: the one-click unsubscribe link "
+            "must be https (RFC 8058), and receivers drop unsubscribe links that are not; "
+            "serve `slice serve` behind https and set SLICE_BASE_URL=https://..."
+        )
+    if is_local_host(settings.smtp.host):
+        return  # this machine's relay: a developer's setup, local links are fine
+    if private_host(link_host):
         raise SendError(
             f"web.base_url is {settings.web.base_url}, so the unsubscribe and browser links "
             f"would not reach readers (they need a public https:// address); set SLICE_BASE_URL "
@@ -206,6 +217,7 @@ async def send_issue(
             return report
         if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
             raise _no_readers()
+        await asyncio.to_thread(Subscribers(settings, store).apply_spooled)
         info = ledger.start(clock.now())
         report.created, report.resumed_in_flight = info.created, info.resumed_in_flight
         counts = ledger.counts()
@@ -223,14 +235,37 @@ async def send_issue(
             events=events,
             rng=rng,
         )
+        upkeep = asyncio.create_task(_apply_spool_while_sending(settings, store))
         try:
             report.tally = await sender.run()
         finally:
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
             report.tally = sender.tally
             report.elapsed = time.monotonic() - started
         report.finished = ledger.finish_if_done(clock.now())
         report.counts = ledger.counts()
     return report
+
+
+async def _apply_spool_while_sending(settings: Settings, store: Store) -> None:
+    """Unsubscribes `slice serve` spooled during the send reach the ledger before their turn."""
+    subscribers = Subscribers(settings, store)
+    while True:
+        await asyncio.sleep(SPOOL_APPLY_SECONDS)
+        if subscribers.spool.pending():
+            try:
+                await asyncio.to_thread(subscribers.apply_spooled)
+            except StoreError as exc:  # the next round tries again; the send goes on
+                log.warning("spooled unsubscribes not applied yet: %s", exc)
+
+
+def _outbox_error(where: Path, exc: OSError, what: str) -> SendError:
+    """A full or read-only outbox, in one line: where, why, and what to do."""
+    return SendError(
+        f"cannot write the outbox ({where}: {exc.strerror or exc}); free some space or make "
+        f"it writable, then run the {what} again."
+    )
 
 
 def _safe_name(address: str) -> str:
@@ -250,9 +285,12 @@ def dry_run(
     clock = clock or SystemClock()
     folder, message, signed = _load(settings, issue_id)
     out = folder.dry_run
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.eml"):
-        old.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob("*.eml"):
+            old.unlink()
+    except OSError as exc:
+        raise _outbox_error(out, exc, "dry run") from exc
     written, after = 0, 0
     query = (
         select(S.c.id, S.c.uid, S.c.email, S.c.name)
@@ -268,7 +306,15 @@ def dry_run(
         for row in rows:
             written += 1
             path = out / f"{written:06d}-{_safe_name(row.email)}.eml"
-            path.write_bytes(message.render(Reader(row.uid, row.email, row.name), now=clock.now()))
+            data = message.render(Reader(row.uid, row.email, row.name), now=clock.now())
+            try:
+                path.write_bytes(data)
+            except OSError as exc:
+                # no empty, cut-off or partial set of messages is left behind
+                for made in out.glob("*.eml"):
+                    with contextlib.suppress(OSError):
+                        made.unlink()
+                raise _outbox_error(out, exc, "dry run") from exc
             if on_message is not None:
                 on_message(path)
         after = rows[-1].id
