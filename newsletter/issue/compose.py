@@ -10,6 +10,7 @@ template leaves the previous render as it was.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -97,12 +98,34 @@ class ComposeResult:
 
 
 def _editor_model(session: Session, issue_id: str, settings: Settings) -> EditorModel | None:
+    """The model of the editor's past choices; trained once per history, then cached.
+
+    The cache (outbox/.cache/editor-model.json) is keyed by the history itself, so
+    composing the same week again reuses it and a new choice anywhere retrains.
+    """
     if not settings.profile.learn_from_editor:
         return None
-    examples = choices.training_set(session, except_issue=issue_id)
-    if not any(c.weight >= choices.WEIGHTS["pinned"] for c in examples):
+    rows = choices.history(session, except_issue=issue_id)
+    if not any(choice in ("pinned", "excluded") for _i, _p, choice, _a in rows):
         return None  # only the profile's own picks on record: nothing the editor taught
-    return EditorModel.train(examples)
+    key = choices.history_key(rows)
+    cache = settings.outbox_dir / ".cache" / "editor-model.json"
+    try:
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return EditorModel.from_json(saved["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or an unreadable one: train
+    model = EditorModel.train(choices.training_set(session, except_issue=issue_id))
+    if model is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "model": model.to_json()}), encoding="utf-8")
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+    return model
 
 
 def _check_ids(session: Session, ids: Sequence[int], flag: str) -> None:

@@ -54,8 +54,13 @@ class PaperText(Protocol):
 
 def paper_tokens(paper: PaperText) -> list[str]:
     """The words the scorer reads: the title twice, then the abstract."""
-    title = tokens(plain_text(paper.title))
-    return title + title + tokens(plain_text(paper.abstract))
+    return text_tokens(paper.title, paper.abstract)
+
+
+def text_tokens(title: str, abstract: str) -> list[str]:
+    """`paper_tokens` of a stored title and abstract."""
+    words = tokens(plain_text(title))
+    return words + words + tokens(plain_text(abstract))
 
 
 @dataclass(frozen=True)
@@ -82,46 +87,46 @@ class Term:
         return self.count_in(Doc.of(words))
 
     def count_in(self, doc: Doc) -> int:
-        """How often the term occurs in an indexed document."""
+        """How often the term occurs in an indexed document.
+
+        Substring searches on the document's joined words (done in C) answer most
+        documents, which hold no form of the term, without a Python loop.
+        """
         if not self.words:
             return 0
         *lead, last = self.words
         if not lead:
             if self.prefix:
+                if " " + last not in doc.text:
+                    return 0
                 return sum(n for w, n in doc.counts.items() if w.startswith(last))
             return doc.counts.get(last, 0)
-        hits = 0
-        size = len(self.words)
-        if lead[0] not in doc.counts:
+        phrase = " " + " ".join(self.words)
+        if phrase not in doc.text:
             return 0
-        for i in doc.positions.get(lead[0], ()):
-            window = doc.words[i : i + size]
-            if len(window) < size or list(window[:-1]) != lead:
-                continue
-            if window[-1] == last or (self.prefix and window[-1].startswith(last)):
-                hits += 1
-        return hits
+        if not self.prefix:
+            return doc.text.count(phrase + " ")
+        return len(re.findall(re.escape(phrase) + r"\S*", doc.text))
 
 
 class Doc:
-    """A tokenized text with its word counts; where each word occurs is found on demand."""
+    """A tokenized text with its word counts, and its words joined (for phrase searches)."""
 
     def __init__(self, words: Sequence[str]) -> None:
         self.words = words
         self.counts = Counter(words)
-        self._positions: dict[str, list[int]] | None = None
+        self._text: str | None = None
 
     @classmethod
     def of(cls, words: Sequence[str]) -> Doc:
         return cls(words)
 
     @property
-    def positions(self) -> dict[str, list[int]]:
-        if self._positions is None:
-            self._positions = {}
-            for i, w in enumerate(self.words):
-                self._positions.setdefault(w, []).append(i)
-        return self._positions
+    def text(self) -> str:
+        """The words joined by single spaces, with a space at each end."""
+        if self._text is None:
+            self._text = " " + " ".join(self.words) + " "
+        return self._text
 
 
 # --- the scorer ---------------------------------------------------------------
