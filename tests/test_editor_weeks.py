@@ -39,6 +39,11 @@ from tests.support.liveserver import LiveServer
 from tests.support.smtpd import RecordingSMTPServer
 from tests.test_relevance import GENERAL_AI, PROFILE, RADIOLOGY
 
+PAPER_LINKS = (
+    "https://doi.org/10.5555/",
+    "https://arxiv.org/",
+    "https://www.medrxiv.org/content/10.5555/",
+)
 FAST = SendOptions(rate=0.0, concurrency=2, retry_base_seconds=0.02)
 EXTRA = [
     ("Breast ultrasound lesion detection with deep learning",
@@ -201,11 +206,11 @@ def _check(
             if url.startswith(site):
                 if "/unsubscribe/" in url or url in checked:
                     continue  # each reader's own: GET shows a page with a button
-                status, body = _open(url)
+                status, _body = _open(url)
                 assert status == 200, url
                 checked.add(url)
             else:
-                assert url.startswith(("https://doi.org/10.5555/", "https://arxiv.org/")), url
+                assert url.startswith(PAPER_LINKS), url
     assert {f"{site}/issues/{i}" for i in sent} <= checked
     status, archive = _open(f"{site}/issues")
     assert all(f"/issues/{i}" in archive for i in sent)

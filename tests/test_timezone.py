@@ -78,8 +78,8 @@ def test_the_archive_shows_the_editors_dates(project: Path, environ: dict[str, s
                 html = page.read().decode()
         finally:
             server.stop()
-    assert "sent <time" in html and "1 Jun 2026</time>" in html
-    assert "31 May 2026</time>" not in html
+    assert "sent <time" in html and "Jun 1, 2026</time>" in html
+    assert "May 31, 2026</time>" not in html
 
 
 @pytest.mark.parametrize("name", ["Asia/Tokyo", "Pacific/Kiritimati", "America/Los_Angeles"])

@@ -29,7 +29,9 @@ from newsletter.core.errors import IssueNotFoundError
 # Per-reader values filled in at send time.
 UNSUBSCRIBE_URL = "__SLICE_UNSUBSCRIBE_URL__"
 FIRST_NAME = "__SLICE_FIRST_NAME__"  # the reader's first name, or the fallback ("there")
-PLACEHOLDERS = (UNSUBSCRIBE_URL, FIRST_NAME)
+# The whole greeting line: [newsletter] greeting with the first name, or greeting_no_name.
+GREETING = "__SLICE_GREETING__"
+PLACEHOLDERS = (UNSUBSCRIBE_URL, FIRST_NAME, GREETING)
 PLACEHOLDER_MARK = "__SLICE_"
 # The site's base URL, the same for every reader: resolved when the message is built
 # at send time (and when the archive serves the web copy), never frozen at compose time.
@@ -62,6 +64,8 @@ class RenderedIssue:
     web_url: str  # the web copy's link: BASE_URL + /issues/<id> (see `resolve_links`)
     paper_count: int
     rendered_at: str  # ISO timestamp
+    greeting: str = "Good morning, {name},"  # {name}: the reader's first name
+    greeting_no_name: str = "Good morning,"  # for a reader without a name
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -69,7 +73,10 @@ class RenderedIssue:
     @classmethod
     def from_json(cls, text: str) -> RenderedIssue:
         data = json.loads(text)
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        optional = ("greeting", "greeting_no_name")  # message.json written before them
+        return cls(
+            **{k: data[k] for k in cls.__dataclass_fields__ if k in data or k not in optional}
+        )
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,7 @@ def refresh(conn: Connection, profile: Profile) -> int:
                 t.count_in(title_doc) or t.count_in(abstract_doc) for t in profile.exclude
             )
             on_topic = bool(parts[pid]) and not excluded
-            on_topic = on_topic and not profile.off_topic(title_doc, abstract_doc, points)
+            on_topic = on_topic and not profile.off_topic(title_doc, abstract_doc)
             values.append({"b_id": pid, "b_rel": round(points, 3), "b_on": on_topic})
         conn.execute(
             update(P)

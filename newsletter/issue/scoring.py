@@ -195,7 +195,20 @@ class Profile:
         parts.append(f">={self.min_score}")
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
-    def off_topic(self, title: Doc, abstract: Doc, points: float) -> str:
+    def floor_points(self, title: Doc, abstract: Doc) -> float:
+        """What the floor compares with ``min_score``: each matching term's weight, halved
+        when only the abstract has it. No IDF, so the floor means the same in a store of
+        nothing but radiology (where BM25's IDF of "radiology" is near zero) as in a mixed one.
+        """
+        points = 0.0
+        for term in self.terms:
+            if term.count_in(title):
+                points += term.weight
+            elif term.count_in(abstract):
+                points += term.weight / 2
+        return points
+
+    def off_topic(self, title: Doc, abstract: Doc) -> str:
         """Why a paper does not clear the floor, or "" when it does."""
         if self.required and not any(
             t.count_in(title) or t.count_in(abstract) for t in self.required
@@ -203,8 +216,13 @@ class Profile:
             shown = ", ".join(f'"{t.text}"' for t in self.required[:4])
             more = ", ..." if len(self.required) > 4 else ""
             return f"off-topic: none of the required terms ({shown}{more})"
-        if points < self.min_score:
-            return f"below the floor: profile score {points:.2f} < min_score {self.min_score:g}"
+        if self.min_score:
+            points = self.floor_points(title, abstract)
+            if points < self.min_score:
+                return (
+                    f"below the floor: its terms are worth {points:g} < min_score "
+                    f"{self.min_score:g} (a term's weight in the title, half in the abstract)"
+                )
         return ""
 
 

@@ -170,8 +170,7 @@ def select(
         elif profile.terms and not relevance[paper.id] and paper.id not in options.pins:
             scored.status, scored.reason = "unmatched", "matches no profile term"
         elif paper.id not in options.pins:
-            points = sum(p.points for p in relevance[paper.id])
-            why = profile.off_topic(title_doc, abstract_doc, points)
+            why = profile.off_topic(title_doc, abstract_doc)
             if why:
                 scored.status, scored.reason = "off-topic", why
         ranked.append(scored)
