@@ -5,6 +5,7 @@ Attributes read only by templates, and attributes that a library reads.
 
 from newsletter.issue.cards import PaperCard
 from newsletter.papers.search import SearchPage, SearchParams
+from newsletter.web.archive import PaperView
 from newsletter.web.signup import SignupForm
 
 # read by the email templates (templates/email/*.mjml, issue.txt)
@@ -18,6 +19,7 @@ SearchPage.searched
 SearchPage.first_index
 SearchPage.page_links
 SignupForm.honeypot
+PaperView.long_abstract
 
 # read by libraries: the sqlite3 connection, Jinja2, itsdangerous, aiosmtpd, uvicorn
 _.isolation_level
