@@ -57,6 +57,22 @@ class NewsletterSettings(Section):
     editor_address: str = Field(
         "", description="Where `slice send --to` proofs go when no address is given."
     )
+    greeting: str = Field(
+        "Good morning, {name},",
+        description="The issue's greeting for a reader whose name is known; {name} is the first name.",
+    )
+    greeting_no_name: str = Field(
+        "Good morning,",
+        description="The greeting for a reader without a name, and on the web copy.",
+    )
+
+    @field_validator("greeting")
+    @classmethod
+    def _greeting(cls, value: str) -> str:
+        if "{name}" not in value:
+            raise ValueError("the greeting needs {name} where the first name goes")
+        return value
+
     feedback_id: str = Field(
         "",
         description="Sender id for a Feedback-ID header (Gmail's feedback loop groups "
@@ -213,6 +229,25 @@ class ComposeSettings(Section):
     max_authors: int = Field(
         6, ge=1, description="Longer author lists show the first few and 'et al.'."
     )
+    subject_chars: int = Field(
+        70,
+        ge=20,
+        le=250,
+        description="The default subject (from the featured headlines) fits in this many characters.",
+    )
+
+
+class StoriesSettings(Section):
+    """Story drafts for the featured papers (headline, why it matters, details, takeaway)."""
+
+    drafts: bool = Field(
+        True, description="Draft a story for each featured paper the editor has not written."
+    )
+    model: str = Field(
+        "",
+        description="An llm model (id or alias, e.g. 'gpt-4o-mini' or a local model) to draft "
+        "stories; empty: extractive drafts from the abstract, offline.",
+    )
 
 
 class ProfileSettings(Section):
@@ -297,6 +332,7 @@ class Settings(Section):
     dkim: DkimSettings = Field(default_factory=DkimSettings)
     inbound: InboundSettings = Field(default_factory=InboundSettings)
     compose: ComposeSettings = Field(default_factory=ComposeSettings)
+    stories: StoriesSettings = Field(default_factory=StoriesSettings)
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     sources: list[SourceSettings] = Field(default_factory=list)

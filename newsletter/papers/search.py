@@ -12,8 +12,9 @@ page says so. Both engines stem English words (m100), so "radiographs" finds
 
 Ranking every match of a very broad search (sixteen common words OR-ed match
 every paper) costs a few microseconds per match and term, over a second at
-100,000 papers; a relevance search with more than `RANK_LIMIT` matches ranks the
-`RANK_LIMIT` most recently stored ones, and the page says so (bench/search_bench.py).
+100,000 papers; a relevance search with more matches than `rank_window` (10,000 for
+up to four words, fewer for more) ranks that many of the most recently stored
+ones, and the page says so (bench/search_bench.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ MAX_QUERY_CHARS = 500
 MAX_TERMS = 16
 MAX_PAGE = 1_000_000
 RANK_LIMIT = 10_000
+RANK_BUDGET = 40_000  # matches x words ranked at most: ranking costs per match and per word
 MIN_PREFIX = 2
 
 _TOKEN = re.compile(r"[^\W_]+")
@@ -318,7 +320,7 @@ class SearchPage:
     total: int
     notes: list[str] = field(default_factory=list)
     searched: bool = False  # the query had words to look for
-    ranked: int | None = None  # relevance covers only this many of the matches (RANK_LIMIT)
+    ranked: int | None = None  # relevance covers only this many of the matches (rank_window)
 
     @property
     def pages(self) -> int:
@@ -394,7 +396,7 @@ def _word_search(
     PostgreSQL: the ``paper_search`` table of stored documents); filters and
     date order read the papers whose ids the index gave (``id IN (...)``, which
     both engines answer faster than a join). Relevance is ranked on the index
-    alone, among the `RANK_LIMIT` newest matches at most.
+    alone, among the `rank_window` newest matches at most.
     """
     dialect = session.get_bind().dialect.name
     index = _Index.of(parsed, dialect)
@@ -415,17 +417,22 @@ def _word_search(
         ordered = chosen.order_by(*_order(params))
     else:
         ranked = matching
-        if result.total > RANK_LIMIT:
-            result.ranked = RANK_LIMIT
-            floor = session.scalar(
-                matching.order_by(index.id.desc()).limit(1).offset(RANK_LIMIT - 1)
-            )
+        window = rank_window(parsed)
+        if result.total > window:
+            result.ranked = window
+            floor = session.scalar(matching.order_by(index.id.desc()).limit(1).offset(window - 1))
             ranked = matching.where(index.id >= floor)
         ordered = ranked.order_by(index.rank, index.id.desc())  # ties: the paper stored last
     if result.beyond_last:
         return []
     offset = (params.page - 1) * params.per_page
     return [int(i) for i in session.scalars(ordered.limit(params.per_page).offset(offset))]
+
+
+def rank_window(parsed: ParsedQuery) -> int:
+    """How many of the newest matches a relevance search ranks: fewer for more words."""
+    words = sum(len(t.words) for group in parsed.groups for t in group if not t.negated)
+    return max(min(RANK_LIMIT, 1_000), min(RANK_LIMIT, RANK_BUDGET // max(1, words)))
 
 
 def _walk_date_index(column: Any, dialect: str) -> ColumnElement[Any]:

@@ -30,7 +30,13 @@ from email.utils import format_datetime, formataddr
 from functools import partial
 
 from newsletter.core.errors import HeaderInjectionError, SendError
-from newsletter.issue.outbox import PLACEHOLDERS, UNSUBSCRIBE_URL, IssueFolder
+from newsletter.issue.outbox import (
+    GREETING,
+    PLACEHOLDERS,
+    UNSUBSCRIBE_URL,
+    IssueFolder,
+    RenderedIssue,
+)
 from newsletter.readers.addresses import (
     check_header_value,
     list_id_value,
@@ -40,6 +46,7 @@ from newsletter.readers.tokens import Tokens
 from newsletter.send.dkim import DkimSigner, canonical_body
 
 FIRST_NAME_FALLBACK = "there"
+_SLOTS = {UNSUBSCRIBE_URL: "url", GREETING: "greeting"}  # any other placeholder: "name"
 _SLOT_RE = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
 _WS = re.compile(r"\s+")
 _TITLES = frozenset({"dr", "dr.", "prof", "prof.", "mr", "mr.", "ms", "ms.", "mrs", "mrs."})
@@ -54,13 +61,13 @@ class Reader:
     name: str = ""
 
 
-def first_name(name: str) -> str:
-    """The name a greeting uses: the first word that is not a title, or "there"."""
+def known_first_name(name: str) -> str:
+    """The name a greeting uses: the first word that is not a title; "" if there is none."""
     words = [w for w in _WS.split(name.strip()) if w]
     while len(words) > 1 and words[0].lower() in _TITLES:
         words.pop(0)
     if not words or not words[0].isprintable():
-        return FIRST_NAME_FALLBACK
+        return ""
     return words[0]
 
 
@@ -89,7 +96,7 @@ class Piece:
 
     raw: bytes
     canonical: bytes
-    slot: str | None = None  # "url", "name", "url_html", "name_html"
+    slot: str | None = None  # "url", "name", "greeting", each also with "_html"
     wire: bytes = b""
 
 
@@ -98,7 +105,7 @@ def _encode_part(text: str, *, is_html: bool) -> list[Piece]:
     pieces: list[Piece] = []
     for i, segment in enumerate(_SLOT_RE.split(text)):
         if i % 2 == 1:
-            slot = "url" if segment == UNSUBSCRIBE_URL else "name"
+            slot = _SLOTS.get(segment, "name")
             pieces.append(Piece(b"", b"", slot + ("_html" if is_html else "")))
         elif segment:
             raw = qp_encode(segment)
@@ -161,11 +168,14 @@ class IssueMessage:
         domain: str,
         signer: DkimSigner | None = None,
         boundary: str | None = None,
+        greeting: str = RenderedIssue.greeting,
+        greeting_no_name: str = RenderedIssue.greeting_no_name,
         bounce_address: str = "",
         verp: bool = True,
         feedback_id: str = "",
     ) -> None:
         self.issue_id = issue_id
+        self._greeting = (greeting, greeting_no_name)
         self.subject = check_header_value(subject, "subject")
         self.signer = signer
         self.domain = domain
@@ -251,6 +261,8 @@ class IssueMessage:
             message_key=hashlib.sha256(b"slice.message-id.v1\0" + key.encode()).digest(),
             domain=headers.domain,
             signer=signer,
+            greeting=rendered.greeting,
+            greeting_no_name=rendered.greeting_no_name,
             bounce_address=headers.bounce_address,
             verp=headers.verp,
             feedback_id=headers.feedback_id,
@@ -315,12 +327,17 @@ class IssueMessage:
     ) -> tuple[list[bytes], bytes, dict[str, bytes]]:
         token = self._tokens.unsubscribe_token(reader.uid)
         url = self._unsubscribe_base + token
-        name = first_name(reader.name)
+        known = known_first_name(reader.name)
+        name = known or FIRST_NAME_FALLBACK
+        with_name, no_name = self._greeting
+        greeting = with_name.replace("{name}", known) if known else no_name
         values = {
             "url": url,
             "url_html": html.escape(url),
             "name": name,
             "name_html": html.escape(name),
+            "greeting": greeting,
+            "greeting_html": html.escape(greeting),
         }
         encoded = {slot: qp_encode(value) for slot, value in values.items()}
         body = b"".join(encoded[p.slot] if p.slot else p.raw for p in self.pieces)

@@ -29,6 +29,7 @@ from newsletter.core.errors import StoreError
 from newsletter.core.models import utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store, open_store
+from newsletter.issue.cards import date_label, range_label
 from newsletter.issue.templating import template_environment
 from newsletter.readers.mail import Mailer, SubscriberMail
 from newsletter.readers.subscribers import Clock, Subscribers
@@ -144,6 +145,10 @@ def create_app(
     )
     app.state.signup_limiter = signup.SignupLimiter(settings.web.signups_per_ip_per_hour, clock)
     templates.globals["newsletter"] = settings.newsletter
+    # one way to write a date on every page, the same as the emails (newsletter.issue.cards)
+    templates.filters["date_label"] = date_label
+    templates.filters["range_label"] = range_label
+    templates.filters["datetime_attr"] = archive.datetime_attr
     templates.globals["signup_form"] = lambda: signup.SignupForm.fresh(subscribers)
 
     @app.get("/healthz", response_class=PlainTextResponse)
