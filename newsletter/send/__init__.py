@@ -12,5 +12,5 @@
 - `notices`: `SmtpMailer`, which sends the confirmation and welcome emails
 - `devsmtp`: the local SMTP sink of `slice dev-smtp`, the demo and the tests
 - `inbound`: the LMTP/SMTP server of `slice inbound`, for bounces and emailed unsubscribes
-- `imapdrain`: `slice inbound --imap`, the same for a hosted mailbox drained over IMAP
+- `imapdrain`: `slice inbound --imap`, a hosted bounce mailbox drained message by message
 """
