@@ -248,6 +248,23 @@ def _print_status(console: Console, report: IssueStatusReport, issue: str) -> No
         table.add_row(name, str(count))
     table.add_row("total", str(sum(report.counts.values())))
     console.print(table)
+    if report.workers and report.now is not None:
+        workers = Table(title="Workers sending it now", title_justify="left")
+        for name in ("worker", "host", "pid", "sent", "rate", "last heartbeat"):
+            workers.add_column(name, justify="left" if name in ("worker", "host") else "right")
+        for w in report.workers:
+            age = (report.now - w.heartbeat_at).total_seconds()
+            workers.add_row(
+                w.id,
+                w.host,
+                str(w.pid),
+                str(w.sent),
+                f"{w.rate:.1f}/s",
+                f"{max(0.0, age):.1f}s ago",
+            )
+        console.print(workers)
+    else:
+        console.print("No worker is sending it now.")
     for address, state_, code, error in report.failures:
         console.print(f"{state_} {address}: {code or ''} {error}", highlight=False)
 
@@ -275,20 +292,23 @@ def dev_smtp(
     from newsletter.send.devsmtp import MailSink, SmtpServerThread
 
     server = SmtpServerThread(MailSink(folder=folder, on_message=show), host=host, port=port)
-    try:
-        server.start()
-    except OSError as exc:
-        raise SendError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; pick another port with --port."
-        ) from None
-    console.print(f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops.")
-    try:
-        with term_as_interrupt():
+    # SIGTERM handled before the port opens: a stop that comes right away is still clean
+    with term_as_interrupt():
+        try:
+            try:
+                server.start()
+            except OSError as exc:
+                raise SendError(
+                    f"cannot listen on {host}:{port}: {exc.strerror}; pick another port with --port."
+                ) from None
+            console.print(
+                f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops."
+            )
             threading.Event().wait()
-    except KeyboardInterrupt:
-        console.print("Stopped.")
-    finally:
-        server.stop()
+        except KeyboardInterrupt:
+            console.print("Stopped.")
+        finally:
+            server.stop()
 
 
 bounces_app = typer.Typer(help="Bounce and complaint reports.", no_args_is_help=True)

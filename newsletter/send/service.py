@@ -31,9 +31,11 @@ from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
+from newsletter.send.claims import Claims, LiveWorker, live_workers, new_worker_id
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
+from newsletter.send.pacing import SharedPace
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
 from newsletter.send.setup import issue_message
 from newsletter.send.smtp import smtp_client
@@ -87,6 +89,8 @@ class IssueStatusReport:
     counts: dict[str, int]
     failures: list[tuple[str, str, int | None, str]]
     confirmed: int
+    workers: list[LiveWorker] = field(default_factory=list)
+    now: datetime | None = None
 
 
 def _load(settings: Settings, issue_id: str) -> tuple[IssueFolder, IssueMessage, bool]:
@@ -162,6 +166,40 @@ def check_public_links(settings: Settings) -> None:
         )
 
 
+def is_postgres(store: Store) -> bool:
+    return store.engine.dialect.name == "postgresql"
+
+
+@contextlib.contextmanager
+def _one_writer(store: Store, folder: IssueFolder) -> Iterator[None]:
+    """On SQLite one `slice send` per issue; PostgreSQL takes any number of workers."""
+    if is_postgres(store):
+        yield
+    else:
+        with _send_lock(folder):
+            yield
+
+
+def prepare_send(
+    store: Store, folder: IssueFolder, issue_id: str, *, clock: Clock, retry_failed: bool
+) -> SendReport:
+    """Freeze the audience (or resume); ``already_sent`` when there is nothing to send."""
+    ledger = Ledger(store, issue_id)
+    report = SendReport(issue_id=issue_id)
+    issue = ledger.ensure_issue(folder.read_rendered())
+    if retry_failed:
+        report.retried = ledger.retry_failed(clock.now())
+    if issue.status == IssueStatus.SENT and not report.retried:
+        report.already_sent = True
+        report.sent_at = issue.sent_at
+        report.counts = ledger.counts()
+        return report
+    if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
+        raise _no_readers()
+    report.created = ledger.start(clock.now()).created
+    return report
+
+
 async def send_issue(
     settings: Settings,
     store: Store,
@@ -173,35 +211,44 @@ async def send_issue(
     clock: Clock | None = None,
     events: SendEvents | None = None,
     rng: random.Random | None = None,
+    prepared: bool = False,
 ) -> SendReport:
-    """Send an issue to its frozen audience, resuming a stopped send. Safe to run again."""
+    """Send an issue to its frozen audience, resuming a stopped send. Safe to run again.
+
+    On PostgreSQL any number of these may run at once, on one machine or several:
+    they share the ledger, the rate and the caps. ``prepared``: the audience is
+    already frozen (a worker started by ``slice send --workers N``).
+    """
     started = time.monotonic()
     check_public_links(settings)
     clock = clock or SystemClock()
     options = options or SendOptions.from_settings(settings)
     folder, message, signed = _load(settings, issue_id)
     ledger = Ledger(store, issue_id)
-    report = SendReport(issue_id=issue_id, signed=signed)
-    with _send_lock(folder):
-        issue = ledger.ensure_issue(folder.read_rendered())
-        if retry_failed:
-            report.retried = ledger.retry_failed(clock.now())
-        if issue.status == IssueStatus.SENT and not report.retried:
-            report.already_sent = True
-            report.sent_at = issue.sent_at
-            report.counts = ledger.counts()
+    with _one_writer(store, folder):
+        report = SendReport(issue_id=issue_id)
+        if not prepared:
+            report = prepare_send(store, folder, issue_id, clock=clock, retry_failed=retry_failed)
+        report.signed = signed
+        if report.already_sent:
             return report
-        if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
-            raise _no_readers()
-        info = ledger.start(clock.now())
-        report.created, report.resumed_in_flight = info.created, info.resumed_in_flight
+        claims = Claims(
+            store, issue_id, worker_id=new_worker_id(), lease_seconds=options.lease_seconds
+        )
+        # rows a stopped run left 'sending' may or may not have reached the relay: they go
+        # again, with the same Message-ID (on SQLite no other worker can hold any)
+        report.resumed_in_flight = claims.release_dead(clock.now(), everyone=not is_postgres(store))
         counts = ledger.counts()
         (events or NoEvents()).begin(
             total=sum(counts.values()),
             done=sum(v for k, v in counts.items() if k in ("sent", "failed", "skipped")),
         )
+        shared = is_postgres(store) and (
+            options.rate > 0 or options.hourly_cap or options.daily_cap
+        )
         sender = Sender(
             ledger=ledger,
+            claims=claims,
             message=message,
             smtp_factory=smtp_factory or (lambda: smtp_client(settings)),
             where=_relay_name(settings),
@@ -209,6 +256,15 @@ async def send_issue(
             clock=clock,
             events=events,
             rng=rng,
+            pace=SharedPace(
+                store,
+                rate=options.rate,
+                hourly_cap=options.hourly_cap,
+                daily_cap=options.daily_cap,
+                block_seconds=0.25,
+            )
+            if shared
+            else None,
         )
         try:
             report.tally = await sender.run()
@@ -293,13 +349,18 @@ async def send_proof(
     return answer.describe()
 
 
-def issue_status(settings: Settings, store: Store, issue_id: str) -> IssueStatusReport:
+def issue_status(
+    settings: Settings, store: Store, issue_id: str, *, clock: Clock | None = None
+) -> IssueStatusReport:
     """The ledger counts of an issue, and its latest failures."""
     IssueFolder.of(settings.outbox_dir, issue_id)  # checks the id's form
     ledger = Ledger(store, issue_id)
+    now = (clock or SystemClock()).now()
     return IssueStatusReport(
         issue=ledger.issue(),
         counts=ledger.counts(),
         failures=ledger.failures(),
         confirmed=_confirmed(store),
+        workers=live_workers(store, issue_id, now=now, lease_seconds=settings.send.lease_seconds),
+        now=now,
     )
