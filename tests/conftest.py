@@ -21,7 +21,6 @@ from newsletter.core.store import Store
 from tests.support.httpserver import ReplayServer
 from tests.support.smtpd import RecordingSMTPServer
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 PG_ADMIN_URL = os.environ.get("SLICE_TEST_DATABASE_URL", "")

@@ -15,10 +15,10 @@ from newsletter.core.errors import ComposeError, NoPapersError, TemplateError
 from newsletter.core.models import Issue, IssueStatus
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
-from newsletter.issue import choices
+from newsletter.issue import choices, lifecycle
 from newsletter.issue.compose import compose_issue
 from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
-from newsletter.issue.window import week_window
+from newsletter.issue.window import Window, week_window
 from tests.composedata import NOW, WEEK, add_papers, project_settings
 
 
@@ -72,7 +72,7 @@ def test_compose_writes_the_outbox_and_the_issue_row(
         row = session.get(Issue, WEEK)
         assert row is not None
         assert (row.number, row.status, row.window_start, row.window_end) == (
-            1, IssueStatus.COMPOSED.value, date(2026, 5, 25), date(2026, 5, 31),
+            1, IssueStatus.DRAFT.value, date(2026, 5, 25), date(2026, 5, 31),
         )  # fmt: skip
         assert row.subject == message.subject
 
@@ -83,8 +83,12 @@ def test_issue_numbers_increment_and_stay(
     add_papers(cstore, [{"title": "MRI in June", "authors": [], "source": "pubmed", "kind": "paper",
                          "published": date(2026, 6, 2), "first_seen": datetime(2026, 6, 2, tzinfo=UTC)}])  # fmt: skip
     assert compose(csettings, cstore).issue.number == 1
+    # a draft takes no number: the next week's draft would also be #1
+    assert compose(csettings, cstore, "2026-W23").issue.number == 1
+    with cstore.write() as session:
+        assert lifecycle.claim_for_sending(session.connection(), WEEK, NOW) == 1
+    # once 2026-W22 went out, re-composing the draft of 2026-W23 makes it #2
     assert compose(csettings, cstore, "2026-W23").issue.number == 2
-    assert compose(csettings, cstore).issue.number == 1  # re-composing keeps its number
 
 
 def test_no_papers_in_the_window_says_which_window_and_writes_nothing(
@@ -233,21 +237,24 @@ def test_preprint_and_journal_version_appear_once_with_a_link_to_the_preprint(
     )
 
 
-def test_papers_of_an_earlier_issue_are_not_news_again(
+def test_a_draft_uses_up_no_papers_a_sent_issue_does(
     csettings: Settings, cstore: Store, ids: dict[str, int]
 ) -> None:
-    # Indexed late: published in W22, first seen in W23. W22's issue carried it already.
-    late = add_papers(cstore, [{
-        "title": "MRI radiology deep learning late paper", "authors": [], "source": "pubmed", "kind": "paper",
-        "published": date(2026, 5, 28), "first_seen": datetime(2026, 6, 3, tzinfo=UTC),
-    }])["MRI radiology deep learning late paper"]  # fmt: skip
-    add_papers(cstore, [{"title": "MRI in June", "authors": [], "source": "pubmed", "kind": "paper",
-                         "published": date(2026, 6, 2), "first_seen": datetime(2026, 6, 2, tzinfo=UTC)}])  # fmt: skip
-    first = compose(csettings, cstore)
-    assert late in [p.id for p in first.issue.papers]
-    second = compose(csettings, cstore, "2026-W23")
-    assert late not in [p.id for p in second.issue.papers]
-    assert [p.title for p in second.issue.papers] == ["MRI in June"]
+    """An experiment with a custom window leaves the week's papers to the week's issue."""
+    nodules = ids["Deep learning malignancy risk for pulmonary nodules at low-dose CT screening"]
+    experiment = compose_issue(
+        csettings, cstore, window=Window(date(2026, 5, 20), date(2026, 5, 31)), now=NOW
+    )
+    assert nodules in [p.id for p in experiment.issue.papers]
+    week = compose(csettings, cstore)
+    assert nodules in [p.id for p in week.issue.papers]  # the draft did not take it
+    with cstore.write() as session:
+        assert lifecycle.claim_for_sending(session.connection(), WEEK, NOW) == 1
+    again = compose_issue(
+        csettings, cstore, window=Window(date(2026, 5, 20), date(2026, 5, 31)), now=NOW
+    )
+    assert nodules not in [p.id for p in again.issue.papers]  # the sent issue did
+    assert again.issue.number == 2
 
 
 def test_the_editor_teaches_the_selection(
@@ -389,12 +396,12 @@ def test_compose_and_learning_on_every_backend(
     add_papers(any_store, [{"title": "Parking and radiology satisfaction", "authors": [], "source": "pubmed",
                             "kind": "paper", "published": date(2026, 6, 2)}])  # fmt: skip
     second = compose_issue(settings, any_store, window=week_window("2026-W23"), now=NOW)
-    assert second.issue.number == 2 and second.selection.learned_from > 0
+    assert second.issue.number == 1 and second.selection.learned_from > 0
     with any_store.read() as session:
-        rows = session.exec(select(Issue).order_by(col(Issue.number))).all()
+        rows = session.exec(select(Issue).order_by(col(Issue.id))).all()
         assert [(r.id, r.number, r.status) for r in rows] == [
-            (WEEK, 1, "composed"),
-            ("2026-W23", 2, "composed"),
+            (WEEK, 1, "draft"),
+            ("2026-W23", 1, "draft"),
         ]
         recorded = {(c.issue_id, c.paper_id): c.choice for c in choices.recorded(session)}
     assert recorded[(WEEK, parking)] == "pinned" and recorded[(WEEK, llm)] == "excluded"

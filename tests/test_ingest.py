@@ -310,6 +310,5 @@ def test_cli_papers_filters(run_cli: Callable[..., Result]) -> None:
     bad = run_cli("papers", "--week", "2025-24")
     assert bad.exit_code == 1
     assert (
-        bad.stderr.strip()
-        == "Error: --week '2025-24': write the ISO week as YYYY-Www, e.g. 2025-W24."
+        bad.stderr.strip() == "Error: --week: '2025-24' is not an ISO week; write it like 2025-W24."
     )

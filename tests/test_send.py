@@ -99,9 +99,10 @@ def test_every_confirmed_reader_gets_one_message_with_their_own_links(
         # the decoded parts are exactly the rendered issue with this reader's values
         assert crlf(text.get_content()) == fill_placeholders(issue_text(), values)
         assert crlf(body.get_content()) == fill_placeholders(issue_html(), values)
+        token = tokens.unsubscribe_token(subs[address].uid)
         assert (
             msg["List-Unsubscribe"]
-            == f"<{url}>, <mailto:unsubscribe@example.org?subject=unsubscribe>"
+            == f"<{url}>, <mailto:unsubscribe@example.org?subject=unsubscribe%20{token}>"
         )
         assert tokens.read_unsubscribe(url.rsplit("/", 1)[1]) == subs[address].uid
     # the HTML part escapes what a reader typed as their name
@@ -119,7 +120,12 @@ def test_headers_mime_and_line_lengths(
     (received,) = smtp_server.messages
     raw = received.data
     msg = parse(raw)
-    assert received.mail_from == "newsletter@example.org"
+    # VERP: the envelope sender names this delivery, signed (a bounce is tied to it)
+    local, _, domain = received.mail_from.partition("@")
+    assert domain == "example.org" and local.startswith("bounces+")
+    with db.read() as session:
+        (delivery,) = session.exec(select(Delivery)).all()
+    assert Tokens(TEST_SECRET).read_bounce(local.removeprefix("bounces+")) == delivery.id
     assert str(msg["From"]) == "Test Weekly <newsletter@example.org>"
     assert str(msg["To"]) == "Ada Lovelace <ada@example.com>"
     assert str(msg["Subject"]) == SUBJECT
@@ -393,7 +399,7 @@ def test_no_confirmed_reader_is_an_error_that_changes_nothing(
     with pytest.raises(SendError, match="No confirmed subscribers"):
         send(smtp_settings, db)
     with db.read() as session:
-        assert session.get(Issue, ISSUE).status == "composed"  # type: ignore[union-attr]
+        assert session.get(Issue, ISSUE).status == "draft"  # type: ignore[union-attr]
         assert session.exec(select(Delivery)).all() == []
 
 

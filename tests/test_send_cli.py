@@ -173,7 +173,7 @@ def test_dry_run_writes_the_wire_bytes_and_touches_no_ledger(
     assert [f.name for f in files] == ["000001-ada@example.com.eml", "000002-bob@example.com.eml"]
     with Store.open(settings.database_url) as store, store.read() as session:
         assert session.exec(select(Delivery)).all() == []
-        assert session.get(Issue, ISSUE).status == "composed"  # type: ignore[union-attr]
+        assert session.get(Issue, ISSUE).status == "draft"  # type: ignore[union-attr]
     assert smtp_server.messages == []
     dry = files[0].read_bytes()
     assert dkim_verify(dry, record)
@@ -211,7 +211,7 @@ def test_proof_goes_to_one_address_and_touches_no_ledger(
     assert msg.get_body(("plain",)).get_content().startswith("Hi Editor,")  # type: ignore[union-attr]
     with db.read() as session:
         assert session.exec(select(Delivery)).all() == []
-        assert session.get(Issue, ISSUE).status == "composed"  # type: ignore[union-attr]
+        assert session.get(Issue, ISSUE).status == "draft"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -387,4 +387,4 @@ def test_real_relay_with_local_links_is_refused_before_anything_happens(
     assert "set SLICE_BASE_URL" in result.stderr and result.stderr.count("\n") == 1
     with db.read() as session:
         assert session.exec(select(Delivery)).all() == []  # no ledger, no connection tried
-        assert session.get(Issue, ISSUE).status == "composed"  # type: ignore[union-attr]
+        assert session.get(Issue, ISSUE).status == "draft"  # type: ignore[union-attr]

@@ -321,12 +321,17 @@ def bounces_import(
         Path, typer.Argument(help="An mbox file, a maildir, a .eml file or a folder of them.")
     ],
 ) -> None:
-    """Read bounce (DSN) and complaint (ARF) reports; suppress the addresses they name."""
+    """Read bounces (DSN), complaints (ARF) and emailed unsubscribes; act on the signed ones."""
     app_state = state(ctx)
     settings = app_state.settings()
     from newsletter.readers.bounces import import_bounces
 
-    report = import_bounces(app_state.store(), path, secret_key=settings.secrets.secret_key or None)
+    report = import_bounces(
+        app_state.store(),
+        path,
+        secret_key=settings.require_secret_key(),
+        soft_bounce_limit=settings.inbound.soft_bounce_limit,
+    )
     console = out()
     for line in report.lines():
         console.print(line, highlight=False)

@@ -34,6 +34,7 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "SLICE_SMTP_TLS": ("smtp", "tls"),
     "SLICE_DKIM_SELECTOR": ("dkim", "selector"),
     "SLICE_DKIM_DOMAIN": ("dkim", "domain"),
+    "SLICE_BOUNCE_ADDRESS": ("inbound", "bounce_address"),
 }
 
 ENV_SECRETS: dict[str, str] = {
@@ -50,6 +51,7 @@ _SECRET_KEYS = {
     "secret_key": "SLICE_SECRET_KEY",
     "password": "SLICE_SMTP_PASSWORD",
     "smtp_password": "SLICE_SMTP_PASSWORD",
+    "imap_password": "SLICE_IMAP_PASSWORD",
     "key": "SLICE_DKIM_KEY",
     "private_key": "SLICE_DKIM_KEY",
     "api_key": "SLICE_PUBMED_API_KEY",

@@ -35,6 +35,10 @@ class StoreError(NewsletterError):
     """The database could not be opened or used."""
 
 
+class StoreBusyError(StoreError):
+    """The database stayed locked by other writers for longer than the retries wait."""
+
+
 class MigrationError(StoreError):
     """A schema migration failed; the database is left at the last good version."""
 

@@ -1,8 +1,10 @@
 """The tables, as SQLModel classes.
 
 The schema itself is created and changed only by the ordered migrations in
-`newsletter.core.migrations`; a test checks that these classes and the migrated
-schema agree column for column.
+`newsletter.core.migrations`; tests/test_schema.py checks that these classes and
+the migrated schema agree on columns, types, nullability, keys and indexes, on
+SQLite and PostgreSQL. Long free text is ``Text`` (as the migrations made it),
+short codes and keys are ``String``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,19 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, Table, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -54,9 +68,13 @@ class DeliveryStatus(StrEnum):
 
 
 class IssueStatus(StrEnum):
-    COMPOSED = "composed"
+    """draft -> sending -> sent; a draft may be discarded (and composed again later)."""
+
+    DRAFT = "draft"
     SENDING = "sending"
     SENT = "sent"
+    DISCARDED = "discarded"
+    COMPOSED = "draft"  # the draft's former name (an alias), kept for callers that use it
 
 
 class Paper(SQLModel, table=True):
@@ -65,20 +83,20 @@ class Paper(SQLModel, table=True):
     __tablename__ = "papers"
 
     id: int | None = Field(default=None, primary_key=True)
-    title: str
+    title: str = Field(sa_type=Text)
     authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    abstract: str = ""
+    abstract: str = Field(default="", sa_type=Text)
     source: str = Field(index=True)
     kind: str = Field(default=PaperKind.PAPER.value, index=True)
     published: date = Field(index=True)
-    url: str = ""
-    journal: str = ""
+    url: str = Field(default="", sa_type=Text)
+    journal: str = Field(default="", sa_type=Text)
     doi: str | None = Field(default=None, unique=True)
     arxiv_id: str | None = Field(default=None, unique=True)
     pmid: str | None = Field(default=None, unique=True)
     pmcid: str | None = Field(default=None, unique=True)
     # normalized title, for the last-resort duplicate check
-    title_key: str = Field(default="", index=True)
+    title_key: str = Field(default="", index=True, sa_type=Text)
     # every source that reported this work, and when
     seen_in: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # a preprint points at its journal version (linked, never merged)
@@ -118,16 +136,16 @@ class Subscriber(SQLModel, table=True):
 
 
 class Issue(SQLModel, table=True):
-    """A composed issue; its files live in outbox/<id>/."""
+    """A composed issue (a draft until it is sent); its files live in outbox/<id>/."""
 
     __tablename__ = "issues"
 
     id: str = Field(primary_key=True)
     number: int = Field(index=True)
-    subject: str = ""
+    subject: str = Field(default="", sa_type=Text)
     window_start: date
     window_end: date
-    status: str = Field(default=IssueStatus.COMPOSED.value)
+    status: str = Field(default=IssueStatus.DRAFT.value)
     composed_at: datetime = Field(default_factory=utcnow)
     send_started_at: datetime | None = None
     sent_at: datetime | None = None
@@ -161,10 +179,13 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = None
     last_code: int | None = None
-    last_error: str = ""
+    last_error: str = Field(default="", sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    # how the message came back (m080): "soft", "hard", "complaint", or "" for not at all
+    bounce: str = ""
+
     # the worker sending this row and until when it holds it (see newsletter.send.claims)
     worker_id: str = ""
     lease_until: datetime | None = None
@@ -202,6 +223,66 @@ class SendPaceSecond(SQLModel, table=True):
 
     second: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     granted: int = 0
+
+
+class InboundOutcome(StrEnum):
+    """What one inbound message did (`slice inbound`, `slice bounces import`)."""
+
+    BOUNCED = "bounced"  # a permanent failure: the reader is suppressed
+    SOFT_BOUNCE = "soft_bounce"  # a temporary failure, counted
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"  # an emailed unsubscribe with a valid token
+    ALREADY = "already"  # attributed, but the reader was suppressed before
+    UNATTRIBUTED = "unattributed"  # a report with no valid token nor a Message-ID we sent
+    UNSIGNED = "unsigned"  # an unsubscribe request without a valid token
+    AUTO_REPLY = "auto_reply"  # out-of-office and other automatic answers
+    NOT_REPORT = "not_report"
+    UNREADABLE = "unreadable"
+
+
+class InboundMessage(SQLModel, table=True):
+    """One message that came back to the list's bounce or unsubscribe address (m080)."""
+
+    __tablename__ = "inbound_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    source: str  # lmtp, smtp, imap, file
+    message_id: str = ""
+    sender: str = ""
+    outcome: str = Field(index=True)
+    subscriber_id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            "subscriber_id",
+            Integer,
+            ForeignKey("subscribers.id", ondelete="SET NULL"),
+            nullable=True,
+        ),
+    )
+    delivery_id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            "delivery_id",
+            Integer,
+            ForeignKey("deliveries.id", ondelete="SET NULL"),
+            nullable=True,
+        ),
+    )
+    detail: str = ""
+
+
+# What the editor chose in each issue (m020): a plain table, read and written by
+# newsletter.issue.choices below the ORM.
+issue_choices = Table(
+    "issue_choices",
+    SQLModel.metadata,
+    Column("issue_id", String, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("paper_id", Integer, ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True),
+    Column("choice", String, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_issue_choices_paper", "paper_id"),
+)
 
 
 def table(model: type[SQLModel]) -> Table:

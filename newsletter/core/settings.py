@@ -78,6 +78,12 @@ class DatabaseSettings(Section):
     busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long SQLite waits for a lock before giving up."
     )
+    busy_retry_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a write keeps trying, with backoff, while the database is busy "
+        "(locked by an ingest or a send) before it ends with 'the database is busy'.",
+    )
 
 
 class WebSettings(Section):
@@ -172,6 +178,34 @@ class DkimSettings(Section):
     domain: str = Field("", description="DKIM signing domain, d= (env SLICE_DKIM_DOMAIN).")
 
 
+class InboundSettings(Section):
+    """Mail coming back: bounces, complaints and emailed unsubscribes (`slice inbound`)."""
+
+    bounce_address: str = Field(
+        "",
+        description="Envelope sender (Return-Path) of issues, made per message as "
+        "local+TOKEN@domain (VERP); empty derives bounces@<from domain>.",
+    )
+    verp: bool = Field(
+        True,
+        description="Put a signed per-message token in the envelope sender, so a bounce "
+        "names its message; off sends with the From address as envelope sender.",
+    )
+    soft_bounce_limit: int = Field(
+        3,
+        ge=1,
+        description="After this many soft bounces in a row (one per issue) an address is suppressed.",
+    )
+    protocol: Literal["lmtp", "smtp"] = Field(
+        "lmtp", description="What `slice inbound` speaks: lmtp (from Postfix) or smtp."
+    )
+    host: str = Field("127.0.0.1", description="Address `slice inbound` listens on.")
+    port: int = Field(8024, ge=0, le=65535, description="Port `slice inbound` listens on.")
+    max_message_bytes: int = Field(
+        10_000_000, ge=1000, description="Larger inbound messages are refused (552)."
+    )
+
+
 class ComposeSettings(Section):
     max_papers: int = Field(10, ge=1, description="Papers in an issue.")
     per_source_cap: int = Field(6, ge=1, description="At most this many papers from one source.")
@@ -239,10 +273,10 @@ class Secrets(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    secret_key: str = ""
-    smtp_password: str = ""
-    dkim_key_path: str = ""
-    pubmed_api_key: str = ""
+    secret_key: str = Field("", description="Key that signs confirm and unsubscribe tokens.")
+    smtp_password: str = Field("", description="The SMTP relay's password.")
+    dkim_key_path: str = Field("", description="Path of the PEM private key that signs with DKIM.")
+    pubmed_api_key: str = Field("", description="NCBI E-utilities key: 10 requests/s instead of 3.")
 
     def __repr__(self) -> str:  # never print a secret by accident
         shown = {k: ("***" if v else "") for k, v in self.model_dump().items()}
@@ -261,6 +295,7 @@ class Settings(Section):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     send: SendSettings = Field(default_factory=SendSettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)
+    inbound: InboundSettings = Field(default_factory=InboundSettings)
     compose: ComposeSettings = Field(default_factory=ComposeSettings)
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)

@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 from newsletter.core.models import Paper, PaperKind
 from newsletter.issue.outbox import strip_placeholders
 from newsletter.papers import links
-from newsletter.papers.text import plain_text, sanitize
+from newsletter.papers.text import bound_nesting, plain_text, sanitize, scrub
 
 SOURCE_LABELS = {
     "pubmed": "PubMed",
@@ -59,14 +59,15 @@ def _math_text(match: re.Match[str]) -> str:
 
 def clean_html(fragment: str) -> str:
     """A paper's HTML fragment with only safe inline markup."""
+    fragment = scrub(fragment)  # a record stored before ingest scrubbed them
     if "math" in fragment:
         fragment = _MATH.sub(_math_text, fragment)
-    return sanitize(fragment)
+    return bound_nesting(sanitize(fragment))
 
 
 def plain(fragment: str) -> str:
     """A paper's fragment as plain text (for the text part and subjects)."""
-    return strip_placeholders(plain_text(fragment))
+    return strip_placeholders(scrub(plain_text(fragment)))
 
 
 def one_line(text: str) -> str:

@@ -18,32 +18,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    delete,
-    insert,
-    select,
-)
+from sqlalchemy import delete, insert, select
 from sqlmodel import Session
 
-from newsletter.core.models import Paper, utcnow
+from newsletter.core.models import Paper, issue_choices, utcnow
 from newsletter.issue.scoring import paper_tokens
-
-metadata = MetaData()
-
-issue_choices = Table(
-    "issue_choices",
-    metadata,
-    Column("issue_id", String, primary_key=True),
-    Column("paper_id", Integer, primary_key=True),
-    Column("choice", String, nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-)  # created by migration m020_issue_choices (with its foreign keys)
 
 CHOICES = ("pinned", "excluded", "kept", "passed")
 # How much each kind of choice counts when training (pins and removals are what the editor did).
@@ -74,14 +53,6 @@ def recorded(session: Session, issue_id: str | None = None) -> list[RecordedChoi
     if issue_id is not None:
         query = query.where(issue_choices.c.issue_id == issue_id)
     return [RecordedChoice(*row) for row in session.execute(query.order_by("issue_id", "paper_id"))]
-
-
-def in_other_issues(session: Session, issue_id: str) -> set[int]:
-    """Papers that earlier issues carried (pinned or kept): they are not news any more."""
-    query = select(issue_choices.c.paper_id).where(
-        issue_choices.c.issue_id != issue_id, issue_choices.c.choice.in_(("pinned", "kept"))
-    )
-    return {row[0] for row in session.execute(query)}
 
 
 def training_set(session: Session, *, except_issue: str) -> list[Choice]:

@@ -18,14 +18,14 @@ from pathlib import Path
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from newsletter.core.errors import ComposeError, NoPapersError
-from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
+from newsletter.core.errors import ComposeError, MjmlError, NoPapersError, TemplateError
+from newsletter.core.models import Issue, Paper, utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
-from newsletter.issue import choices
+from newsletter.issue import choices, lifecycle
 from newsletter.issue.choices import EditorModel
 from newsletter.issue.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
-from newsletter.issue.outbox import IssueFolder
+from newsletter.issue.outbox import UNSUBSCRIBE_URL, IssueFolder
 from newsletter.issue.render import Rendered, render_issue
 from newsletter.issue.scoring import Profile
 from newsletter.issue.select import Selection, SelectOptions, dedupe
@@ -50,6 +50,7 @@ class ComposeResult:
     rendered: Rendered
     reselected: bool
     model_terms: list[tuple[str, float]] = field(default_factory=list)
+    sent_elsewhere: list[int] = field(default_factory=list)  # dropped from the kept draft
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -64,6 +65,12 @@ class ComposeResult:
             out.append(
                 f"email.html is {size / 1024:.0f} KB: Gmail clips messages over 102 KB and hides "
                 "the footer with the unsubscribe link; lower --max or [compose] abstract_chars."
+            )
+        if self.sent_elsewhere:
+            ids = ", ".join(str(i) for i in self.sent_elsewhere)
+            out.append(
+                f"removed paper(s) {ids} from this draft: an issue sent since carried them "
+                "(pin one with --pin ID to keep it anyway)."
             )
         if not self.issue.papers:
             out.append(
@@ -107,11 +114,6 @@ def _editor_model(session: Session, issue_id: str, settings: Settings) -> Editor
     if not any(c.weight >= choices.WEIGHTS["pinned"] for c in examples):
         return None  # only the profile's own picks on record: nothing the editor taught
     return EditorModel.train(examples)
-
-
-def _next_number(session: Session) -> int:
-    top = session.exec(select(func.max(Issue.number))).one()
-    return int(top or 0) + 1
 
 
 def _check_ids(session: Session, ids: Sequence[int], flag: str) -> None:
@@ -266,22 +268,66 @@ def _papers_of(
     return papers, preprints
 
 
-def _save_row(
-    session: Session, issue: IssueFile, window: Window, *, subject: str, now: datetime
-) -> None:
-    """Create or update the issue's row: number, subject, window, status composed."""
-    row = session.get(Issue, issue.id)
-    if row is None:
-        row = Issue(
-            id=issue.id, number=issue.number, window_start=window.start, window_end=window.end
+def _complete(rendered: Rendered) -> str | None:
+    """Why a rendered issue is not whole (a cut email loses its footer), or None."""
+    for name, body in (("email.html", rendered.email_html), ("issue.txt", rendered.text)):
+        if UNSUBSCRIBE_URL not in body:
+            return f"{name} ends before its footer (the unsubscribe link is missing)"
+    if "</html>" not in rendered.email_html[-200:]:
+        return "email.html is cut short"
+    return None
+
+
+def _render_or_blame(
+    settings: Settings,
+    issue: IssueFile,
+    *,
+    papers: dict[int, Paper],
+    preprints: dict[int | None, Paper],
+    rendered_at: datetime,
+) -> Rendered:
+    """Render the issue; when it breaks, name the paper that broke it (not the template)."""
+    problem: str
+    try:
+        rendered = render_issue(
+            settings, issue, papers=papers, preprints=preprints, rendered_at=rendered_at
         )
-    row.number = issue.number
-    row.subject = subject
-    row.window_start, row.window_end = window.start, window.end
-    row.status = IssueStatus.COMPOSED.value
-    row.composed_at = now
-    session.add(row)
-    session.flush()
+        incomplete = _complete(rendered)
+        if incomplete is None:
+            return rendered
+        problem = incomplete
+        error: ComposeError | None = None
+    except TemplateError as exc:
+        problem, error = str(exc), exc
+
+    def fails(entries: list[PaperEntry]) -> str | None:
+        alone = issue.model_copy(update={"papers": entries})
+        try:
+            return _complete(
+                render_issue(
+                    settings, alone, papers=papers, preprints=preprints, rendered_at=rendered_at
+                )
+            )
+        except TemplateError as exc:
+            cause = exc.__cause__
+            # the MJML problem itself: the template is fine, the paper's text is not
+            return str(cause.problems[0]) if isinstance(cause, MjmlError) else str(exc)
+
+    # Without papers it still fails: the templates or the editor's text are at fault.
+    # Otherwise the paper that fails on its own is the culprit.
+    if issue.papers and fails([]) is None:
+        for entry in issue.papers:
+            why = fails([entry])
+            if why is None:
+                continue
+            title = plain_text(papers[entry.id].title)[:80]
+            raise ComposeError(
+                f"paper {entry.id} ({title!r}) breaks the email: {why}; "
+                f"leave it out with `slice compose --exclude {entry.id}`."
+            ) from error
+    if error is not None:
+        raise error
+    raise ComposeError(f"the rendered issue is not whole: {problem}.")
 
 
 def compose_issue(
@@ -307,7 +353,7 @@ def compose_issue(
 
     with store.read() as session:
         row = session.get(Issue, issue_id)
-        if row is not None and row.status != IssueStatus.COMPOSED.value:
+        if row is not None and row.status not in lifecycle.REWRITABLE:
             raise ComposeError(
                 f"issue {issue_id} is {row.status}; a sent issue is not composed again "
                 "(compose another week with --week)."
@@ -320,8 +366,15 @@ def compose_issue(
             else None
         )
         candidates = load_candidates(session, window)
-        earlier = choices.in_other_issues(session, issue_id)
+        earlier = lifecycle.used_papers(session.connection(), issue_id)
         candidates = [p for p in candidates if p.id not in earlier or p.id in pins]
+        gone: list[int] = []
+        if existing is not None:
+            # a paper an issue sent since this draft was composed is not news here any more
+            gone = [p.id for p in existing.papers if p.id in earlier and p.id not in pins]
+            existing = existing.model_copy(
+                update={"papers": [p for p in existing.papers if p.id not in gone]}
+            )
         if not candidates and existing is None:
             total = session.exec(select(func.count()).select_from(Paper)).one()
             raise NoPapersError(
@@ -345,14 +398,18 @@ def compose_issue(
             editor_weight=settings.profile.editor_weight,
         )
         selection = select_papers(candidates, window, profile, options=options, editor=model)
-        number = row.number if row is not None else _next_number(session)
+        number = lifecycle.next_number(session.connection())
         if existing is not None:
             issue = _apply_overrides(
                 existing, selection, pins=pins, excludes=excludes, max_papers=limit
             )
             # the folder and the window decide which issue this is, whatever the file says
             issue = issue.model_copy(
-                update={"id": issue_id, "window": WindowDates(start=window.start, end=window.end)}
+                update={
+                    "id": issue_id,
+                    "number": number,
+                    "window": WindowDates(start=window.start, end=window.end),
+                }
             )
         else:
             issue = _fresh_issue(
@@ -366,21 +423,34 @@ def compose_issue(
             )
         papers, preprints = _papers_of(session, issue, folder)
 
-    rendered = render_issue(
+    rendered = _render_or_blame(
         settings, issue, papers=papers, preprints=preprints, rendered_at=now or utcnow()
     )
-    _write_atomically(
-        {
-            folder.email_html: rendered.email_html,
-            folder.text: rendered.text,
-            folder.web_html: rendered.web_html,
-            folder.message: rendered.message.to_json(),
-            folder.selection: issue.to_json(),
-        }
-    )
     with store.write() as session:
-        _save_row(session, issue, window, subject=rendered.message.subject, now=now or utcnow())
+        # The row first, conditionally: a send that got there first keeps its issue, and
+        # no file of a sending or sent issue is touched. The files are written while the
+        # write lock (SQLite) or the row's lock (PostgreSQL) is held.
+        lifecycle.save_draft(
+            session.connection(),
+            lifecycle.DraftRow(
+                issue_id=issue_id,
+                number=issue.number,
+                subject=rendered.message.subject,
+                window_start=window.start,
+                window_end=window.end,
+                composed_at=now or utcnow(),
+            ),
+        )
         choices.record(session, issue_id, _choices_of(issue, selection).items())
+        _write_atomically(
+            {
+                folder.email_html: rendered.email_html,
+                folder.text: rendered.text,
+                folder.web_html: rendered.web_html,
+                folder.message: rendered.message.to_json(),
+                folder.selection: issue.to_json(),
+            }
+        )
     return ComposeResult(
         issue_id=issue_id,
         folder=folder,
@@ -389,6 +459,7 @@ def compose_issue(
         rendered=rendered,
         reselected=existing is None,
         model_terms=model.top_terms() if model else [],
+        sent_elsewhere=gone,
     )
 
 

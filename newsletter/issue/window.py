@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from newsletter.core.models import Paper
-
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+from newsletter.core.weeks import parse_iso_week
 
 
 @dataclass(frozen=True)
@@ -40,14 +38,7 @@ class Window:
 
 def week_window(week: str) -> Window:
     """The window of an ISO week written ``YYYY-Www``. Raises ValueError if it is not one."""
-    found = _WEEK.match(week.strip())
-    if not found:
-        raise ValueError(f"{week!r} is not an ISO week; write it like 2025-W24")
-    try:
-        start = date.fromisocalendar(int(found.group(1)), int(found.group(2)), 1)
-    except ValueError:
-        raise ValueError(f"{week!r}: year {found.group(1)} has no week {found.group(2)}") from None
-    return Window(start, start + timedelta(days=6))
+    return Window(*parse_iso_week(week))
 
 
 def last_complete_week(today: date) -> Window:

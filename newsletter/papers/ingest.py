@@ -13,12 +13,16 @@ journal DOI the preprint server reports, or by title, first author and year
 when the kinds differ). They are never merged. `newsletter.papers.queries`
 reads the links.
 
-Each call of `ingest` is one transaction: a file or a source is stored whole,
-or not at all.
+Records are stored a chunk at a time, each chunk in its own short write
+transaction (a few tens of milliseconds), so that a long ingest never keeps the
+signup form, an unsubscribe or a send waiting. A file that breaks halfway keeps
+the chunks stored before the break; ingesting it again, fixed, stores the rest,
+and nothing twice. Rows are read and written below the ORM (`newsletter.papers.rows`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -26,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
 
 from newsletter.core.errors import NewsletterError, ParseError, StoreError
-from newsletter.core.models import Paper, PaperKind, utcnow
-from newsletter.core.store import Store
+from newsletter.core.models import PaperKind, utcnow
+from newsletter.core.store import Store, retry_busy
 from newsletter.papers.records import IDS, validate
+from newsletter.papers.rows import StoredPaper, insert_new, read_matching, update_changed
 from newsletter.papers.sources.base import PaperRecord
 from newsletter.papers.text import surname, title_key
 
@@ -59,6 +64,11 @@ class IngestResult:
     rejected: list[Rejection] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    longest_write_ms: float = 0.0  # the longest write transaction (chunk) of this ingest
+
+    @property
+    def stored(self) -> int:
+        return self.new + self.updated + self.merged + self.linked + self.unchanged
 
     @property
     def ok(self) -> bool:
@@ -78,40 +88,42 @@ def _same_first_author(a: list[str], b: list[str]) -> bool:
     return surname(a[0]) == surname(b[0])
 
 
-def _conflicting_ids(paper: Paper, record: PaperRecord) -> bool:
+def _conflicting_ids(paper: StoredPaper, record: PaperRecord) -> bool:
     return any(
         getattr(paper, key) and getattr(record, key) and getattr(paper, key) != getattr(record, key)
         for key in IDS
     )
 
 
-CHUNK = 256
+CHUNK = 500  # records per write transaction
 INGEST_LOCK = 5173012  # PostgreSQL advisory lock held by each ingest transaction
 
 
 class Merger:
-    """Adds records to a session a chunk at a time, finding each one's stored twin.
+    """Stores records a chunk at a time, finding each one's stored twin.
 
     For each chunk the stored papers it could match are read with a handful of
     indexed queries (by each identifier, title key, and the DOIs that link
     preprints and journal versions); the records are then matched in memory, in
-    order, so that two records of one work in the same chunk also meet.
+    order, so that two records of one work in the same chunk also meet. New
+    papers are inserted in one statement, changed ones updated in a few.
     """
 
-    def __init__(self, session: Session, *, origin: str, now: datetime) -> None:
-        self.session = session
+    def __init__(self, conn: Connection, *, origin: str, now: datetime) -> None:
+        self.conn = conn
         self.origin = origin
         self.now = now
         self.stamp = f"{origin}@{now.date().isoformat()}"
         self._reset()
 
     def _reset(self) -> None:
-        self.by_id: dict[str, dict[str, Paper]] = {key: {} for key in IDS}
-        self.by_title: dict[str, list[Paper]] = {}
-        self.naming: dict[str, list[Paper]] = {}  # preprints by the journal DOI they name
-        self.links: list[tuple[Paper, Paper]] = []  # (preprint, journal), set after the flush
+        self.by_id: dict[str, dict[str, StoredPaper]] = {key: {} for key in IDS}
+        self.by_title: dict[str, list[StoredPaper]] = {}
+        self.naming: dict[str, list[StoredPaper]] = {}  # preprints by the journal DOI they name
+        self.links: list[tuple[StoredPaper, StoredPaper]] = []  # (preprint, journal)
+        self.touched: dict[int, StoredPaper] = {}  # every paper of this chunk, by object id
 
-    def _index(self, paper: Paper) -> None:
+    def _index(self, paper: StoredPaper) -> None:
         for key in IDS:
             value = getattr(paper, key)
             if value:
@@ -125,16 +137,20 @@ class Merger:
                 naming.append(paper)
 
     def _prefetch(self, records: list[PaperRecord]) -> None:
-        wanted: list[tuple[Any, set[str]]] = [
-            (getattr(Paper, key), {getattr(r, key) for r in records if getattr(r, key)})
-            for key in IDS
+        wanted: list[tuple[str, set[str]]] = [
+            (key, {getattr(r, key) for r in records if getattr(r, key)}) for key in IDS
         ]
-        wanted.append((Paper.title_key, {title_key(r.title) for r in records}))
-        wanted.append((Paper.doi, {r.published_doi for r in records if r.published_doi}))
-        wanted.append((Paper.published_doi, {r.doi for r in records if r.doi}))
+        wanted.append(("title_key", {title_key(r.title) for r in records}))
+        wanted.append(("doi", {r.published_doi for r in records if r.published_doi}))
+        wanted.append(("published_doi", {r.doi for r in records if r.doi}))
+        seen: dict[int, StoredPaper] = {}
         for column, values in wanted:
             if values:
-                for paper in self.session.exec(select(Paper).where(column.in_(values))):
+                for paper in read_matching(self.conn, column, values):
+                    assert paper.id is not None
+                    # one object per row, however many queries found it
+                    paper = seen.setdefault(paper.id, paper)
+                    self.touched[id(paper)] = paper
                     self._index(paper)
 
     def add_many(self, records: list[PaperRecord]) -> list[str]:
@@ -142,20 +158,19 @@ class Merger:
         self._reset()
         self._prefetch(records)
         done = [self._add(record) for record in records]
-        self.session.flush()
+        insert_new(self.conn, [p for p, outcome in done if outcome == "new"])
         linked = self._resolve_links()
+        update_changed(self.conn, self.touched.values())
         outcomes = [
             "linked" if id(paper) in linked and outcome != "merged" else outcome
             for paper, outcome in done
         ]
-        self.session.flush()
-        self.session.expunge_all()  # keep memory bounded on big files
-        self._reset()
+        self._reset()  # keep memory bounded on big files
         return outcomes
 
-    def _add(self, record: PaperRecord) -> tuple[Paper, str]:
+    def _add(self, record: PaperRecord) -> tuple[StoredPaper, str]:
         existing = self._by_ids(record)
-        counterpart: Paper | None = None
+        counterpart: StoredPaper | None = None
         if existing is None:
             existing, counterpart = self._by_title(record)
         if existing is not None:
@@ -163,7 +178,7 @@ class Merger:
             self._index(existing)
             self._plan_links(existing, None)
             return existing, outcome
-        paper = Paper(
+        paper = StoredPaper(
             title=record.title,
             authors=list(record.authors),
             abstract=record.abstract,
@@ -183,19 +198,19 @@ class Merger:
             first_seen=self.now,
             updated_at=self.now,
         )
-        self.session.add(paper)
+        self.touched[id(paper)] = paper
         self._index(paper)
         self._plan_links(paper, counterpart)
         return paper, "new"
 
-    def _by_ids(self, record: PaperRecord) -> Paper | None:
+    def _by_ids(self, record: PaperRecord) -> StoredPaper | None:
         for key in IDS:  # the order of trust: DOI, PMID, PMCID, arXiv id
             value = getattr(record, key)
             if value and value in self.by_id[key]:
                 return self.by_id[key][value]
         return None
 
-    def _by_title(self, record: PaperRecord) -> tuple[Paper | None, Paper | None]:
+    def _by_title(self, record: PaperRecord) -> tuple[StoredPaper | None, StoredPaper | None]:
         """(the same work, or None; a counterpart of the other kind to link, or None)."""
         key = title_key(record.title)
         if len(key) < 12:  # too short to tell works apart
@@ -215,7 +230,7 @@ class Merger:
             return paper, None
         return None, counterpart
 
-    def _plan_links(self, paper: Paper, counterpart: Paper | None) -> None:
+    def _plan_links(self, paper: StoredPaper, counterpart: StoredPaper | None) -> None:
         """Note the preprint/journal pairs this paper completes (set once ids exist)."""
         if counterpart is not None:
             if paper.kind == PaperKind.PREPRINT.value:
@@ -244,7 +259,7 @@ class Merger:
             touched.update((id(preprint), id(journal)))
         return touched
 
-    def _merge(self, paper: Paper, record: PaperRecord) -> str:
+    def _merge(self, paper: StoredPaper, record: PaperRecord) -> str:
         changed = False
         same_source = record.source == paper.source
         newer = same_source and _version(record.extra) >= _version(paper.extra)
@@ -309,58 +324,68 @@ def ingest(
     origin: str,
     now: datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    result: IngestResult | None = None,
 ) -> IngestResult:
-    """Store ``records`` in one transaction; a record that fails validation is counted, not stored.
+    """Store ``records`` a chunk at a time; a record that fails validation is counted, not stored.
 
     An exception while the records are read (a truncated file, a source that
-    stops answering) rolls the whole transaction back and propagates.
+    stops answering) propagates; the chunks stored before it stay, and are
+    counted in ``result`` when the caller passes one.
     """
-    result = IngestResult(origin=origin)
-    try:
-        _ingest(store, records, result, now or utcnow(), progress)
-    except IntegrityError as exc:
-        # another writer (not an ingest) stored one of these works between our read and write
-        raise StoreError(
-            f"{origin}: another ingest stored some of the same papers at the same time; "
-            "nothing from this one was kept, run it again."
-        ) from exc
+    result = result if result is not None else IngestResult(origin=origin)
+    merger_now = now or utcnow()
+    chunk: list[PaperRecord] = []
+    for record in records:
+        result.fetched += 1
+        where = record.ref()
+        reason = validate(record)
+        if reason:
+            result.rejected.append(Rejection(where, reason))
+            continue
+        chunk.append(record)
+        if len(chunk) >= CHUNK:
+            _store_chunk(store, chunk, result, merger_now)
+            chunk = []
+            if progress is not None:
+                progress(result.fetched)
+    if chunk:
+        _store_chunk(store, chunk, result, merger_now)
+    if progress is not None:
+        progress(result.fetched)
     return result
 
 
-def _ingest(
-    store: Store,
-    records: Iterable[PaperRecord],
-    result: IngestResult,
-    moment: datetime,
-    progress: Callable[[int], None] | None,
+def _store_chunk(
+    store: Store, chunk: list[PaperRecord], result: IngestResult, moment: datetime
 ) -> None:
-    with store.write() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            # ingests take turns, as SQLite's write lock makes them do: each one's
-            # reads then see every paper the one before it stored
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK})
-        merger = Merger(session, origin=result.origin, now=moment)
-        chunk: list[PaperRecord] = []
+    """One chunk in one short write transaction, run again whole while the database is busy."""
 
-        def store_chunk() -> None:
-            for outcome in merger.add_many(chunk):
-                setattr(result, outcome, getattr(result, outcome) + 1)
-            chunk.clear()
-            if progress is not None:
-                progress(result.fetched)
+    def once() -> list[str]:
+        started = time.perf_counter()
+        with store.write_connection() as conn:
+            if conn.dialect.name == "postgresql":
+                # ingests take turns, as SQLite's write lock makes them do: each one's
+                # reads then see every paper the one before it stored
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK})
+            outcomes = Merger(conn, origin=result.origin, now=moment).add_many(chunk)
+        held = (time.perf_counter() - started) * 1000
+        result.longest_write_ms = max(result.longest_write_ms, held)
+        return outcomes
 
-        for record in records:
-            result.fetched += 1
-            where = record.ref()
-            reason = validate(record)
-            if reason:
-                result.rejected.append(Rejection(where, reason))
-                continue
-            chunk.append(record)
-            if len(chunk) >= CHUNK:
-                store_chunk()
-        if chunk:
-            store_chunk()
+    try:
+        try:
+            outcomes = retry_busy(once, seconds=store.busy_seconds)
+        except IntegrityError:
+            # another writer (not an ingest) stored one of these works between our
+            # read and write: read again, and this time the chunk meets it
+            outcomes = retry_busy(once, seconds=store.busy_seconds)
+    except IntegrityError as exc:
+        raise StoreError(
+            f"{result.origin}: another program kept storing the same papers at the same time; "
+            f"{result.stored} records were stored before it, run the ingest again for the rest."
+        ) from exc
+    for outcome in outcomes:
+        setattr(result, outcome, getattr(result, outcome) + 1)
 
 
 def ingest_files(
@@ -373,7 +398,7 @@ def ingest_files(
     on_progress: Callable[[str, int], None] | None = None,
     on_done: Callable[[IngestResult], None] | None = None,
 ) -> list[IngestResult]:
-    """Each file in its own transaction; a file that cannot be read is a result with an error."""
+    """Each file in turn; a file that cannot be read is a result with an error."""
     from newsletter.papers.sources.files import read_file
 
     results = []
@@ -386,12 +411,25 @@ def ingest_files(
             if on_progress is not None:
                 on_progress(origin, count)
 
+        result = IngestResult(origin=origin)
         try:
             if not path.is_file():
                 raise ParseError(f"{path}: no such file")
-            result = ingest(store, read_file(path, fmt), origin=origin, now=now, progress=progress)
+            ingest(
+                store,
+                read_file(path, fmt),
+                origin=origin,
+                now=now,
+                progress=progress,
+                result=result,
+            )
         except NewsletterError as exc:
-            result = IngestResult(origin=origin, error=" ".join(str(exc).split()))
+            result.error = " ".join(str(exc).split())
+            if result.stored:
+                result.error += (
+                    f" ({result.stored} records before it were stored; ingesting the file again "
+                    "once it is fixed stores the rest, and nothing twice)"
+                )
         results.append(result)
         if on_done is not None:
             on_done(result)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from sqlalchemy import String, cast, or_
@@ -13,20 +12,15 @@ from sqlmodel import Session, col, select
 
 from newsletter.core.errors import ConfigError
 from newsletter.core.models import Paper, PaperKind
+from newsletter.core.weeks import parse_iso_week
 
 
 def iso_week(text: str) -> tuple[date, date]:
-    """'2025-W24' → (Monday, Sunday) of that ISO week."""
-    match = re.fullmatch(r"\s*(\d{4})-?W(\d{1,2})\s*", text, re.I)
-    if not match:
-        raise ConfigError(f"--week {text!r}: write the ISO week as YYYY-Www, e.g. 2025-W24.")
+    """'2025-W24' -> (Monday, Sunday) of that ISO week (`newsletter.core.weeks`)."""
     try:
-        monday = date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
-    except ValueError:
-        raise ConfigError(
-            f"--week {text!r}: {match.group(1)} has no week {match.group(2)}."
-        ) from None
-    return monday, monday + timedelta(days=6)
+        return parse_iso_week(text)
+    except ValueError as exc:
+        raise ConfigError(f"--week: {exc}.") from None
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 from newsletter.core.models import PaperKind
 from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.papers.sources.base import PaperRecord
-from newsletter.papers.text import normalize_name, plain_text, sanitize
+from newsletter.papers.text import bound_nesting, normalize_name, plain_text, sanitize, scrub
 
 KINDS = frozenset(k.value for k in PaperKind)
 IDS = ("doi", "pmid", "pmcid", "arxiv_id")
@@ -50,14 +51,41 @@ def normalize_arxiv_id(value: str | None) -> str | None:
 
 # --- validation -------------------------------------------------------------
 
+_TEXT_FIELDS = ("title", "abstract", "source", "kind", "url", "journal")
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub(str(k)): _scrubbed(v) for k, v in value.items()}
+    return value
+
+
+def _scrub_record(record: PaperRecord) -> None:
+    """Every text a source gave, whatever the source: no control characters."""
+    for name in _TEXT_FIELDS:
+        value = getattr(record, name)
+        if isinstance(value, str):
+            setattr(record, name, scrub(value))
+    for key in ("doi", "arxiv_id", "pmid", "pmcid", "published_doi"):
+        value = getattr(record, key)
+        if isinstance(value, str):
+            setattr(record, key, scrub(value))
+    record.authors = [scrub(str(a)) for a in record.authors]
+    record.extra = _scrubbed(record.extra)
+
 
 def validate(record: PaperRecord) -> str | None:
     """Normalize the record in place; the reason it must be rejected, or None."""
     problem = record.extra.pop("problem", None)
     if problem:
         return str(problem)
-    record.title = sanitize(record.title).strip()
-    record.abstract = sanitize(record.abstract).strip()
+    _scrub_record(record)
+    record.title = " ".join(bound_nesting(sanitize(record.title)).split())
+    record.abstract = bound_nesting(sanitize(record.abstract)).strip()
     if not plain_text(record.title).strip():
         return "no title"
     if record.published is None:

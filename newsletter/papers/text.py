@@ -71,6 +71,51 @@ def plain_text(fragment: str) -> str:
     return html.unescape(nh3.clean(fragment, tags=set(), attributes={}))
 
 
+# --- hostile text: control characters, deep nesting -------------------------
+
+# C0 and C1 control characters (a tab, line feed and carriage return are turned into
+# whitespace first), and the characters that end a line in Unicode but not in HTML.
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+# After `sanitize`, the only tags left are these, bare: a regex can walk them safely.
+_KEPT_TAG = re.compile(r"<(/?)(i|b|sub|sup)>")
+MAX_NESTING = 3  # <sup><i>…</i></sup> is as deep as real titles and abstracts go
+
+
+def scrub(text: str) -> str:
+    """Control characters removed (ESC, U+0001, DEL, C1); tabs and CR become whitespace."""
+    if not text:
+        return text
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    return _CONTROLS.sub("", text)
+
+
+def bound_nesting(fragment: str, depth: int = MAX_NESTING) -> str:
+    """Markup nested deeper than ``depth`` loses its tags (the text stays).
+
+    A title of 300 nested tags renders as 300 nested elements in the email, which
+    mail clients and the MJML compiler cut off, taking the rest of the issue with it.
+    Works on sanitized fragments only (bare, balanced ``<i> <b> <sub> <sup>``).
+    """
+    if fragment.count("<") <= depth:
+        return fragment
+    out: list[str] = []
+    stack: list[bool] = []  # per open tag: was it kept?
+    at = 0
+    for match in _KEPT_TAG.finditer(fragment):
+        out.append(fragment[at : match.start()])
+        at = match.end()
+        if match.group(1):  # a closing tag
+            if stack and stack.pop():
+                out.append(match.group(0))
+        else:
+            keep = sum(stack) < depth
+            stack.append(keep)
+            if keep:
+                out.append(match.group(0))
+    out.append(fragment[at:])
+    return "".join(out)
+
+
 # --- whitespace, paragraphs, headings --------------------------------------
 
 

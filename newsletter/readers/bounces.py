@@ -1,42 +1,249 @@
-"""`slice bounces import`: read bounce and complaint reports, suppress the addresses they name.
+"""Acting on mail that came back: bounces, complaints, emailed unsubscribes.
 
-Reads an mbox file, a maildir, one .eml file or a folder of .eml files.
+`Inbound.process` takes one message (from `slice inbound`, an IMAP mailbox or
+`slice bounces import`), asks `newsletter.readers.reports.classify` what it is,
+and commits the outcome together with a row in ``inbound_messages``, so a
+caller that answers "250" after it returns has the outcome on disk.
 
-- Delivery-status notifications (RFC 3464, and the many non-standard bounce
-  formats) are read with flufl.bounce: a permanent failure marks the
-  subscriber ``bounced``; a temporary one (a "delayed" notice) is counted and
-  left alone.
-- Complaints in the Abuse Reporting Format (RFC 5965, ``multipart/report;
-  report-type=feedback-report``) mark the subscriber ``complained``. The
-  reader is found from the signed unsubscribe token in the reported message's
-  List-Unsubscribe header (providers often hide the address), else from the
-  report's Original-Rcpt-To or the reported message's To.
+A report changes a reader only when it carries signed evidence (a bounce
+token, an unsubscribe token, or the Message-ID of a message the list sent to an
+address the report names); otherwise it is recorded as ``unattributed`` and
+nothing else happens: anyone can mail the bounce address.
+
+- A permanent failure marks the reader ``bounced``.
+- A temporary failure marks the delivery ``soft``; when the reader's last
+  ``inbound.soft_bounce_limit`` deliveries (one per issue) all came back soft,
+  the reader is marked ``bounced``.
+- A complaint (RFC 5965) marks the reader ``complained``.
+- An emailed unsubscribe request with a valid token unsubscribes the reader.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 import mailbox
-import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from email.message import Message
-from email.parser import HeaderParser
-from email.utils import getaddresses
 from pathlib import Path
-from typing import cast
 
-from flufl.bounce import all_failures
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, desc, insert, select, update
 
-from newsletter.core.errors import BounceFileError, TokenError
-from newsletter.core.models import Subscriber, SubscriberStatus, table, utcnow
+from newsletter.core.errors import BounceFileError
+from newsletter.core.models import (
+    SUPPRESSED,
+    Delivery,
+    DeliveryStatus,
+    InboundMessage,
+    InboundOutcome,
+    Subscriber,
+    SubscriberStatus,
+    table,
+    utcnow,
+)
 from newsletter.core.store import Store
+from newsletter.readers.reports import Finding, classify
 from newsletter.readers.tokens import Tokens
 
 S = table(Subscriber)
-_TOKEN_IN_URL = re.compile(r"/unsubscribe/([A-Za-z0-9_\-.]+)")
+D = table(Delivery)
+M = table(InboundMessage)
+
+_SENT = (DeliveryStatus.SENT, DeliveryStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one inbound message did."""
+
+    outcome: InboundOutcome
+    email: str = ""  # the reader it changed or concerned
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class _Target:
+    subscriber_id: int
+    email: str
+    status: str
+    delivery_id: int | None = None
+
+
+class Inbound:
+    """Processes inbound messages one at a time, each committed before `process` returns."""
+
+    def __init__(self, store: Store, tokens: Tokens, *, soft_bounce_limit: int = 3) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.soft_bounce_limit = soft_bounce_limit
+
+    def process(self, data: bytes, *, source: str, recipients: Sequence[str] = ()) -> Result:
+        """Classify, act and record one message. A message that cannot be read is recorded
+        as ``unreadable``; only a database failure raises (the caller should retry)."""
+        try:
+            finding = classify(data, self.tokens, recipients=recipients)
+        except RecursionError:
+            finding, result = None, Result(InboundOutcome.UNREADABLE, detail="nested too deep")
+        except Exception as exc:  # any malformed message: recorded, the others go on
+            reason = " ".join(str(exc).split())[:200] or exc.__class__.__name__
+            finding, result = None, Result(InboundOutcome.UNREADABLE, detail=reason)
+        with self.store.write() as session:
+            conn = session.connection()
+            target: _Target | None = None
+            if finding is not None:
+                result, target = self._apply(conn, finding)
+            conn.execute(
+                insert(M).values(
+                    received_at=utcnow(),
+                    source=source,
+                    message_id=finding.message_id if finding else "",
+                    sender=finding.sender if finding else "",
+                    outcome=result.outcome.value,
+                    subscriber_id=target.subscriber_id if target else None,
+                    delivery_id=target.delivery_id if target else None,
+                    detail=result.detail[:500],
+                )
+            )
+        return result
+
+    # --- attribution -----------------------------------------------------
+
+    def _by_delivery(self, conn: Connection, finding: Finding) -> _Target | None:
+        query = select(D.c.id, D.c.subscriber_id, S.c.email_key, S.c.status).join(
+            S, S.c.id == D.c.subscriber_id
+        )
+        for delivery_id in finding.delivery_ids:
+            row = conn.execute(query.where(D.c.id == delivery_id)).first()
+            if row is not None:
+                return _Target(row.subscriber_id, row.email_key, row.status, row.id)
+        if finding.quoted_ids and finding.addresses:
+            row = conn.execute(
+                query.where(
+                    D.c.message_id.in_(finding.quoted_ids),
+                    S.c.email_key.in_(finding.addresses),
+                )
+            ).first()
+            if row is not None:
+                return _Target(row.subscriber_id, row.email_key, row.status, row.id)
+        return None
+
+    def _by_uid(self, conn: Connection, finding: Finding) -> _Target | None:
+        for uid in finding.reader_uids:
+            row = conn.execute(
+                select(S.c.id, S.c.email_key, S.c.status).where(S.c.uid == uid)
+            ).first()
+            if row is not None:
+                return _Target(row.id, row.email_key, row.status)
+        return None
+
+    @staticmethod
+    def _unattributed(finding: Finding, what: str) -> Result:
+        named = ", ".join(finding.addresses[:3]) or "no address"
+        forged = (
+            f"; {finding.forged_tokens} token(s) with a bad signature"
+            if finding.forged_tokens
+            else ""
+        )
+        return Result(
+            InboundOutcome.UNATTRIBUTED,
+            detail=f"{what} naming {named} without a valid token or a Message-ID we sent "
+            f"to it: ignored{forged}",
+        )
+
+    # --- acting ------------------------------------------------------------
+
+    def _apply(self, conn: Connection, finding: Finding) -> tuple[Result, _Target | None]:
+        if finding.kind in ("hard", "soft"):
+            target = self._by_delivery(conn, finding)
+            if target is None:
+                what = "a bounce" if finding.kind == "hard" else "a delay notice"
+                return self._unattributed(finding, what), None
+            if finding.kind == "hard":
+                self._mark_delivery(conn, target, "hard")
+                return self._suppress(
+                    conn, target, SubscriberStatus.BOUNCED, "bounce report"
+                ), target
+            return self._soft(conn, target), target
+        if finding.kind == "complaint":
+            target = self._by_uid(conn, finding) or self._by_delivery(conn, finding)
+            if target is None:
+                return self._unattributed(finding, "a complaint"), None
+            self._mark_delivery(conn, target, "complaint")
+            return self._suppress(
+                conn, target, SubscriberStatus.COMPLAINED, "complaint report"
+            ), target
+        if finding.kind == "unsubscribe":
+            target = self._by_uid(conn, finding)
+            if target is None:
+                why = "a token with a bad signature" if finding.forged_tokens else "no token"
+                detail = (
+                    f"an unsubscribe request from {finding.sender or 'nobody'} with {why}: ignored"
+                )
+                return Result(InboundOutcome.UNSIGNED, detail=detail), None
+            return self._suppress(
+                conn, target, SubscriberStatus.UNSUBSCRIBED, "emailed unsubscribe request"
+            ), target
+        if finding.kind == "auto_reply":
+            return Result(InboundOutcome.AUTO_REPLY, detail=f"from {finding.sender}"), None
+        return Result(InboundOutcome.NOT_REPORT, detail=f"from {finding.sender}"), None
+
+    def _mark_delivery(self, conn: Connection, target: _Target, bounce: str) -> None:
+        if target.delivery_id is not None:
+            query = update(D).where(D.c.id == target.delivery_id)
+            if bounce == "soft":  # a later delay notice never hides a hard bounce
+                query = query.where(D.c.bounce == "")
+            conn.execute(query.values(bounce=bounce))
+
+    def _soft(self, conn: Connection, target: _Target) -> Result:
+        self._mark_delivery(conn, target, "soft")
+        recent = conn.execute(
+            select(D.c.bounce)
+            .where(
+                D.c.subscriber_id == target.subscriber_id,
+                D.c.id <= (target.delivery_id or 0),
+                D.c.status.in_(_SENT),
+            )
+            .order_by(desc(D.c.id))
+            .limit(self.soft_bounce_limit)
+        ).scalars()
+        in_a_row = 0
+        for bounce in recent:
+            if bounce != "soft":
+                break
+            in_a_row += 1
+        if in_a_row >= self.soft_bounce_limit:
+            reason = f"{in_a_row} soft bounces in a row"
+            result = self._suppress(conn, target, SubscriberStatus.BOUNCED, reason)
+            if result.outcome == InboundOutcome.BOUNCED:
+                return Result(InboundOutcome.BOUNCED, target.email, reason)
+        return Result(
+            InboundOutcome.SOFT_BOUNCE,
+            target.email,
+            f"soft bounce {in_a_row} of {self.soft_bounce_limit} in a row",
+        )
+
+    def _suppress(
+        self, conn: Connection, target: _Target, status: SubscriberStatus, reason: str
+    ) -> Result:
+        outcome = {
+            SubscriberStatus.BOUNCED: InboundOutcome.BOUNCED,
+            SubscriberStatus.COMPLAINED: InboundOutcome.COMPLAINED,
+            SubscriberStatus.UNSUBSCRIBED: InboundOutcome.UNSUBSCRIBED,
+        }[status]
+        current = target.status
+        if current == status or (status != SubscriberStatus.COMPLAINED and current in SUPPRESSED):
+            return Result(InboundOutcome.ALREADY, target.email, f"already {current}")
+        now = utcnow()
+        values: dict[str, object] = {
+            "status": status.value,
+            "status_reason": reason,
+            "updated_at": now,
+        }
+        if status == SubscriberStatus.UNSUBSCRIBED:
+            values.update(unsubscribed_at=now, confirm_nonce=None)
+        conn.execute(update(S).where(S.c.id == target.subscriber_id).values(**values))
+        return Result(outcome, target.email, reason)
+
+
+# --- `slice bounces import`: files ------------------------------------------
 
 
 @dataclass
@@ -44,39 +251,70 @@ class BounceReport:
     """What an import found and changed."""
 
     messages: int = 0
-    bounced: list[str] = field(default_factory=list)  # newly suppressed as bounced
-    complained: list[str] = field(default_factory=list)  # newly marked complained
-    already: int = 0  # named addresses that were suppressed before
-    unknown: list[str] = field(default_factory=list)  # addresses not on the list
-    temporary: int = 0  # delayed-delivery notices, left alone
-    not_reports: int = 0  # messages that are neither bounces nor complaints
+    bounced: list[str] = field(default_factory=list)
+    complained: list[str] = field(default_factory=list)
+    unsubscribed: list[str] = field(default_factory=list)
+    already: int = 0
+    soft: int = 0
+    auto_replies: int = 0
+    not_reports: int = 0
+    ignored: list[str] = field(default_factory=list)  # reports with no signed evidence
     unreadable: list[str] = field(default_factory=list)
+
+    def add(self, name: str, result: Result) -> None:
+        self.messages += 1
+        o = InboundOutcome
+        lists = {
+            o.BOUNCED: self.bounced,
+            o.COMPLAINED: self.complained,
+            o.UNSUBSCRIBED: self.unsubscribed,
+        }
+        if result.outcome in lists:
+            lists[result.outcome].append(result.email)
+        elif result.outcome == o.ALREADY:
+            self.already += 1
+        elif result.outcome == o.SOFT_BOUNCE:
+            self.soft += 1
+        elif result.outcome == o.AUTO_REPLY:
+            self.auto_replies += 1
+        elif result.outcome == o.NOT_REPORT:
+            self.not_reports += 1
+        elif result.outcome == o.UNREADABLE:
+            self.unreadable.append(f"{name}: {result.detail}")
+        else:
+            self.ignored.append(f"{name}: {result.detail}")
 
     def lines(self) -> list[str]:
         out = [f"bounced {a}" for a in self.bounced]
         out += [f"complained {a}" for a in self.complained]
-        out += [f"unknown {a} (not a subscriber)" for a in self.unknown]
+        out += [f"unsubscribed {a}" for a in self.unsubscribed]
+        out += [f"ignored {what}" for what in self.ignored]
         out += [f"unreadable {what}" for what in self.unreadable]
         out.append(
             f"Read {self.messages} messages: {len(self.bounced)} bounced, "
-            f"{len(self.complained)} complaints, {self.already} already suppressed, "
-            f"{len(self.unknown)} unknown addresses, {self.temporary} temporary failures "
-            f"(left alone), {self.not_reports} not bounce reports."
+            f"{len(self.complained)} complaints, {len(self.unsubscribed)} unsubscribed, "
+            f"{self.already} already suppressed, {self.soft} soft bounces (counted), "
+            f"{len(self.ignored)} ignored (no valid token), {self.auto_replies} automatic "
+            f"replies, {self.not_reports} not bounce reports, {len(self.unreadable)} unreadable."
         )
         return out
 
 
-def read_messages(path: Path) -> Iterator[tuple[str, Message]]:
+def read_messages(path: Path) -> Iterator[tuple[str, bytes]]:
     """Every message in an mbox file, a maildir, a .eml file or a folder of .eml files."""
     if not path.exists():
         raise BounceFileError(
             f"{path} does not exist; give an mbox file, a maildir or a .eml file."
         )
     if path.is_dir():
-        if (path / "cur").is_dir() or (path / "new").is_dir():
-            box = mailbox.Maildir(path, factory=None, create=False)
-            for key in sorted(box.keys()):
-                yield f"{path.name}/{key}", _parse(box.get_bytes(key))
+        subdirs = [path / sub for sub in ("new", "cur") if (path / sub).is_dir()]
+        if subdirs:
+            # a maildir; read directly, as mailbox.Maildir fails when new/ or cur/ is missing
+            for sub in subdirs:
+                for file in sorted(
+                    p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")
+                ):
+                    yield f"{sub.name}/{file.name}", file.read_bytes()
             return
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".eml", ".msg"))
         if not files:
@@ -84,7 +322,7 @@ def read_messages(path: Path) -> Iterator[tuple[str, Message]]:
                 f"{path} holds no .eml files and is not a maildir (no cur/ or new/ folder)."
             )
         for file in files:
-            yield str(file.relative_to(path)), _parse(file.read_bytes())
+            yield str(file.relative_to(path)), file.read_bytes()
         return
     with path.open("rb") as handle:
         head = handle.read(5)
@@ -92,7 +330,7 @@ def read_messages(path: Path) -> Iterator[tuple[str, Message]]:
         box_file = mailbox.mbox(path, factory=None, create=False)
         try:
             for i, key in enumerate(box_file.keys(), 1):
-                yield f"{path.name}#{i}", _parse(box_file.get_bytes(key))
+                yield f"{path.name}#{i}", box_file.get_bytes(key)
         finally:
             box_file.close()
         return
@@ -101,163 +339,15 @@ def read_messages(path: Path) -> Iterator[tuple[str, Message]]:
         raise BounceFileError(
             f"{path} is not an email message or mbox file (no headers at the start)."
         )
-    yield path.name, _parse(data)
+    yield path.name, data
 
 
-def _parse(data: bytes) -> Message:
-    return email.message_from_bytes(data, policy=email.policy.compat32)
-
-
-def is_complaint(msg: Message) -> bool:
-    return msg.get_content_type() == "multipart/report" and (
-        str(msg.get_param("report-type", "")).lower() == "feedback-report"
-    )
-
-
-def _feedback_fields(msg: Message) -> Message | None:
-    for part in msg.walk():
-        if part.get_content_type() == "message/feedback-report":
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload:
-                return cast(Message, payload[0])
-            if isinstance(payload, str):
-                return HeaderParser().parsestr(payload.strip() + "\n\n")
-    return None
-
-
-def _reported_headers(msg: Message) -> Message | None:
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if ctype == "message/rfc822":
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload:
-                return cast(Message, payload[0])
-        if ctype == "text/rfc822-headers":
-            text = part.get_payload(decode=True) or b""
-            return HeaderParser().parsestr(bytes(text).decode("utf-8", "replace"))
-    return None
-
-
-def complaint_target(msg: Message, tokens: Tokens | None) -> tuple[str | None, str | None]:
-    """(subscriber uid, address) named by a complaint; either may be None."""
-    reported = _reported_headers(msg)
-    uid = None
-    if reported is not None and tokens is not None:
-        for match in _TOKEN_IN_URL.finditer(str(reported.get("List-Unsubscribe", ""))):
-            try:
-                uid = tokens.read_unsubscribe(match.group(1))
-                break
-            except TokenError:
-                continue
-    address = None
-    fields = _feedback_fields(msg)
-    candidates = []
-    if fields is not None:
-        candidates += [fields.get("Original-Rcpt-To", ""), fields.get("Removal-Recipient", "")]
-    if reported is not None:
-        candidates.append(reported.get("To", ""))
-    for value in candidates:
-        for _, addr in getaddresses([str(value)]):
-            if "@" in addr:
-                address = addr.strip().lower()
-                break
-        if address:
-            break
-    return uid, address
-
-
-def import_bounces(store: Store, path: Path, *, secret_key: str | None = None) -> BounceReport:
-    """Read the reports under ``path`` and mark the subscribers they name."""
-    tokens = Tokens(secret_key) if secret_key else None
+def import_bounces(
+    store: Store, path: Path, *, secret_key: str, soft_bounce_limit: int = 3
+) -> BounceReport:
+    """Read the reports under ``path``; act on those that carry signed evidence."""
+    inbound = Inbound(store, Tokens(secret_key), soft_bounce_limit=soft_bounce_limit)
     report = BounceReport()
-    bounced: dict[str, str] = {}  # address -> reason
-    complained_uids: dict[str, str] = {}
-    complained_addrs: dict[str, str] = {}
-    for name, msg in read_messages(path):
-        report.messages += 1
-        try:
-            if is_complaint(msg):
-                uid, address = complaint_target(msg, tokens)
-                if uid:
-                    complained_uids[uid] = f"complaint report {name}"
-                elif address:
-                    complained_addrs[address] = f"complaint report {name}"
-                else:
-                    report.unreadable.append(f"{name}: a complaint that names no reader")
-                continue
-            temporary, permanent = all_failures(msg)
-        except Exception as exc:  # a malformed message is reported, the rest go on
-            report.unreadable.append(f"{name}: {exc.__class__.__name__}")
-            continue
-        if permanent:
-            for raw in permanent:
-                address = raw.decode("utf-8", "replace").strip().lower()
-                bounced[address] = f"bounce report {name}"
-        elif temporary:
-            report.temporary += 1
-        else:
-            report.not_reports += 1
-    _apply(store, report, bounced, complained_uids, complained_addrs)
+    for name, data in read_messages(path):
+        report.add(name, inbound.process(data, source="file"))
     return report
-
-
-def _apply(
-    store: Store,
-    report: BounceReport,
-    bounced: dict[str, str],
-    complained_uids: dict[str, str],
-    complained_addrs: dict[str, str],
-) -> None:
-    now = utcnow()
-    with store.write() as session:
-        conn = session.connection()
-        by_addr = {
-            r.email_key: r
-            for r in conn.execute(
-                select(S.c.id, S.c.uid, S.c.email_key, S.c.status).where(
-                    S.c.email_key.in_([*bounced, *complained_addrs])
-                )
-            )
-        }
-        by_uid = {
-            r.uid: r
-            for r in conn.execute(
-                select(S.c.id, S.c.uid, S.c.email_key, S.c.status).where(
-                    S.c.uid.in_(list(complained_uids))
-                )
-            )
-        }
-        changes: list[dict[str, object]] = []
-        targets = [
-            (by_uid.get(u), u, reason, "complained") for u, reason in complained_uids.items()
-        ]
-        targets += [(by_addr.get(a), a, r, "complained") for a, r in complained_addrs.items()]
-        targets += [(by_addr.get(a), a, r, "bounced") for a, r in bounced.items()]
-        seen: set[int] = set()
-        for row, label, reason, new in targets:
-            if row is None:
-                report.unknown.append(label)
-                continue
-            if row.id in seen:
-                continue
-            seen.add(row.id)
-            suppressed = row.status in (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
-            if new == "bounced" and (suppressed or row.status == SubscriberStatus.UNSUBSCRIBED):
-                report.already += 1
-                continue
-            if new == "complained" and row.status == SubscriberStatus.COMPLAINED:
-                report.already += 1
-                continue
-            (report.complained if new == "complained" else report.bounced).append(row.email_key)
-            changes.append({"b_id": row.id, "b_status": new, "b_reason": reason[:500]})
-        if changes:
-            conn.execute(
-                update(S)
-                .where(S.c.id == bindparam("b_id"))
-                .values(
-                    status=bindparam("b_status"),
-                    status_reason=bindparam("b_reason"),
-                    updated_at=now,
-                ),
-                changes,
-            )

@@ -140,6 +140,9 @@ class SubscriberMail:
     def welcome(self, welcome: Welcome) -> EmailMessage:
         base = self.settings.web.base_url
         unsubscribe = self.subscribers.unsubscribe_url(welcome.uid)
+        token = self.subscribers.tokens.unsubscribe_token(welcome.uid)
+        # the same token in the subject: `slice inbound` unsubscribes whoever mails it
+        mailto = f"mailto:{unsubscribe_mailto(self.settings)}?subject=unsubscribe%20{token}"
         latest = f"{base}/issues/{welcome.latest_issue}" if welcome.latest_issue else None
         text, html = self._render(
             "welcome",
@@ -160,7 +163,7 @@ class SubscriberMail:
             html=html,
             extra_headers={
                 "List-Id": list_id(self.settings),
-                "List-Unsubscribe": f"<{unsubscribe}>, <mailto:{unsubscribe_mailto(self.settings)}?subject=unsubscribe>",
+                "List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 "Auto-Submitted": "auto-generated",
             },

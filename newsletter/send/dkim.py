@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from newsletter.core.errors import ConfigError
 
-# The headers the signature covers, in order. DESIGN.md requires From, To,
+# The headers the signature covers, in order: From, To,
 # Subject, Date, Message-ID and both List-Unsubscribe headers; a header named
 # here but absent from a message is skipped. Names listed twice are
 # "oversigned": a header of that name added later breaks the signature.

@@ -1,6 +1,6 @@
 """The delivery ledger: one row per (issue, reader), and every change to it committed at once.
 
-States (DESIGN.md): ``pending`` → ``sending`` → ``sent`` | ``deferred`` | ``failed``,
+States: ``pending`` → ``sending`` → ``sent`` | ``deferred`` | ``failed``,
 and ``skipped`` for a reader who left (or was suppressed) before their turn.
 
 - `Ledger.start` freezes the audience: one ``pending`` row per confirmed
@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import DateTime, Integer, String
 
+from newsletter.core.errors import SendError
 from newsletter.core.models import (
     Delivery,
     DeliveryStatus,
@@ -43,6 +44,7 @@ from newsletter.core.models import (
     table,
 )
 from newsletter.core.store import Store
+from newsletter.issue import lifecycle
 from newsletter.issue.outbox import RenderedIssue
 from newsletter.send.message import Reader
 
@@ -158,12 +160,9 @@ class Ledger:
                     ts,
                     ts,
                 ).where(S.c.status == SubscriberStatus.CONFIRMED, ~exists.exists())
+                if not lifecycle.claim_for_sending(conn, self.issue_id, now):
+                    raise SendError(f"issue {self.issue_id} changed status meanwhile; run again.")
                 created = conn.execute(insert(D).from_select(columns, snapshot)).rowcount
-                conn.execute(
-                    update(I)
-                    .where(I.c.id == self.issue_id)
-                    .values(status=IssueStatus.SENDING.value, send_started_at=now)
-                )
                 return StartInfo(created=created, resumed_in_flight=0)
             # Rows a stopped run left 'sending' are taken back by the worker that starts
             # next (`Claims.release_dead`): on PostgreSQL other workers may still hold theirs.

@@ -143,6 +143,8 @@ class ListHeaders:
     base_url: str
     domain: str
     secret_key: str
+    bounce_address: str = ""  # the envelope sender; empty: from_address
+    verp: bool = True  # a signed token per message in the envelope sender
 
 
 class IssueMessage:
@@ -166,6 +168,8 @@ class IssueMessage:
         domain: str,
         signer: DkimSigner | None = None,
         boundary: str | None = None,
+        bounce_address: str = "",
+        verp: bool = True,
     ) -> None:
         self.issue_id = issue_id
         self.subject = check_header_value(subject, "subject")
@@ -175,8 +179,11 @@ class IssueMessage:
         self._key = message_key
         self._unsubscribe_base = _safe_url(base_url, "web.base_url") + "/unsubscribe/"
         self._mailto = "<mailto:" + _safe_url(unsubscribe_mailto, "unsubscribe_mailto")
-        self._mailto += "?subject=unsubscribe>"
+        self._mailto += "?subject=unsubscribe%20"
         self.envelope_from = parse_address(from_address, "newsletter.from_address").addr_spec
+        if bounce_address:
+            self.envelope_from = parse_address(bounce_address, "inbound.bounce_address").addr_spec
+        self._verp = verp
         # "=_" never occurs in quoted-printable text, so the boundary cannot clash; it is
         # derived from the content so a dry run and the real send write the same bytes.
         digest = hashlib.sha256(f"{issue_id}\0{text}\0{html_body}".encode()).hexdigest()
@@ -253,6 +260,8 @@ class IssueMessage:
             message_key=hashlib.sha256(b"slice.message-id.v1\0" + key.encode()).digest(),
             domain=headers.domain,
             signer=signer,
+            bounce_address=headers.bounce_address,
+            verp=headers.verp,
         )
 
     # --- per reader -----------------------------------------------------
@@ -264,6 +273,18 @@ class IssueMessage:
         ).hexdigest()[:24]
         label = re.sub(r"[^0-9A-Za-z-]", "-", self.issue_id)
         return f"<{label}.{digest}@{self.domain}>"
+
+    def envelope_sender(self, delivery_id: int | None) -> str:
+        """The Return-Path of one message: ``bounces+<delivery id>-<sig>@domain`` (VERP).
+
+        A bounce comes back to this address, so it names the message it is about with
+        a signature nobody without the key can make; proofs (no delivery) and lists with
+        VERP turned off use the plain address.
+        """
+        if delivery_id is None or not self._verp:
+            return self.envelope_from
+        local, _, domain = self.envelope_from.rpartition("@")
+        return f"{local}+{self._tokens.bounce_token(delivery_id)}@{domain}"
 
     def unsubscribe_url(self, reader_uid: str) -> str:
         return self._unsubscribe_base + self._tokens.unsubscribe_token(reader_uid)
@@ -300,7 +321,8 @@ class IssueMessage:
     def _fill(
         self, reader: Reader, *, now: datetime, message_id: str | None
     ) -> tuple[list[bytes], bytes, dict[str, bytes]]:
-        url = self.unsubscribe_url(reader.uid)
+        token = self._tokens.unsubscribe_token(reader.uid)
+        url = self._unsubscribe_base + token
         name = first_name(reader.name)
         values = {
             "url": url,
@@ -320,7 +342,8 @@ class IssueMessage:
             + url.encode("ascii")
             + b">,\r\n "
             + self._mailto.encode("ascii")
-            + b"\r\n",
+            + token.encode("ascii")
+            + b">\r\n",
             *self._post,
         ]
         return headers, body, encoded

@@ -281,7 +281,7 @@ class Sender:
             row.reader, now=self.clock.now(), executor=self._signing
         )
         answer = await connection.send(
-            self.message.envelope_from, row.reader.email, data, wire=True
+            self.message.envelope_sender(row.delivery_id), row.reader.email, data, wire=True
         )
         if answer.kind == "relay" or (answer.kind == "soft" and answer.code is None):
             self._relay_failures += 1

@@ -43,6 +43,8 @@ def list_headers(settings: Settings) -> ListHeaders:
         base_url=settings.web.base_url,
         domain=domain,
         secret_key=settings.require_secret_key(),
+        bounce_address=settings.inbound.bounce_address or f"bounces@{domain}",
+        verp=settings.inbound.verp,
     )
 
 

@@ -14,7 +14,7 @@ from newsletter.papers.sources.http import PoliteClient
 
 @dataclass
 class PaperRecord:
-    """One paper as a source reported it (DESIGN.md, "Paper record").
+    """One paper as a source reported it: what every source hands to ingest.
 
     Title and abstract are clean HTML fragments (see `newsletter.papers.text`).
     ``published_doi`` is the journal version's DOI that a preprint server

@@ -1,0 +1,80 @@
+"""`slice issues` (drafts and sent issues) and `slice discard ISSUE` (a draft)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from newsletter.cli.base import err, out, state
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def issues(
+        ctx: typer.Context,
+        all_: Annotated[bool, typer.Option("--all", help="List discarded drafts too.")] = False,
+    ) -> None:
+        """List the issues: drafts and sent ones, with status, window, papers and deliveries."""
+        from newsletter.issue.lifecycle import list_issues
+
+        app_state = state(ctx)
+        rows = list_issues(app_state.store(), include_discarded=all_)
+        if not rows:
+            err().print("No issues yet: `slice compose` makes the first draft.")
+            return
+        table = Table(title_justify="left")
+        for name, justify in (
+            ("issue", "left"),
+            ("#", "right"),
+            ("status", "left"),
+            ("window", "left"),
+            ("papers", "right"),
+            ("deliveries", "left"),
+            ("subject", "left"),
+        ):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for row in rows:
+            number = str(row.number) if row.status in ("sending", "sent") else f"({row.number})"
+            parts = []
+            if row.sent or row.open or row.failed:
+                parts.append(f"{row.sent} sent")
+                if row.open:
+                    parts.append(f"{row.open} to go")
+                if row.failed:
+                    parts.append(f"{row.failed} failed")
+            table.add_row(
+                row.id,
+                number,
+                row.status,
+                f"{row.window_start:%Y-%m-%d} to {row.window_end:%Y-%m-%d}",
+                str(row.papers),
+                ", ".join(parts) or "-",
+                row.subject,
+            )
+        out().print(table)
+        drafts = sum(1 for r in rows if r.status == "draft")
+        if drafts:
+            err().print(
+                f"{_count(drafts, 'draft')}: a draft's number (in brackets) is the one it gets "
+                "if it is the next to go out; `slice discard ISSUE` removes a draft."
+            )
+
+    @app.command()
+    def discard(
+        ctx: typer.Context,
+        issue: Annotated[str, typer.Argument(metavar="ISSUE", help="The draft's id.")],
+    ) -> None:
+        """Discard a draft: its papers and number are free again (a sent issue is refused)."""
+        from newsletter.issue.lifecycle import discard as discard_draft
+
+        app_state = state(ctx)
+        moved = discard_draft(app_state.settings(), app_state.store(), issue, now=datetime.now(UTC))
+        where = f"; its files moved to {moved}" if moved else ""
+        err().print(f"Discarded draft {issue}{where}.")
