@@ -152,14 +152,32 @@ def send(
         bool, typer.Option("--retry-failed", help="Try failed and deferred readers again.")
     ] = False,
     status: Annotated[
-        bool, typer.Option("--status", help="Show the delivery ledger of the issue and exit.")
+        bool,
+        typer.Option(
+            "--status",
+            help="Show the delivery ledger of the issue, and the workers sending it now; exit.",
+        ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            help=(
+                "Worker processes sharing this send (one rate and cap for all). More than one "
+                "needs PostgreSQL: with SQLite it is refused, as SQLite lets one process write "
+                "at a time. More `slice send` on other machines against the same database join in."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Send a composed issue to every confirmed subscriber (resumes a stopped send)."""
     if sum([dry_run_, to is not None, status]) > 1:
         raise typer.BadParameter("use only one of --dry-run, --to and --status")
     app_state = state(ctx)
-    settings = app_state.settings({"send": {"rate": rate, "concurrency": concurrency}})
+    settings = app_state.settings(
+        {"send": {"rate": rate, "concurrency": concurrency, "workers": workers}}
+    )
     console = out()
     from newsletter.send.service import dry_run, issue_status, send_proof
 
@@ -172,6 +190,12 @@ def send(
         report = dry_run(settings, app_state.store(), issue)
         signed = "DKIM-signed" if report.signed else "not DKIM-signed: no SLICE_DKIM_KEY"
         console.print(f"Wrote {report.written} messages to {report.folder} ({signed}).")
+    elif settings.send.workers > 1:
+        from newsletter.cli.sendworkers import send_with_workers
+
+        send_with_workers(
+            console, err(), settings, app_state.store(), issue, retry_failed=retry_failed
+        )
     else:
         _send(console, settings, app_state.store(), issue, retry_failed=retry_failed)
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,8 +35,6 @@ from newsletter.send.ratelimit import DAY, HOUR
 P = table(SendPace)
 PS = table(SendPaceSecond)
 D = table(Delivery)
-T = TypeVar("T")
-RunDb = Callable[..., Awaitable[Any]]
 
 ROW = "global"
 SKEW = 30.0  # a next slot further ahead than this is a clock that jumped: start from now
@@ -60,11 +59,16 @@ class SharedPace:
             (c, s, n) for c, s, n in ((hourly_cap, HOUR, "hourly"), (daily_cap, DAY, "daily")) if c
         ]
         self._writer = store.engine.execution_options(slice_write=True)
-        self._insert = (
-            postgresql.insert if store.engine.dialect.name == "postgresql" else sqlite.insert
-        )
+        pg = store.engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if pg else sqlite.insert
+        # the larger / smaller of two values: GREATEST and LEAST, or SQLite's two-argument MAX, MIN
+        self._greatest = func.greatest if pg else func.max
+        self._least = func.least if pg else func.min
+        self._made = False
 
     def take(self, now: float) -> Grant:
+        if not self.caps:
+            return self._take_rate(now)
         with self._writer.begin() as conn:
             conn.execute(
                 self._insert(P).values(name=ROW, next_at=0.0, seeded=0).on_conflict_do_nothing()
@@ -103,6 +107,21 @@ class SharedPace:
             )
             return Grant(start, count)
 
+    def _take_rate(self, now: float) -> Grant:
+        """No caps: one statement (a round trip) moves the next free slot on."""
+        span = self.block * self.interval
+        with self._writer.begin() as conn:
+            if not self._made:
+                conn.execute(
+                    self._insert(P).values(name=ROW, next_at=0.0, seeded=0).on_conflict_do_nothing()
+                )
+                self._made = True
+            start = self._greatest(self._least(P.c.next_at, now + SKEW), now)
+            end = conn.execute(
+                update(P).where(P.c.name == ROW).values(next_at=start + span).returning(P.c.next_at)
+            ).scalar_one()
+        return Grant(float(end) - span, self.block)
+
     def _seed(self, conn: Any, now: float) -> None:
         """Count what was sent before the shared pace existed (once)."""
         since = datetime.fromtimestamp(now, UTC) - timedelta(seconds=DAY)
@@ -116,44 +135,73 @@ class SharedPace:
 
 
 class SharedLimiter:
-    """`RateLimiter`'s place when several workers share one send: slots from `SharedPace`."""
+    """`RateLimiter`'s place when several workers share one send: slots from `SharedPace`.
+
+    The next block is asked for while the current one is still being used, on a
+    thread and connection of its own (never queued behind the ledger's writes),
+    so the database's answer time never becomes a gap in the rate.
+    """
 
     def __init__(
         self,
         pace: SharedPace,
         *,
         clock: Clock,
-        run_db: RunDb,
+        wrap_errors: Callable[[BaseException], BaseException],
         on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self.pace = pace
         self.clock = clock
-        self._run_db = run_db
+        self._wrap = wrap_errors
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slice-pace")
         self._slots: deque[float] = deque()
         self._lock = asyncio.Lock()
+        self._next: asyncio.Task[Grant] | None = None
         self.on_wait = on_wait
+
+    async def _take(self, now: float) -> Grant:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self.pace.take, now)
+        except Exception as exc:
+            raise self._wrap(exc) from exc
+
+    def _prefetch(self) -> asyncio.Task[Grant]:
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._take(self.clock.now().timestamp()))
+        return self._next
 
     async def acquire(self) -> float:
         """Wait for this message's slot; returns its (epoch) time."""
         async with self._lock:
             while True:
                 now = self.clock.now().timestamp()
-                while (
-                    self.pace.interval and self._slots and self._slots[0] < now - self.pace.interval
-                ):
+                interval = self.pace.interval
+                while interval and self._slots and self._slots[0] < now - interval:
                     self._slots.popleft()  # too late for it (this worker was busy): let it go
                 if self._slots:
                     break
-                grant: Grant = await self._run_db(self.pace.take, now)
+                fetch = self._prefetch()
+                try:
+                    grant = await asyncio.shield(fetch)
+                finally:
+                    if fetch.done():
+                        self._next = None
                 if grant.count:
-                    self._slots.extend(
-                        grant.start + i * self.pace.interval for i in range(grant.count)
-                    )
-                    break
+                    self._slots.extend(grant.start + i * interval for i in range(grant.count))
+                    continue
                 if self.on_wait is not None:
                     self.on_wait(grant.wait_reason, grant.start - now)
                 await self.clock.wait(grant.start - now)
             slot = self._slots.popleft()
+            if len(self._slots) <= self.pace.block // 2:
+                self._prefetch()
             if slot > now:
                 await self.clock.wait(slot - now)
             return slot
+
+    async def close(self) -> None:
+        """Wait for a block still being asked for (its slots simply go unused)."""
+        if self._next is not None:
+            await asyncio.gather(self._next, return_exceptions=True)
+        self._executor.shutdown(wait=True)

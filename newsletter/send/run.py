@@ -67,7 +67,9 @@ class Sender:
         self.rng = rng or random.Random()
         self.limiter: RateLimiter | SharedLimiter
         if pace is not None:
-            self.limiter = SharedLimiter(pace, clock=clock, run_db=self._db, on_wait=self._cap_wait)
+            self.limiter = SharedLimiter(
+                pace, clock=clock, wrap_errors=_store_error, on_wait=self._cap_wait
+            )
         else:
             self.limiter = RateLimiter(
                 rate=options.rate,
@@ -103,11 +105,7 @@ class Sender:
         try:
             return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
         except SQLAlchemyError as exc:
-            first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
-            raise StoreError(
-                f"the delivery ledger could not be written ({first}); the send stopped and "
-                "nothing was lost: run the same `slice send` again."
-            ) from exc
+            raise _store_error(exc) from exc
 
     def _store_failed(self, exc: BaseException) -> None:
         self._halt(str(exc), exc)
@@ -138,6 +136,8 @@ class Sender:
 
     async def _finish(self) -> None:
         try:
+            if isinstance(self.limiter, SharedLimiter):
+                await self.limiter.close()
             await self._writer.flush()
             with contextlib.suppress(StoreError):
                 await self._db(self.claims.unregister)
@@ -352,3 +352,13 @@ def _drain(queue: asyncio.Queue[Row | None]) -> list[Row | None]:
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
+
+
+def _store_error(exc: BaseException) -> BaseException:
+    if not isinstance(exc, SQLAlchemyError):
+        return exc
+    first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+    return StoreError(
+        f"the delivery ledger could not be written ({first}); the send stopped and "
+        "nothing was lost: run the same `slice send` again."
+    )

@@ -200,6 +200,35 @@ def prepare_send(
     return report
 
 
+def prepare_workers(
+    settings: Settings, store: Store, issue_id: str, *, workers: int, retry_failed: bool
+) -> SendReport:
+    """Before `workers` processes send one issue: checks, and the audience frozen once."""
+    if workers > 1 and not is_postgres(store):
+        raise SendError(
+            f"--workers {workers} needs PostgreSQL: SQLite lets one process write at a time; "
+            "set database.url to a postgresql:// URL, or send with one worker."
+        )
+    check_public_links(settings)
+    folder, _message, signed = _load(settings, issue_id)
+    report = prepare_send(store, folder, issue_id, clock=SystemClock(), retry_failed=retry_failed)
+    report.signed = signed
+    return report
+
+
+def finish_workers(store: Store, issue_id: str) -> SendReport:
+    """After the workers: the issue marked sent when nothing is left, and the ledger's counts."""
+    ledger = Ledger(store, issue_id)
+    report = SendReport(issue_id=issue_id)
+    report.finished = ledger.finish_if_done(SystemClock().now())
+    report.counts = ledger.counts()
+    return report
+
+
+def ledger_counts(store: Store, issue_id: str) -> dict[str, int]:
+    return Ledger(store, issue_id).counts()
+
+
 async def send_issue(
     settings: Settings,
     store: Store,
@@ -261,7 +290,7 @@ async def send_issue(
                 rate=options.rate,
                 hourly_cap=options.hourly_cap,
                 daily_cap=options.daily_cap,
-                block_seconds=0.25,
+                block_seconds=0.05,
             )
             if shared
             else None,
