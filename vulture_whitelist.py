@@ -5,6 +5,7 @@ Attributes read only by templates, and attributes that a library reads.
 
 from newsletter.issue.cards import PaperCard
 from newsletter.papers.search import SearchPage, SearchParams
+from newsletter.web.archive import PaperView
 from newsletter.web.signup import SignupForm
 
 # read by the email templates (templates/email/*.mjml, issue.txt)
@@ -18,6 +19,7 @@ SearchPage.searched
 SearchPage.first_index
 SearchPage.page_links
 SignupForm.honeypot
+PaperView.long_abstract
 
 # read by libraries: the sqlite3 connection, Jinja2, itsdangerous, aiosmtpd, uvicorn
 _.isolation_level
@@ -26,6 +28,12 @@ _.get_timestamp
 _.host_name
 _.should_exit
 _.nullable  # SQLAlchemy reads a Column's (tests/test_schema.py sets one wrong on purpose)
+
+# read by llm: the fake model plugin of the story-draft tests (tests/llm_fake_plugin.py)
+_.model_id
+_.can_stream
+_.register_models
+_.conversation
 
 # a setting, documented in slice.toml
 _.editor_address

@@ -1,6 +1,6 @@
 """Ingest throughput and peak memory for a 20,000-record PubMed efetch XML file.
 
-    .venv/bin/python bench/ingest_bench.py [--records 20000] [--keep FILE]
+    .venv/bin/python bench/ingest_bench.py [--records 20000] [--keep FILE] [--old-tree DIR]
 
 Writes a synthetic efetch file (structured abstracts, inline markup, MathML,
 a CollectiveName, reference lists), then measures, each phase in a fresh
@@ -10,14 +10,19 @@ process so that peak memory (max RSS) is its own:
   parse     Slice's streaming parser (iterparse + clearing + text hygiene), no database
   ingest    ``slice ingest`` end to end: parse, validate, dedup, store in a new SQLite file
   reingest  the same file again into that database (every record unchanged)
+  old       with ``--old-tree DIR`` (another checkout, e.g. made with
+            `git archive <commit> | tar -x -C DIR`): its ingest of the same file into
+            a new database, run right after this one's, for a same-load comparison
 
-and prints records/s, peak RSS, and the ratios against the lxml baseline.
+and prints records/s, peak RSS, the ratios against the lxml baseline, and the
+longest write transaction of each ingest (how long other writers could wait).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -26,7 +31,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if not os.environ.get("PYTHONPATH"):  # a phase of --old-tree runs with that tree's code
+    sys.path.insert(0, str(ROOT))
 
 MML = 'xmlns:mml="http://www.w3.org/1998/Math/MathML"'
 
@@ -76,7 +82,10 @@ def write_file(path: Path, records: int) -> None:
 
 
 def max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """The peak RSS of this process or of the parsing child it started, whichever is larger."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, child) / 1024  # Linux: KiB
 
 
 def phase(name: str, path: Path, db: Path) -> dict[str, float]:
@@ -84,6 +93,7 @@ def phase(name: str, path: Path, db: Path) -> dict[str, float]:
     from lxml import etree
 
     start_rss = max_rss_mb()
+    longest: float | None = None
     data = path.read_bytes() if name == "lxml" else b""
     start = time.perf_counter()
     if name == "lxml":
@@ -102,16 +112,20 @@ def phase(name: str, path: Path, db: Path) -> dict[str, float]:
             (result,) = ingest_files(store, [path])
             assert result.error is None, result.error
             count = result.fetched
-            if name == "ingest":
+            if name in ("ingest", "old"):
                 assert result.new == count, result
             else:
                 assert result.unchanged == count, result
+            longest = getattr(result, "longest_write_ms", None)
     seconds = time.perf_counter() - start
+    if longest is None and name in ("ingest", "reingest", "old"):
+        longest = seconds * 1000  # older code: the whole file was one write transaction
     return {
         "records": count,
         "seconds": seconds,
         "peak_rss_mb": max_rss_mb(),
         "start_rss_mb": start_rss,
+        "longest_write_ms": longest if longest is not None else -1,
     }
 
 
@@ -119,6 +133,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--keep", type=Path, help="Write the generated XML here and keep it.")
+    parser.add_argument("--old-tree", type=Path, help="A checkout of the code to compare with.")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="Run ingest (and old) this many times, alternating."
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
@@ -129,7 +147,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "pubmed_bench.xml"
-        db = Path(tmp) / "bench.db"
+        db = Path(tmp) / "ingest.db"
         t0 = time.perf_counter()
         write_file(path, args.records)
         size_mb = path.stat().st_size / 1e6
@@ -137,25 +155,45 @@ def main() -> None:
             f"generated {args.records} PubMed records, {size_mb:.1f} MB, in {time.perf_counter() - t0:.1f}s"
         )
         figures: dict[str, dict[str, float]] = {}
-        for name in ("lxml", "parse", "ingest", "reingest"):
+        phases = ["lxml", "parse"]
+        for _ in range(args.rounds):  # alternating, so both meet the same machine load
+            phases += ["ingest", "old"] if args.old_tree else ["ingest"]
+        phases.append("reingest")
+        for name in phases:
+            tree = args.old_tree.resolve() if name == "old" else ROOT
+            target = Path(tmp) / ("old.db" if name == "old" else "ingest.db")
+            if name != "reingest":  # each ingest round starts from an empty database
+                for leftover in Path(tmp).glob(target.name + "*"):
+                    leftover.unlink()
+            command = [sys.executable, __file__, "--phase", name, "--file", str(path)]
             out = subprocess.run(
-                [sys.executable, __file__, "--phase", name, "--file", str(path), "--db", str(db)],
+                [*command, "--db", str(target)],
                 check=True,
                 capture_output=True,
                 text=True,
+                cwd=tree,
+                env={**os.environ, "PYTHONPATH": str(tree)},
             )
-            figures[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            fig = json.loads(out.stdout.strip().splitlines()[-1])
+            if name not in figures or fig["seconds"] < figures[name]["seconds"]:
+                figures[name] = fig  # the best round of each
         base = figures["lxml"]
         print(
-            f"\n{'phase':<10} {'records':>8} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} {'time x lxml':>12} {'RSS x lxml':>11}"
+            f"\n{'phase':<10} {'records':>8} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} "
+            f"{'time x lxml':>12} {'RSS x lxml':>11} {'longest write ms':>17}"
         )
         for name, fig in figures.items():
             rate = fig["records"] / fig["seconds"]
+            longest = fig.get("longest_write_ms", -1)
             print(
                 f"{name:<10} {int(fig['records']):>8} {fig['seconds']:>8.2f} {rate:>10.0f} "
                 f"{fig['peak_rss_mb']:>12.0f} {fig['seconds'] / base['seconds']:>12.1f} "
-                f"{fig['peak_rss_mb'] / base['peak_rss_mb']:>11.2f}"
+                f"{fig['peak_rss_mb'] / base['peak_rss_mb']:>11.2f} "
+                f"{(f'{longest:.0f}' if longest >= 0 else '-'):>17}"
             )
+        if "old" in figures:
+            speedup = figures["old"]["seconds"] / figures["ingest"]["seconds"]
+            print(f"\ningest vs the old tree's ingest, same file, same run: {speedup:.2f}x faster")
         print(
             f"\npython + imports alone: ~{min(f['start_rss_mb'] for f in figures.values()):.0f} MB RSS; "
             f"database after ingest: {db.stat().st_size / 1e6:.1f} MB"

@@ -6,16 +6,23 @@ week's issue, starts a local SMTP sink that keeps what it receives under
 ``outbox/mailbox/``, subscribes three sample readers through the real double
 opt-in (the signup form, the confirmation email, the link in it), and sends
 the issue with the real sender. Every step is the library's own public function;
-the demo only strings them together. The signing key is made for this run only
-and never written anywhere.
+the demo only strings them together.
+
+What the demo used stays in the demo folder, so that `slice serve` afterwards
+is the same newsletter: the settings in its slice.toml (sender, footer, profile,
+the local SMTP server of `slice dev-smtp`), and the signing key in ``.env``
+(readable by its owner only, never in slice.toml), which the printed command
+sources; the links in the demo's emails (unsubscribe) verify with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
+import shlex
 import tempfile
 import threading
 from collections.abc import Callable
@@ -30,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import tomli_w
 
 from newsletter.core.config import load_settings
 from newsletter.core.errors import NewsletterError, ProjectExistsError
@@ -52,6 +60,7 @@ READERS = (
     ("marie@example.org", "Marie"),
 )
 MAIL_WAIT_SECONDS = 15.0
+ENV_FILE = ".env"
 
 
 class DemoError(NewsletterError):
@@ -88,12 +97,15 @@ class DemoReport:
         subject = self.compose.rendered.message.subject
         return [r for r in self.received if _subject(r) == subject]
 
+    @property
+    def env_file(self) -> Path:
+        return self.project / ENV_FILE
+
     def serve_command(self, program: str = "slice") -> str:
-        """The command that shows this project's archive (a new key: old email links will not verify)."""
-        return (
-            "SLICE_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))') "
-            f"{program} --config {self.project / 'slice.toml'} serve"
-        )
+        """The command that shows this project's archive with the demo's key (a subshell:
+        the key does not stay in the reader's shell)."""
+        config = shlex.quote(str(self.project / "slice.toml"))
+        return f"(set -a; . {shlex.quote(str(self.env_file))}; {program} --config {config} serve)"
 
 
 def sample_papers() -> list[dict[str, Any]]:
@@ -112,31 +124,83 @@ def dated_for(today: date) -> list[dict[str, Any]]:
     return papers
 
 
+# Written into the demo's slice.toml: `slice serve` and `slice compose` afterwards are the same
+# newsletter. The SMTP port is where `slice dev-smtp` listens; the demo itself runs its sink on a
+# free port for the length of the run (`demo_settings`).
+DEMO_SETTINGS: dict[str, dict[str, Any]] = {
+    "newsletter": {
+        "from_address": f"{DEMO_NAME} <weekly@example.org>",
+        "postal_address": "Slice demo, 1 Example Street, Exampletown",
+        "editor_address": "editor@example.org",
+    },
+    "smtp": {"host": "127.0.0.1", "port": 1025, "tls": "none"},
+    "profile": {
+        "terms": {
+            "deep learning": 2.0,
+            "radiology": 1.5,
+            "radiologist": 1.5,
+            "ct": 1.0,
+            "mri": 1.0,
+            "mammography": 1.0,
+            "prospective": 1.0,
+            "multicentre": 1.0,
+        }
+    },
+}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):  # an inline table: the line stays in its [section]
+        return "{ " + ", ".join(tomli_w.dumps({k: v}).strip() for k, v in value.items()) + " }"
+    return tomli_w.dumps({"v": value}).strip().removeprefix("v = ")
+
+
+def with_settings(config_text: str, values: dict[str, dict[str, Any]]) -> str:
+    """slice.toml text (as `slice init` writes it) with ``values`` set in their sections.
+
+    Each setting replaces its commented-out default line, so the file keeps its
+    layout and descriptions.
+    """
+    lines = config_text.splitlines()
+    for section, settings in values.items():
+        start = lines.index(f"[{section}]")
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines)
+        )
+        for key, value in settings.items():
+            line = f"{key} = {_toml_value(value)}"
+            pattern = re.compile(rf"^(# )?{re.escape(key)} = ")
+            at = next((i for i in range(start + 1, end) if pattern.match(lines[i])), None)
+            if at is None:
+                lines.insert(start + 1, line)
+                end += 1
+            else:
+                lines[at] = line
+    return "\n".join(lines) + "\n"
+
+
+def write_env(project: Path, secret_key: str) -> Path:
+    """``.env`` with the demo's signing key, readable by its owner only, kept out of git."""
+    path = project / ENV_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(
+            "# The demo's signing key: `slice serve` needs it to accept the links in the\n"
+            "# demo's emails. Source this file before running slice (see the demo's output).\n"
+            f"SLICE_SECRET_KEY={secret_key}\n"
+        )
+    ignore = project / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(f"{ENV_FILE}\n", encoding="utf-8")
+    return path
+
+
 def demo_settings(project: Path, *, secret_key: str, smtp_port: int) -> Settings:
     """The demo project's settings: its slice.toml, this run's key and the local SMTP sink."""
     return load_settings(
         config=project / "slice.toml",
         environ={"SLICE_SECRET_KEY": secret_key},
-        overrides={
-            "newsletter": {
-                "from_address": f"{DEMO_NAME} <weekly@example.org>",
-                "postal_address": "Slice demo, 1 Example Street, Exampletown",
-                "editor_address": "editor@example.org",
-            },
-            "smtp": {"host": "127.0.0.1", "port": smtp_port, "tls": "none"},
-            "profile": {
-                "terms": {
-                    "deep learning": 2.0,
-                    "radiology": 1.5,
-                    "radiologist": 1.5,
-                    "ct": 1.0,
-                    "mri": 1.0,
-                    "mammography": 1.0,
-                    "prospective": 1.0,
-                    "multicentre": 1.0,
-                }
-            },
-        },
+        overrides={"smtp": {"port": smtp_port}},
     )
 
 
@@ -237,6 +301,10 @@ def run_demo(
     project = folder if folder is not None else Path(tempfile.mkdtemp(prefix="slice-demo-"))
     progress(f"creating the demo project in {project}")
     init_project(project, name=DEMO_NAME)
+    config = project / "slice.toml"
+    config.write_text(with_settings(config.read_text("utf-8"), DEMO_SETTINGS), encoding="utf-8")
+    secret_key = secrets.token_urlsafe(32)
+    write_env(project, secret_key)
     papers_file = project / "demo-papers.jsonl"
     papers_file.write_text(
         "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in dated_for(today)),
@@ -247,7 +315,7 @@ def run_demo(
     smtp = SmtpServerThread(MailSink(folder=mailbox, on_message=inbox), host="127.0.0.1", port=0)
     smtp.start()
     try:
-        settings = demo_settings(project, secret_key=secrets.token_urlsafe(32), smtp_port=smtp.port)
+        settings = demo_settings(project, secret_key=secret_key, smtp_port=smtp.port)
         with Store.open(settings.database_url) as store:
             progress(f"ingesting {papers_file.name}")
             [ingested] = ingest_files(store, [papers_file])

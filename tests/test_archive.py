@@ -51,7 +51,7 @@ def test_front_page_lists_papers_newest_first_with_signup(app: FastAPI, any_stor
     assert "<main>" in html and 'role="search"' in html and '<label for="q">' in html
     assert 'class="badge source source-arxiv">arXiv<' in html
     assert 'class="badge kind kind-preprint">Preprint<' in html
-    assert '<time datetime="2025-06-12">12 Jun 2025</time>' in html
+    assert '<time datetime="2025-06-12">Jun 12, 2025</time>' in html
     assert "Author11 Alpha, Beatriz Gómez, Chen Wei" in html
     papers = get(app, "/papers").text  # the same list (the signup form's token is fresh each time)
     assert titles(papers) == titles(html) and count_line(papers) == count_line(html)

@@ -223,3 +223,13 @@ def test_bounce_tokens_are_short_signed_and_survive_lower_casing() -> None:
             tokens.read_bounce(bad)
     with pytest.raises(TokenError):  # another list's key
         Tokens("another-secret-key-0123456789").read_bounce(token)
+
+
+def test_every_kind_acts_the_same_on_both_backends(any_store: Store, tmp_path: Path) -> None:
+    """The reports against SQLite and PostgreSQL: the same outcomes, the same readers changed."""
+    addresses = add_readers(any_store, 8)
+    sent = sent_issue(any_store, "2025-W24", addresses)
+    report_files(tmp_path / "reports", any_store, addresses, sent)
+    report = import_bounces(any_store, tmp_path / "reports", secret_key=TEST_SECRET)
+    assert report.lines()[-1] == EXPECTED_SUMMARY
+    check_outcome(any_store, addresses)

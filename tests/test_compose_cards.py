@@ -38,8 +38,17 @@ def paper(**kw: Any) -> Paper:
         ({"kind": "preprint", "source": "medrxiv", "doi": "10.1101/x", "url": "https://www.medrxiv.org/content/10.1101/x"},
          "https://www.medrxiv.org/content/10.1101/x"),
         ({"kind": "preprint", "doi": "10.1101/y", "url": "javascript:alert(1)"}, "https://doi.org/10.1101/y"),
-        ({"kind": "paper", "url": "/relative/path"}, ""),
-        ({"kind": "paper", "pmid": "12; DROP"}, ""),
+        ({"kind": "preprint", "source": "medrxiv", "doi": "10.1101/2026.05.20.1"},
+         "https://www.medrxiv.org/content/10.1101/2026.05.20.1"),
+        ({"kind": "paper", "pmcid": "PMC1234567"}, "https://pmc.ncbi.nlm.nih.gov/articles/PMC1234567/"),
+        # nothing to link to: a title search where the paper came from
+        ({"kind": "paper", "url": "/relative/path", "title": "Lung <i>nodule</i> AI"},
+         "https://pubmed.ncbi.nlm.nih.gov/?term=Lung+nodule+AI%5BTitle%5D"),
+        ({"kind": "paper", "pmid": "12; DROP", "title": "T"}, "https://pubmed.ncbi.nlm.nih.gov/?term=T%5BTitle%5D"),
+        ({"kind": "preprint", "source": "arxiv", "title": "Nodules & CT"},
+         "https://arxiv.org/search/?query=Nodules+%26+CT&searchtype=title"),
+        ({"kind": "preprint", "source": "medrxiv", "title": "Nodules on CT"},
+         "https://www.medrxiv.org/search/Nodules%20on%20CT"),
     ],
 )  # fmt: skip
 def test_title_link_prefers_the_journal_doi(fields: dict[str, object], link: str) -> None:

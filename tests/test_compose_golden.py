@@ -32,7 +32,7 @@ def test_golden_issue_reads_like_the_weekly(rendered: dict[str, str]) -> None:
     text = rendered["issue.txt"]
     order = [
         "Radiology AI Weekly · Issue #1 · June 1, 2026",
-        "Good morning, __SLICE_FIRST_NAME__,",
+        "__SLICE_GREETING__",
         "Which of these do you expect in your reading room first?",
         "Here's what you need to know this week:",
         "Plus: 1 new dataset, 1 cleared device & 3 new papers",

@@ -225,3 +225,19 @@ def test_the_command_prints_each_outcome_and_stops_on_a_signal(
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "Stopped." in stderr.decode()
+
+
+def test_an_unsubscribe_email_marked_auto_submitted_still_unsubscribes(
+    server: InboundServer, store: Store, readers: list[str], sent: Sent
+) -> None:
+    """A mail provider's own unsubscribe email may say Auto-Submitted; its token decides."""
+    data = report("mailto-unsubscribe.eml", store, readers, sent).replace(
+        b"MIME-Version: 1.0", b"Auto-Submitted: auto-generated\r\nMIME-Version: 1.0", 1
+    )
+    lmtp_send(server, "unsubscribe@example.org", data)
+    assert status(store, readers[4]) == "unsubscribed"
+    vacation = report("out-of-office.eml", store, readers, sent).replace(
+        b"Subject: Out of office:", b"Subject: Out of office: unsubscribe", 1
+    )
+    lmtp_send(server, "unsubscribe@example.org", vacation)
+    assert outcomes(store) == ["unsubscribed", "auto_reply"]

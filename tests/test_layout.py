@@ -129,3 +129,21 @@ def test_ci_and_the_readme_install_with_the_constraints() -> None:
     command = "pip install -c constraints.txt -e '.[dev]'"
     assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").replace(" -q", "")
     assert command in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+GROUPS = ("core", "papers", "issue", "readers", "send", "web")
+
+
+def test_each_group_says_what_it_owns() -> None:
+    """Every module of a group is named in its __init__ docstring, the group's table of contents."""
+    unnamed = []
+    for group in GROUPS:
+        folder = ROOT / "newsletter" / group
+        tree = ast.parse((folder / "__init__.py").read_text(encoding="utf-8"))
+        contents = ast.get_docstring(tree) or ""
+        for module in sorted(folder.glob("*.py")):
+            if module.stem != "__init__" and f"`{module.stem}`" not in contents:
+                unnamed.append(f"newsletter/{group}/{module.name}")
+    assert unnamed == [], "add a line for each to its group's __init__ docstring: " + ", ".join(
+        unnamed
+    )

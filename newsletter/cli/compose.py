@@ -127,6 +127,13 @@ def register(app: typer.Typer) -> None:
             f"Review {result.folder.email_html}, edit {result.folder.selection}, then "
             f"`slice send {result.issue_id} --dry-run`."
         )
+        if result.unreviewed:
+            ids = ", ".join(str(i) for i in result.unreviewed)
+            n = len(result.unreviewed)
+            err().print(
+                f"{n} story draft{'s are' if n != 1 else ' is'} unreviewed (papers {ids}): "
+                'edit their words in issue.json, or delete their "draft" mark to accept them.'
+            )
         for warning in result.warnings:
             err().print(f"Warning: {warning}", style="yellow")
         if open_:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -49,8 +50,11 @@ def describe(report: DemoReport, *, program: str = "slice") -> list[str]:
         lines.append(f"  one reader's copy       {issue_mail[0].path}")
     lines += [
         "",
-        "Browse the archive (papers, search, the sent issue) at http://127.0.0.1:8000/ with:",
+        "Browse the archive (papers, search, the sent issue) at http://127.0.0.1:8000/ with",
+        f"the demo's signing key (kept in {_where(report.env_file, root)}, so the links in its emails work):",
         f"  {report.serve_command(program)}",
+        "New signups get their confirmation email through a local SMTP server; in another terminal:",
+        f"  {program} --config {shlex.quote(str(root / 'slice.toml'))} dev-smtp",
     ]
     return lines
 

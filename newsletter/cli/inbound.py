@@ -14,6 +14,8 @@ from newsletter.core.errors import SendError
 if TYPE_CHECKING:  # aiosmtpd and the database load when the command runs, not for --help
     from aiosmtpd.smtp import Envelope
 
+    from newsletter.core.settings import Settings
+    from newsletter.core.store import Store
     from newsletter.readers.bounces import Result
 
 
@@ -26,11 +28,18 @@ def inbound(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on; 0 picks a free one (inbound.port).")
     ] = None,
+    imap: Annotated[
+        bool,
+        typer.Option(
+            "--imap", help="Drain the IMAP mailbox in inbound.imap_* once instead, then exit."
+        ),
+    ] = False,
 ) -> None:
     """Receive bounces, complaints and unsubscribe emails from the MTA over LMTP (or SMTP).
 
     Each message's outcome is committed before the server answers 250; see docs/inbound.md
-    for the Postfix lines that hand the list's addresses to it.
+    for the Postfix lines that hand the list's addresses to it. With --imap, drain a hosted
+    mailbox once instead (each message deleted once its outcome is committed).
     """
     overrides: dict[str, Any] = {"inbound": {"host": host, "port": port}}
     if smtp:
@@ -38,13 +47,12 @@ def inbound(
     app_state = state(ctx)
     settings = app_state.settings(overrides)
     console = out()
+    if imap:
+        _drain(settings, app_state.store())
+        return
 
     def show(result: Result, envelope: Envelope) -> None:
-        who = f" {result.email}" if result.email else ""
-        console.print(
-            f"{result.outcome.value}{who}: {result.detail} (to {', '.join(envelope.rcpt_tos)})",
-            highlight=False,
-        )
+        console.print(f"{_line(result)} (to {', '.join(envelope.rcpt_tos)})", highlight=False)
 
     from newsletter.send.inbound import inbound_server, list_addresses
 
@@ -67,6 +75,30 @@ def inbound(
         err().print("Stopped.")
     finally:
         server.stop()
+
+
+def _line(result: Result) -> str:
+    who = f" {result.email}" if result.email else ""
+    return f"{result.outcome.value}{who}: {result.detail}"
+
+
+def _drain(settings: Settings, store: Store) -> None:
+    from newsletter.send.imapdrain import drain
+
+    console = out()
+    conf = settings.inbound
+    report = drain(settings, store, on_result=lambda r: console.print(_line(r), highlight=False))
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts().items())) or "nothing"
+    big = (
+        f"; {report.too_large} over inbound.max_message_bytes left there"
+        if report.too_large
+        else ""
+    )
+    console.print(
+        f"Drained {len(report.results)} messages from {conf.imap_folder} at "
+        f"{conf.imap_host}: {counts}{big}.",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -180,6 +180,11 @@ def send(
     )
     console = out()
     from newsletter.send.service import dry_run, issue_status, send_proof
+    from newsletter.send.setup import deliverability_warnings
+
+    if not status:
+        for warning in deliverability_warnings(settings):
+            err().print(f"Warning: {warning}", highlight=False)
 
     if status:
         _print_status(console, issue_status(settings, app_state.store(), issue), issue)

@@ -38,7 +38,9 @@ def _service(ctx: typer.Context) -> Subscribers:
     from newsletter.readers.subscribers import Subscribers
 
     app_state = state(ctx)
-    return Subscribers(app_state.settings(), app_state.store())
+    service = Subscribers(app_state.settings(), app_state.store())
+    service.apply_spooled()  # unsubscribes `slice serve` had to spool count from now on
+    return service
 
 
 def _status(status: str | None) -> str | None:
@@ -117,48 +119,59 @@ def import_(
     ] = False,
 ) -> None:
     """Import subscribers from CSV. Without --confirmed each new address gets a confirmation email."""
-    from newsletter.readers.csvfile import read_import_file
+    from newsletter.readers.csvfile import ImportStream
     from newsletter.readers.mail import SubscriberMail
     from newsletter.send.notices import SmtpMailer
 
-    parsed = read_import_file(file)
+    stream = ImportStream(file)
+    total = stream.check()  # a file that cannot be read at all imports nothing
     service = _service(ctx)
-    outcome = service.import_rows(parsed.rows, confirmed=confirmed)
+    mail: SubscriberMail | None = None
+    added = now_confirmed = on_list = sent = 0
+    suppressed: list[str] = []
     failed: list[str] = []
-    if outcome.confirmations:
-        mail = SubscriberMail(service, mailer=SmtpMailer(service.settings))
-        with Progress(console=err(), transient=True) as progress:
-            task = progress.add_task(
-                "Sending confirmation emails", total=len(outcome.confirmations)
-            )
+    with Progress(console=err(), transient=True) as progress:
+        task = progress.add_task("Importing", total=total)
+        # chunk by chunk: each is committed, then its confirmation emails go out
+        for outcome in service.import_stream(stream.rows(), confirmed=confirmed):
+            known = len(outcome.updated) + len(outcome.unchanged) + len(outcome.throttled)
+            added += len(outcome.added)
+            now_confirmed += len(outcome.confirmed)
+            on_list += known
+            suppressed += [
+                f"{file}: line {line}: {email} is {status}; kept off the list."
+                for line, email, status in outcome.suppressed
+            ]
             for start in range(0, len(outcome.confirmations), 50):
+                mail = mail or SubscriberMail(service, mailer=SmtpMailer(service.settings))
                 batch = outcome.confirmations[start : start + 50]
                 results = asyncio.run(mail.send_confirmations(batch))
                 failed += [
                     f"{c.email}: {why}" for c, why in zip(batch, results, strict=True) if why
                 ]
-                progress.advance(task, len(batch))
+                sent += sum(1 for why in results if not why)
+            done = len(outcome.added) + len(outcome.confirmed) + len(outcome.suppressed) + known
+            progress.advance(task, done)
     warn = err()
-    for problem in parsed.problems:
+    for problem in stream.problems:
         warn.print(f"{file}: {problem}", markup=False)
-    for line, email, status in outcome.suppressed:
-        warn.print(f"{file}: line {line}: {email} is {status}; kept off the list.", markup=False)
+    for line in suppressed:
+        warn.print(line, markup=False)
     for failure in failed:
         warn.print(f"confirmation email not sent to {failure}", markup=False)
-    sent = len(outcome.confirmations) - len(failed)
     summary = [
-        f"{len(outcome.added)} added" + (" as confirmed" if confirmed else " as pending"),
-        f"{len(outcome.confirmed)} pending now confirmed"
+        f"{added} added" + (" as confirmed" if confirmed else " as pending"),
+        f"{now_confirmed} pending now confirmed"
         if confirmed
         else f"{sent} confirmation emails sent",
-        f"{len(outcome.updated) + len(outcome.unchanged) + len(outcome.throttled)} already on the list",
-        f"{len(parsed.merged)} duplicate rows merged",
-        f"{len(outcome.suppressed)} unsubscribed or bounced kept off",
-        f"{len(parsed.problems)} bad rows skipped",
+        f"{on_list} already on the list",
+        f"{len(stream.merged)} duplicate rows merged",
+        f"{len(suppressed)} unsubscribed or bounced kept off",
+        f"{len(stream.problems)} bad rows skipped",
     ]
     out().print(f"{file}: " + ", ".join(summary) + ".", markup=False)
-    if parsed.ignored_columns:
-        warn.print(f"ignored columns: {', '.join(parsed.ignored_columns)}", markup=False)
+    if stream.ignored_columns:
+        warn.print(f"ignored columns: {', '.join(stream.ignored_columns)}", markup=False)
 
 
 @subscribers_app.command()

@@ -8,4 +8,5 @@
 - `errors`: `NewsletterError` and its one-line subclasses
 - `clock`: `Clock`, `SystemClock`, `FakeClock`, and `Spacing` (evenly spaced events)
 - `project`: `init_project`, the folders and slice.toml of `slice init`
+- `weeks`: ISO weeks, read one way everywhere (`--week` of papers and compose)
 """

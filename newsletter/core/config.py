@@ -35,6 +35,8 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "SLICE_DKIM_SELECTOR": ("dkim", "selector"),
     "SLICE_DKIM_DOMAIN": ("dkim", "domain"),
     "SLICE_BOUNCE_ADDRESS": ("inbound", "bounce_address"),
+    "SLICE_IMAP_HOST": ("inbound", "imap_host"),
+    "SLICE_IMAP_USER": ("inbound", "imap_user"),
 }
 
 ENV_SECRETS: dict[str, str] = {
@@ -42,6 +44,7 @@ ENV_SECRETS: dict[str, str] = {
     "SLICE_SMTP_PASSWORD": "smtp_password",
     "SLICE_DKIM_KEY": "dkim_key_path",
     "SLICE_PUBMED_API_KEY": "pubmed_api_key",
+    "SLICE_IMAP_PASSWORD": "imap_password",
     "NCBI_API_KEY": "pubmed_api_key",
 }
 

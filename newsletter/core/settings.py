@@ -7,6 +7,7 @@ what each setting is.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +57,35 @@ class NewsletterSettings(Section):
     editor_address: str = Field(
         "", description="Where `slice send --to` proofs go when no address is given."
     )
+    greeting: str = Field(
+        "Good morning, {name},",
+        description="The issue's greeting for a reader whose name is known; {name} is the first name.",
+    )
+    greeting_no_name: str = Field(
+        "Good morning,",
+        description="The greeting for a reader without a name, and on the web copy.",
+    )
+
+    @field_validator("greeting")
+    @classmethod
+    def _greeting(cls, value: str) -> str:
+        if "{name}" not in value:
+            raise ValueError("the greeting needs {name} where the first name goes")
+        return value
+
+    feedback_id: str = Field(
+        "",
+        description="Sender id for a Feedback-ID header (Gmail's feedback loop groups "
+        "complaints by it), e.g. 'weekly-example'; empty sends none. Emails carry "
+        "'<issue id>:issue:<this>', 'signup:confirmation:<this>' or 'signup:welcome:<this>'.",
+    )
+
+    @field_validator("feedback_id")
+    @classmethod
+    def _feedback_id(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+            raise ValueError("use letters, digits, '.', '_' or '-' only (at most 64)")
+        return value
 
 
 class PathSettings(Section):
@@ -204,6 +234,17 @@ class InboundSettings(Section):
     max_message_bytes: int = Field(
         10_000_000, ge=1000, description="Larger inbound messages are refused (552)."
     )
+    imap_host: str = Field(
+        "", description="IMAP server of a hosted bounce mailbox (`slice inbound --imap`)."
+    )
+    imap_port: int = Field(993, ge=1, le=65535, description="IMAP port (993 for TLS).")
+    imap_user: str = Field(
+        "", description="IMAP login; the password comes from SLICE_IMAP_PASSWORD."
+    )
+    imap_tls: Literal["tls", "starttls", "none"] = Field(
+        "tls", description="tls, starttls or none (none only for a server on this machine)."
+    )
+    imap_folder: str = Field("INBOX", description="The mailbox folder to drain.")
 
 
 class ComposeSettings(Section):
@@ -215,6 +256,25 @@ class ComposeSettings(Section):
     )
     max_authors: int = Field(
         6, ge=1, description="Longer author lists show the first few and 'et al.'."
+    )
+    subject_chars: int = Field(
+        70,
+        ge=20,
+        le=250,
+        description="The default subject (from the featured headlines) fits in this many characters.",
+    )
+
+
+class StoriesSettings(Section):
+    """Story drafts for the featured papers (headline, why it matters, details, takeaway)."""
+
+    drafts: bool = Field(
+        True, description="Draft a story for each featured paper the editor has not written."
+    )
+    model: str = Field(
+        "",
+        description="An llm model (id or alias, e.g. 'gpt-4o-mini' or a local model) to draft "
+        "stories; empty: extractive drafts from the abstract, offline.",
     )
 
 
@@ -277,6 +337,9 @@ class Secrets(BaseModel):
     smtp_password: str = Field("", description="The SMTP relay's password.")
     dkim_key_path: str = Field("", description="Path of the PEM private key that signs with DKIM.")
     pubmed_api_key: str = Field("", description="NCBI E-utilities key: 10 requests/s instead of 3.")
+    imap_password: str = Field(
+        "", description="Password of the bounce mailbox `slice inbound --imap` drains."
+    )
 
     def __repr__(self) -> str:  # never print a secret by accident
         shown = {k: ("***" if v else "") for k, v in self.model_dump().items()}
@@ -297,6 +360,7 @@ class Settings(Section):
     dkim: DkimSettings = Field(default_factory=DkimSettings)
     inbound: InboundSettings = Field(default_factory=InboundSettings)
     compose: ComposeSettings = Field(default_factory=ComposeSettings)
+    stories: StoriesSettings = Field(default_factory=StoriesSettings)
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     sources: list[SourceSettings] = Field(default_factory=list)

@@ -6,7 +6,10 @@
 - `select`: `select`, a pure function from papers (+ profile, window, model) to a ranking
 - `compose`: `compose_issue`, the step behind `slice compose`
 - `issuefile`: issue.json, the editable selection
+- `abstracts`: an abstract's sections and their roles, its sentences and its figures
+- `stories`: `fill_drafts`, story drafts for the featured papers (extractive, or an llm model)
 - `render`, `cards`, `htmlmail`, `templating`: issue.json + papers -> MJML -> email HTML,
   web copy and plain text
 - `outbox`: `IssueFolder` and `RenderedIssue`, the contract between compose and send
+- `lifecycle`: an issue's life: draft -> sending -> sent, or a draft discarded
 """

@@ -18,9 +18,10 @@ from datetime import date
 from markupsafe import Markup, escape
 
 from newsletter.core.models import Paper, PaperKind
+from newsletter.issue.abstracts import KNOWN_LABELS, Section, is_structured, sections
 from newsletter.issue.outbox import strip_placeholders
 from newsletter.papers import links
-from newsletter.papers.text import bound_nesting, plain_text, sanitize, scrub
+from newsletter.papers.text import bound_nesting, clean_tex, plain_text, sanitize, scrub
 
 SOURCE_LABELS = {
     "pubmed": "PubMed",
@@ -29,16 +30,6 @@ SOURCE_LABELS = {
     "biorxiv": "bioRxiv",
     "rss": "RSS",
 }
-KNOWN_LABELS = {
-    "abstract", "aim", "aims", "background", "conclusion", "conclusions", "context", "design",
-    "discussion", "evidence acquisition", "findings", "importance", "interpretation",
-    "introduction", "key points", "limitations", "main outcome measures", "main outcomes",
-    "materials and methods", "method", "methods", "objective", "objectives", "participants",
-    "patients", "purpose", "rationale and objectives", "results", "setting", "significance",
-    "study design", "summary", "clinical relevance statement", "clinical relevance",
-    "data sources", "funding", "trial registration", "question", "meaning", "approach",
-    "motivation", "availability",
-}  # fmt: skip
 _MINOR_WORDS = {"and", "of", "the", "for", "in", "to", "with", "or"}
 _LABEL = re.compile(r"(^|(?<=[.!?] ))([A-Z][A-Za-z][A-Za-z ,/&()-]{0,48}):(?= )")
 _SENTENCE_END = re.compile(r"[.!?](?:</(?:i|b|sub|sup)>)?(?= [A-Z0-9(<])")
@@ -62,12 +53,13 @@ def clean_html(fragment: str) -> str:
     fragment = scrub(fragment)  # a record stored before ingest scrubbed them
     if "math" in fragment:
         fragment = _MATH.sub(_math_text, fragment)
-    return bound_nesting(sanitize(fragment))
+    # TeX too, for papers stored before ingest cleaned it for every source
+    return bound_nesting(clean_tex(sanitize(fragment)))
 
 
 def plain(fragment: str) -> str:
     """A paper's fragment as plain text (for the text part and subjects)."""
-    return strip_placeholders(scrub(plain_text(fragment)))
+    return strip_placeholders(scrub(plain_text(clean_tex(fragment))))
 
 
 def one_line(text: str) -> str:
@@ -159,10 +151,68 @@ def _visible_cut(fragment: str, limit: int) -> tuple[str, bool]:
     return clean_html(cut), True
 
 
+def _visible_len(fragment: str) -> int:
+    return len(plain(fragment))
+
+
+# The order in which a structured abstract gives up words: Funding and the like go
+# first, then Background, Methods and unlabelled text shrink to their first sentence,
+# and only then are Results and Conclusion cut (the part a reader wants).
+_SHRINK_FIRST = ("background", "", "methods")
+_FIRST_SENTENCE_CHARS = 220
+
+
+def trim_abstract(body: str, limit: int) -> tuple[str, bool]:
+    """A clean abstract fragment in at most about ``limit`` visible characters.
+
+    A structured abstract keeps its Results and Conclusion: Funding and the like go,
+    Background and Methods shrink to about a sentence, then go whole, and only then are
+    Results cut. Anything else is cut at a sentence near the limit.
+    """
+    if _visible_len(body) <= limit:
+        return body, False
+    parts = sections(body)
+    if not is_structured(parts):
+        return _visible_cut(body, limit)
+    kept = [p for p in parts if p.role != "other"]
+    sizes = [_visible_len(p.html) + len(p.label) + 2 for p in kept]
+    excess = sum(sizes) - limit
+    bodies = [p.html for p in kept]
+    for role in _SHRINK_FIRST:
+        for i, part in enumerate(kept):
+            if excess <= 0 or part.role != role:
+                continue
+            keep = max(sizes[i] - excess, min(_FIRST_SENTENCE_CHARS, sizes[i]))
+            bodies[i], _ = _visible_cut(part.html, max(keep - len(part.label) - 2, 40))
+            new = _visible_len(bodies[i]) + len(part.label) + 2
+            excess -= sizes[i] - new
+            sizes[i] = new
+    for role in _SHRINK_FIRST:  # still too long: they go whole before Results are cut
+        for i, part in enumerate(kept):
+            if excess > 0 and part.role == role and bodies[i]:
+                excess -= sizes[i]
+                bodies[i], sizes[i] = "", 0
+    for role in ("results", "conclusion"):
+        for i, part in enumerate(kept):
+            if excess <= 0 or part.role != role:
+                continue
+            keep = max(sizes[i] - excess - len(part.label) - 2, 80)
+            bodies[i], _ = _visible_cut(part.html, keep)
+            new = _visible_len(bodies[i]) + len(part.label) + 2
+            excess -= sizes[i] - new
+            sizes[i] = new
+    paragraphs = [_with_label(p, b) for p, b in zip(kept, bodies, strict=True) if b]
+    return "\n\n".join(paragraphs), True
+
+
+def _with_label(part: Section, body: str) -> str:
+    return f"{part.label}: {body}" if part.label else body
+
+
 def abstract_html(abstract: str, limit: int) -> tuple[Markup, bool]:
     """The abstract as paragraphs, structured labels in bold; cut if longer than ``limit``."""
     body = clean_html(abstract.strip())
-    body, trimmed = _visible_cut(body, limit)
+    body, trimmed = trim_abstract(body, limit)
     out: list[str] = []
     for para in re.split(r"\n\s*\n", body):
         para = one_line(para)
@@ -186,7 +236,7 @@ def _bold_label(match: re.Match[str]) -> str:
 
 def abstract_text(abstract: str, limit: int, *, width: int = 72) -> tuple[str, bool]:
     """The abstract as wrapped plain text, cut like `abstract_html`."""
-    body, trimmed = _visible_cut(clean_html(abstract.strip()), limit)
+    body, trimmed = trim_abstract(clean_html(abstract.strip()), limit)
     paragraphs = [one_line(plain(p)) for p in re.split(r"\n\s*\n", body)]
     wrapped = [textwrap.fill(p, width=width, break_long_words=False) for p in paragraphs if p]
     return "\n\n".join(wrapped), trimmed
@@ -236,7 +286,10 @@ def make_card(
     assert paper.id is not None
     body_html, trimmed = abstract_html(paper.abstract, abstract_chars)
     body_text, _ = abstract_text(paper.abstract, abstract_chars)
-    editor = strip_placeholders
+
+    def editor(text: str) -> str:  # issue.json's words: typed, pasted or drafted from a paper
+        return strip_placeholders(scrub(text))
+
     return PaperCard(
         id=paper.id,
         title_html=inline_html(paper.title),

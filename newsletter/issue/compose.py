@@ -9,6 +9,7 @@ template leaves the previous render as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,9 @@ from newsletter.issue.render import Rendered, render_issue
 from newsletter.issue.scoring import Profile
 from newsletter.issue.select import Selection, SelectOptions, dedupe
 from newsletter.issue.select import select as select_papers
+from newsletter.issue.stories import DraftReport, fill_drafts, unreviewed
 from newsletter.issue.window import Window, in_window
+from newsletter.papers.links import has_direct_link
 from newsletter.papers.text import plain_text
 
 __all__ = ["ComposeResult", "compose_issue", "load_candidates"]
@@ -51,6 +54,13 @@ class ComposeResult:
     reselected: bool
     model_terms: list[tuple[str, float]] = field(default_factory=list)
     sent_elsewhere: list[int] = field(default_factory=list)  # dropped from the kept draft
+    drafts: DraftReport = field(default_factory=DraftReport)
+    unlinked: list[int] = field(default_factory=list)
+
+    @property
+    def unreviewed(self) -> list[int]:
+        """Featured papers whose story is still an unreviewed draft."""
+        return unreviewed(self.issue)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -78,6 +88,12 @@ class ComposeResult:
                 "was chosen (--explain shows why); pin papers with --pin, widen [profile] terms, "
                 "or start over with --reselect."
             )
+        for pid in self.unlinked:
+            out.append(
+                f"paper {pid} has no DOI, PubMed, PMC or arXiv id and no URL: its title links to "
+                "a search; add its DOI or url to the record and ingest it again."
+            )
+        out.extend(self.drafts.notes)
         return out
 
     @property
@@ -224,25 +240,31 @@ def _choices_of(issue: IssueFile, selection: Selection) -> dict[int, str]:
 
 
 def _write_atomically(files: dict[Path, str]) -> None:
-    """Write every file under a temporary name first, then rename them all into place."""
+    """Write every file under a temporary name first, then rename them all into place.
+
+    A full or read-only outbox is one ComposeError, and no temporary file is left.
+    """
     temps: list[tuple[Path, Path]] = []
     try:
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temps.append((tmp, path))  # before it exists: a failed write is removed too
             with tmp.open("w", encoding="utf-8", newline="\n") as fh:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
-            temps.append((tmp, path))
+        for tmp, path in temps:
+            os.replace(tmp, path)
     except OSError as exc:
         for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        folder = next(iter(files)).parent if files else Path()
         raise ComposeError(
-            f"cannot write the outbox: {exc}; the previous render is unchanged."
+            f"cannot write the outbox ({folder}: {exc.strerror or exc}); free some space or "
+            "make it writable, then compose again. The previous render is unchanged."
         ) from exc
-    for tmp, path in temps:
-        os.replace(tmp, path)
 
 
 def _papers_of(
@@ -423,6 +445,7 @@ def compose_issue(
             )
         papers, preprints = _papers_of(session, issue, folder)
 
+    issue, drafts = fill_drafts(issue, papers, settings.stories)
     rendered = _render_or_blame(
         settings, issue, papers=papers, preprints=preprints, rendered_at=now or utcnow()
     )
@@ -459,6 +482,8 @@ def compose_issue(
         rendered=rendered,
         reselected=existing is None,
         model_terms=model.top_terms() if model else [],
+        drafts=drafts,
+        unlinked=[e.id for e in issue.papers if not has_direct_link(papers[e.id])],
         sent_elsewhere=gone,
     )
 

@@ -362,4 +362,27 @@ def render_mjml(source: str) -> str:
     except ValueError as exc:
         # mjml-python's parse errors carry no position: line 0 means "somewhere"
         raise MjmlError([MjmlProblem(0, f"MJML does not compile: {exc}")]) from None
-    return _inline_body(page, inline_css(source))
+    return _inline_body(_filter_safe(page), inline_css(source))
+
+
+# mjml-python hides <mj-preview> text as white 1px type, and collapses the gaps between
+# columns with "font-size:0px"; spam filters read both as text hidden from the reader
+# (SpamAssassin: HTML_FONT_LOW_CONTRAST, HTML_FONT_TINY_NORDNS, NORDNS_LOW_CONTRAST), as
+# they read <mj-divider>'s 1px type. Hidden by display and height alone, the preview is
+# plain text no one sees; a unitless 0 collapses the gaps and the divider just the same. tests/test_spamassassin.py scores the result.
+_PREVIEW_STYLE = re.compile(
+    r'<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;'
+    r'max-height:0px;max-width:0px;opacity:0;overflow:hidden;">'
+)
+
+
+_ZERO_FONT = re.compile(r"font-size:\s*0px")
+_DIVIDER_FONT = re.compile(r'(style="border-top:[^"]*?)font-size:\s*1px')  # <mj-divider>
+
+
+def _filter_safe(page: str) -> str:
+    page = _PREVIEW_STYLE.sub(
+        '<div style="display:none;max-height:0;overflow:hidden;mso-hide:all">', page, count=1
+    )
+    page = _DIVIDER_FONT.sub(r"\1font-size:0", page)
+    return _ZERO_FONT.sub("font-size:0", page)

@@ -2,20 +2,22 @@
 
 Compose writes it the first time, then reads it back on every run and keeps what the
 editor changed (order, intro, subject, per-paper fields, hand-written items) unless
-``--reselect``. It is validated on reading, so a typo in a hand edit is a one-line
+``--reselect``. Featured papers get a story draft (`newsletter.issue.stories`) marked
+``draft`` until the editor edits its words or deletes the mark. It is validated on reading, so a typo in a hand edit is a one-line
 error naming the field, not a broken email.
 
     {
       "format": 1,
       "id": "2026-W22", "number": 46, "date": "2026-06-02",
       "window": {"start": "2026-05-25", "end": "2026-05-31"},
-      "subject": "",            // empty: top headline + " PLUS: " + the second
-      "preheader": "",          // empty: made from the intro or the headlines
+      "subject": "",            // empty: the featured headlines that fit in 70 characters
+      "preheader": "",          // empty: the intro, or what the subject leaves out
       "intro": "…",             // paragraphs separated by a blank line
       "editor_note": "",        // printed after the papers
       "papers": [ {"id": 12, "score": 7.1, "title": "(for orientation; not rendered)",
                    "featured": true, "headline": "", "why_it_matters": "",
-                   "details": [], "takeaway": "", "note": ""} ],
+                   "details": [], "takeaway": "", "note": "",
+                   "draft": {"by": "extractive", "digest": "…"}} ],  // null once reviewed
       "items": [ {"kind": "dataset", "title": "…", "url": "https://…", "text": "…"} ],
       "pinned": [], "excluded": [], "proposed": [12, …]
     }
@@ -44,6 +46,13 @@ class WindowDates(_Model):
     end: date
 
 
+class DraftMark(_Model):
+    """A story compose drafted and nobody has reviewed: edit its words, or delete the mark."""
+
+    by: str = Field(description='"extractive", or "model:<name>" for a language model.')
+    digest: str = Field(description="Fingerprint of the drafted words; an edit changes them.")
+
+
 class PaperEntry(_Model):
     """One selected paper and the editor's words about it."""
 
@@ -56,6 +65,9 @@ class PaperEntry(_Model):
     details: list[str] = Field(default_factory=list)
     takeaway: str = ""
     note: str = ""
+    draft: DraftMark | None = Field(
+        None, description="Set while the story is an unreviewed draft (see issue.stories)."
+    )
 
 
 # Kinds of hand-written item: (singular, plural) as the "Plus:" line counts them,

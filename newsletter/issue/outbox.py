@@ -28,7 +28,9 @@ from newsletter.core.errors import IssueNotFoundError
 # Per-reader values filled in at send time.
 UNSUBSCRIBE_URL = "__SLICE_UNSUBSCRIBE_URL__"
 FIRST_NAME = "__SLICE_FIRST_NAME__"  # the reader's first name, or the fallback ("there")
-PLACEHOLDERS = (UNSUBSCRIBE_URL, FIRST_NAME)
+# The whole greeting line: [newsletter] greeting with the first name, or greeting_no_name.
+GREETING = "__SLICE_GREETING__"
+PLACEHOLDERS = (UNSUBSCRIBE_URL, FIRST_NAME, GREETING)
 PLACEHOLDER_MARK = "__SLICE_"
 
 ISSUE_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
@@ -53,6 +55,8 @@ class RenderedIssue:
     web_url: str  # absolute URL of the web copy (/issues/<id>)
     paper_count: int
     rendered_at: str  # ISO timestamp
+    greeting: str = "Good morning, {name},"  # {name}: the reader's first name
+    greeting_no_name: str = "Good morning,"  # for a reader without a name
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -60,7 +64,10 @@ class RenderedIssue:
     @classmethod
     def from_json(cls, text: str) -> RenderedIssue:
         data = json.loads(text)
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        optional = ("greeting", "greeting_no_name")  # message.json written before them
+        return cls(
+            **{k: data[k] for k in cls.__dataclass_fields__ if k in data or k not in optional}
+        )
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,14 @@ from newsletter.issue.cards import (
 )
 from newsletter.issue.htmlmail import render_mjml
 from newsletter.issue.issuefile import ITEM_KINDS, IssueFile
-from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, RenderedIssue, strip_placeholders
+from newsletter.issue.outbox import (
+    FIRST_NAME,
+    GREETING,
+    UNSUBSCRIBE_URL,
+    RenderedIssue,
+    strip_placeholders,
+)
+from newsletter.issue.stories import headline_from_title
 from newsletter.issue.templating import PACKAGE_TEMPLATES, template_environment
 
 EMAIL_TEMPLATE = "email/issue.mjml"
@@ -90,16 +97,40 @@ def _headline(card: PaperCard) -> str:
     return card.headline or card.title_text
 
 
-def default_subject(cards: list[PaperCard]) -> str:
+def default_subject(cards: list[PaperCard], limit: int = 70) -> str:
+    """The featured headlines that fit in ``limit`` characters: "First + Second", or the
+    first alone (shortened at a subtitle or a word if it must be)."""
     stories = [c for c in cards if c.featured] or cards
     if not stories:
         return ""
-    subject = _headline(stories[0])
-    others = [c for c in cards if c is not stories[0]]
-    second = [c for c in stories[1:]] or others
-    if second:
-        subject += f" PLUS: {_headline(second[0])}"
+    heads = [_headline(c) for c in stories[:2]]
+    subject = headline_from_title(heads[0], limit)
+    if len(heads) > 1:
+        second = headline_from_title(heads[1], limit)
+        if len(subject) + 3 + len(second) <= limit:
+            subject += f" + {second}"
     return subject
+
+
+def default_preheader(
+    cards: list[PaperCard], *, subject: str, intro: str, plus: str, limit: int = 140
+) -> str:
+    """The inbox preview line: the intro, else what the subject leaves out (the other
+    headlines, why the top story matters, the "Plus:" count); never the subject again."""
+    if intro:
+        return _shorten(intro, limit)
+    stories = [c for c in cards if c.featured] or cards
+    parts = [
+        h for h in (_headline(c) for c in stories[:3]) if h not in subject and subject not in h
+    ]
+    if stories and stories[0].why_it_matters and not parts:
+        parts.append(stories[0].why_it_matters)
+    if plus:
+        parts.append(plus)
+    text = " · ".join(parts)
+    if text.startswith(subject):
+        text = text[len(subject) :].lstrip(" ·")
+    return _shorten(text, limit)
 
 
 def _header_safe(text: str) -> str:
@@ -153,16 +184,16 @@ def build_context(
         )
     subject = (
         _header_safe(issue.subject)
-        or _header_safe(default_subject(cards))
+        or _header_safe(default_subject(cards, cfg.subject_chars))
         or (f"{settings.newsletter.name} #{issue.number}")
     )
     base = settings.web.base_url
     web_url = f"{base}/issues/{issue.id}"
     intro_text = one_line(strip_placeholders(issue.intro))
-    preheader = _header_safe(issue.preheader) or _shorten(
-        intro_text or " · ".join(_headline(c) for c in (stories or cards)[:3]), 140
-    )
     plus = plus_line({k: len(v) for k, v in sections.items()}, len(rest))
+    preheader = _header_safe(issue.preheader) or _header_safe(
+        default_preheader(cards, subject=subject, intro=intro_text, plus=plus)
+    )
     nl = settings.newsletter
     return {
         "newsletter": {
@@ -282,12 +313,14 @@ def render_issue(
     email = {
         **context,
         "web": False,
+        "greeting": GREETING,
         "reader": {"first_name": FIRST_NAME},
         "links": {"unsubscribe": UNSUBSCRIBE_URL, "web": context["issue"]["web_url"], "home": base},
     }
     web = {
         **context,
         "web": True,
+        "greeting": settings.newsletter.greeting_no_name,
         "reader": {"first_name": ""},
         "links": {"unsubscribe": "", "web": context["issue"]["web_url"], "home": base},
     }
@@ -306,6 +339,8 @@ def render_issue(
         web_url=context["issue"]["web_url"],
         paper_count=context["paper_count"],
         rendered_at=rendered_at.isoformat(timespec="seconds"),
+        greeting=settings.newsletter.greeting,
+        greeting_no_name=settings.newsletter.greeting_no_name,
     )
     return Rendered(email_html=email_html, web_html=web_html, text=text, message=message)
 

@@ -5,6 +5,8 @@
 - `fetch`: `run_fetch`, the configured sources run and their papers ingested
 - `records`: `validate`, a record checked and its identifiers normalized before it is stored
 - `ingest`: `ingest`, `ingest_files`: records deduplicated, linked, stored
+- `readahead`: `read_records`, a big file parsed in a helper process while ingest stores
+- `rows`: paper rows below the ORM, read and written a chunk at a time for ingest
 - `text`, `mathtext`: text hygiene applied once at ingest (safe inline markup, plain text,
   names; MathML and TeX as readable text)
 - `links`: `paper_link`, where a paper is read

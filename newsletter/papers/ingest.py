@@ -95,7 +95,7 @@ def _conflicting_ids(paper: StoredPaper, record: PaperRecord) -> bool:
     )
 
 
-CHUNK = 500  # records per write transaction
+CHUNK = 250  # records per write transaction (each well under a second of write lock)
 INGEST_LOCK = 5173012  # PostgreSQL advisory lock held by each ingest transaction
 
 
@@ -399,7 +399,7 @@ def ingest_files(
     on_done: Callable[[IngestResult], None] | None = None,
 ) -> list[IngestResult]:
     """Each file in turn; a file that cannot be read is a result with an error."""
-    from newsletter.papers.sources.files import read_file
+    from newsletter.papers.readahead import read_records
 
     results = []
     for path in paths:
@@ -417,7 +417,7 @@ def ingest_files(
                 raise ParseError(f"{path}: no such file")
             ingest(
                 store,
-                read_file(path, fmt),
+                read_records(path, fmt),
                 origin=origin,
                 now=now,
                 progress=progress,

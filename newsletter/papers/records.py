@@ -14,7 +14,14 @@ from typing import Any
 from newsletter.core.models import PaperKind
 from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.papers.sources.base import PaperRecord
-from newsletter.papers.text import bound_nesting, normalize_name, plain_text, sanitize, scrub
+from newsletter.papers.text import (
+    bound_nesting,
+    clean_tex,
+    normalize_name,
+    plain_text,
+    sanitize,
+    scrub,
+)
 
 KINDS = frozenset(k.value for k in PaperKind)
 IDS = ("doi", "pmid", "pmcid", "arxiv_id")
@@ -84,8 +91,8 @@ def validate(record: PaperRecord) -> str | None:
     if problem:
         return str(problem)
     _scrub_record(record)
-    record.title = " ".join(bound_nesting(sanitize(record.title)).split())
-    record.abstract = bound_nesting(sanitize(record.abstract)).strip()
+    record.title = " ".join(clean_tex(bound_nesting(sanitize(record.title))).split())
+    record.abstract = clean_tex(bound_nesting(sanitize(record.abstract))).strip()
     if not plain_text(record.title).strip():
         return "no title"
     if record.published is None:

@@ -3,10 +3,18 @@
 Full text runs on the database's own engine: SQLite FTS5 (the ``papers_fts``
 table) or PostgreSQL text search (the ``paper_search`` table of m052). What a
 reader types is never SQL and never FTS syntax: `parse_query` reads it as
-words, "quoted phrases", ``-excluded`` words and ``OR``, and each word or
-phrase reaches the database as a bound parameter (FTS5: a quoted string;
-PostgreSQL: ``phraseto_tsquery``). Anything else a reader can type is dropped,
-and the page says so.
+words, "quoted phrases", ``-excluded`` words, ``prefix*`` words and ``OR``, and
+each word or phrase reaches the database as a bound parameter (FTS5: a quoted
+string; PostgreSQL: ``phraseto_tsquery``, or ``to_tsquery`` of letters and
+digits only for a prefix). Anything else a reader can type is dropped, and the
+page says so. Both engines stem English words (m100), so "radiographs" finds
+"radiograph".
+
+Ranking every match of a very broad search (sixteen common words OR-ed match
+every paper) costs a few microseconds per match and term, over a second at
+100,000 papers; a relevance search with more matches than `rank_window` (10,000 for
+up to four words, fewer for more) ranks that many of the most recently stored
+ones, and the page says so (bench/search_bench.py).
 """
 
 from __future__ import annotations
@@ -16,11 +24,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlencode
 
 from sqlalchemy import Select, bindparam, column, func, literal_column, select, table
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 from sqlmodel import Session, col
 
 from newsletter.core.models import Paper, PaperKind
@@ -32,6 +41,9 @@ DEFAULT_PER_PAGE = 10
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 16
 MAX_PAGE = 1_000_000
+RANK_LIMIT = 10_000
+RANK_BUDGET = 40_000  # matches x words ranked at most: ranking costs per match and per word
+MIN_PREFIX = 2
 
 _TOKEN = re.compile(r"[^\W_]+")
 _PIECE = re.compile(r'(-?)"([^"]*)"?|(\S+)')
@@ -52,6 +64,7 @@ class Term:
     words: tuple[str, ...]
     negated: bool = False
     raw: str = ""  # as typed (PostgreSQL parses it as it parsed the papers: "x-ray")
+    prefix: bool = False  # the last word is the start of a word (typed as ``mammo*``)
 
     @property
     def text(self) -> str:
@@ -82,7 +95,7 @@ def parse_query(raw: str) -> tuple[ParsedQuery, list[str]]:
         )
     groups: list[list[Term]] = [[]]
     count = 0
-    dropped_terms = False
+    dropped_terms = short_prefix = False
     for match in _PIECE.finditer(raw):
         negated_phrase, phrase, word = match.groups()
         if word == "OR":
@@ -95,12 +108,32 @@ def parse_query(raw: str) -> tuple[ParsedQuery, list[str]]:
         words = tuple(w.lower() for w in _TOKEN.findall(phrase or ""))
         if not words:
             continue
-        if count >= MAX_TERMS:
-            dropped_terms = True
-            continue
-        count += 1
-        raw_text = clean_text(phrase or "")
-        groups[-1].append(Term(words=words[:MAX_TERMS], negated=negated, raw=raw_text))
+        prefix = word is not None and word.endswith("*") and bool(_TOKEN.search(word[-2:]))
+        if prefix and len(words[-1]) < MIN_PREFIX:
+            prefix, short_prefix = False, True
+        term = Term(
+            words=words[:MAX_TERMS], negated=negated, raw=clean_text(phrase or ""), prefix=prefix
+        )
+        if term not in groups[-1]:  # "mri mri": the same work twice
+            groups[-1].append(term)
+    unique: list[list[Term]] = []
+    for group in groups:
+        if group not in unique:  # "mri OR mri"
+            unique.append(group)
+    groups = []
+    for group in unique:
+        groups.append([])
+        for term in group:
+            if count >= MAX_TERMS:
+                dropped_terms = True
+                continue
+            count += 1
+            groups[-1].append(term)
+    if short_prefix:
+        notes.append(
+            f"A word ending in * needs at least {MIN_PREFIX} letters before the *;"
+            " shorter ones were searched as whole words."
+        )
     if dropped_terms:
         notes.append(f"Only the first {MAX_TERMS} words or phrases of your search were used.")
     kept: list[tuple[Term, ...]] = []
@@ -115,7 +148,7 @@ def parse_query(raw: str) -> tuple[ParsedQuery, list[str]]:
 
 
 def _fts_string(term: Term) -> str:
-    return '"' + term.text.replace('"', '""') + '"'
+    return '"' + term.text.replace('"', '""') + '"' + (" *" if term.prefix else "")
 
 
 def fts5_match(query: ParsedQuery) -> str:
@@ -129,12 +162,20 @@ def fts5_match(query: ParsedQuery) -> str:
 
 
 def pg_tsquery(query: ParsedQuery) -> ColumnElement[Any]:
-    """The PostgreSQL tsquery: each word or phrase a bound parameter of phraseto_tsquery."""
+    """The PostgreSQL tsquery: each word or phrase a bound parameter of phraseto_tsquery.
+
+    A prefix term is ``to_tsquery`` of its words (letters and digits only, so no
+    tsquery operator can reach it from a reader) joined by ``<->``, the last with ``:*``.
+    """
     result: ColumnElement[Any] | None = None
     for group in query.groups:
         wanted: ColumnElement[Any] | None = None
         for term in group:
-            piece: ColumnElement[Any] = func.phraseto_tsquery(_PG_CONFIG, term.raw or term.text)
+            piece: ColumnElement[Any]
+            if term.prefix:
+                piece = func.to_tsquery(_PG_CONFIG, " <-> ".join(term.words) + ":*")
+            else:
+                piece = func.phraseto_tsquery(_PG_CONFIG, term.raw or term.text)
             if term.negated:
                 piece = func.tsquery_not(piece)
             wanted = piece if wanted is None else func.tsquery_and(wanted, piece)
@@ -279,10 +320,12 @@ class SearchPage:
     total: int
     notes: list[str] = field(default_factory=list)
     searched: bool = False  # the query had words to look for
+    ranked: int | None = None  # relevance covers only this many of the matches (rank_window)
 
     @property
     def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.params.per_page))
+        shown = self.total if self.ranked is None else min(self.total, self.ranked)
+        return max(1, math.ceil(shown / self.params.per_page))
 
     @property
     def beyond_last(self) -> bool:
@@ -306,57 +349,118 @@ class SearchPage:
         return out
 
 
-def _order(params: SearchParams, rank: ColumnElement[Any] | None) -> tuple[Any, ...]:
-    if params.effective_sort == "relevance" and rank is not None:
-        return (rank, col(Paper.published).desc(), col(Paper.id).desc())
+def _order(params: SearchParams) -> tuple[Any, ...]:
     if params.effective_sort == "oldest":
         return (col(Paper.published).asc(), col(Paper.id).asc())
     return (col(Paper.published).desc(), col(Paper.id).desc())
 
 
-def _index_plan(
-    params: SearchParams, parsed: ParsedQuery, dialect: str
-) -> tuple[Select[Any], Select[Any], tuple[Any, ...]]:
-    """(ids of the matches, their count, their order) for a search with words.
+def _has_filters(params: SearchParams) -> bool:
+    return bool(params.source or params.kind or params.since or params.until)
+
+
+@dataclass(frozen=True)
+class _Index:
+    """The full-text index of one backend: its id column, a match and a rank (lower is better)."""
+
+    table: Any
+    id: ColumnElement[Any]
+    match: ColumnElement[Any]
+    rank: ColumnElement[Any]
+
+    @classmethod
+    def of(cls, parsed: ParsedQuery, dialect: str) -> _Index:
+        if dialect == "sqlite":
+            return cls(
+                _FTS,
+                _FTS.c.rowid,
+                literal_column("papers_fts").op("MATCH")(bindparam("match", fts5_match(parsed))),
+                literal_column("bm25(papers_fts, 10.0, 1.0, 4.0)"),
+            )
+        tsquery = pg_tsquery(parsed)
+        return cls(
+            _PG_SEARCH,
+            _PG_SEARCH.c.paper_id,
+            _PG_SEARCH.c.document.op("@@")(tsquery),
+            # ts_rank, not ts_rank_cd: cover density costs 5-10x more per match (bench/)
+            -func.ts_rank(_PG_SEARCH.c.document, tsquery),
+        )
+
+
+def _word_search(
+    session: Session, params: SearchParams, parsed: ParsedQuery, result: SearchPage
+) -> list[int]:
+    """Count the matches of a search with words into ``result``; return the page's ids.
 
     The words are matched in the full-text index (SQLite: the FTS5 table;
-    PostgreSQL: the ``paper_search`` table of stored documents). A search with
-    no other filter ranks and counts on the index alone and never reads a
-    paper's row (the page's rows are read afterwards); with filters it joins the
-    papers, still carrying only ids.
+    PostgreSQL: the ``paper_search`` table of stored documents); filters and
+    date order read the papers whose ids the index gave (``id IN (...)``, which
+    both engines answer faster than a join). Relevance is ranked on the index
+    alone, among the `rank_window` newest matches at most.
     """
-    index_id: ColumnElement[Any]
-    if dialect == "sqlite":
-        index: Any = _FTS
-        index_id = _FTS.c.rowid
-        match: ColumnElement[Any] = literal_column("papers_fts").op("MATCH")(
-            bindparam("match", fts5_match(parsed))
-        )
-        rank: ColumnElement[Any] = literal_column("bm25(papers_fts, 10.0, 1.0, 4.0)")
+    dialect = session.get_bind().dialect.name
+    index = _Index.of(parsed, dialect)
+    matching = select(index.id).where(index.match)
+    paper_id = _walk_date_index(col(Paper.id), dialect)
+    if _has_filters(params):
+        kept = _filtered(select(col(Paper.id)), params, dialect)
+        chosen = kept.where(paper_id.in_(matching))
+        count = select(func.count()).select_from(chosen.subquery())
+        matching = matching.where(index.id.in_(kept))
     else:
-        index, index_id = _PG_SEARCH, _PG_SEARCH.c.paper_id
-        tsquery = pg_tsquery(parsed)
-        match = _PG_SEARCH.c.document.op("@@")(tsquery)
-        rank = -func.ts_rank_cd(_PG_SEARCH.c.document, tsquery)
-    joined = _filtered(select(col(Paper.id)).join(index, index_id == Paper.id).where(match), params)
-    if params.source or params.kind or params.since or params.until:
-        count = select(func.count()).select_from(joined.subquery())
-        return joined, count, _order(params, rank)
-    count = select(func.count()).select_from(index).where(match)
-    if params.effective_sort == "relevance":  # ties: the paper stored last first
-        return select(index_id).where(match), count, (rank, index_id.desc())
-    return joined, count, _order(params, rank)
+        chosen = select(col(Paper.id)).where(paper_id.in_(matching))
+        count = select(func.count()).select_from(index.table).where(index.match)
+    result.total = int(session.scalar(count) or 0)
+    if result.total == 0:
+        return []
+    if params.effective_sort != "relevance":
+        ordered = chosen.order_by(*_order(params))
+    else:
+        ranked = matching
+        window = rank_window(parsed)
+        if result.total > window:
+            result.ranked = window
+            floor = session.scalar(matching.order_by(index.id.desc()).limit(1).offset(window - 1))
+            ranked = matching.where(index.id >= floor)
+        ordered = ranked.order_by(index.rank, index.id.desc())  # ties: the paper stored last
+    if result.beyond_last:
+        return []
+    offset = (params.page - 1) * params.per_page
+    return [int(i) for i in session.scalars(ordered.limit(params.per_page).offset(offset))]
 
 
-def _filtered(stmt: Select[Any], params: SearchParams) -> Select[Any]:
+def rank_window(parsed: ParsedQuery) -> int:
+    """How many of the newest matches a relevance search ranks: fewer for more words."""
+    words = sum(len(t.words) for group in parsed.groups for t in group if not t.negated)
+    return max(min(RANK_LIMIT, 1_000), min(RANK_LIMIT, RANK_BUDGET // max(1, words)))
+
+
+def _walk_date_index(column: Any, dialect: str) -> ColumnElement[Any]:
+    """``column`` as SQLite's ``+column``: no index is used for this term.
+
+    With the full-text matches as an ``id IN (...)`` list, SQLite would otherwise
+    look up each match's row by id (or by source, or kind) to learn its date, then
+    sort them all: 0.4 s for a common word in one source at 100,000 papers.
+    Without those indexes it walks the papers by date, reads only the rows whose
+    id matched, and stops at the page's last paper (20-40 ms).
+    """
+    if dialect != "sqlite":
+        return cast(ColumnElement[Any], column)
+    return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
+
+
+def _filtered(stmt: Select[Any], params: SearchParams, dialect: str = "") -> Select[Any]:
+    def c(column: Any) -> ColumnElement[Any]:
+        return _walk_date_index(column, dialect)
+
     if params.source:
-        stmt = stmt.where(col(Paper.source) == params.source)
+        stmt = stmt.where(c(col(Paper.source)) == params.source)
     if params.kind:
-        stmt = stmt.where(col(Paper.kind) == params.kind)
+        stmt = stmt.where(c(col(Paper.kind)) == params.kind)
     if params.since:
-        stmt = stmt.where(col(Paper.published) >= params.since)
+        stmt = stmt.where(c(col(Paper.published)) >= params.since)
     if params.until:
-        stmt = stmt.where(col(Paper.published) <= params.until)
+        stmt = stmt.where(c(col(Paper.published)) <= params.until)
     return stmt
 
 
@@ -367,36 +471,32 @@ def search_papers(session: Session, params: SearchParams) -> SearchPage:
         if not notes:
             notes.append("Your search has no words in it to look for.")
         return SearchPage(params=params, papers=[], total=0, notes=notes)
-    dialect = session.get_bind().dialect.name
+    result = SearchPage(params=params, papers=[], total=0, notes=notes, searched=not parsed.empty)
     if parsed.empty:
         ids = _filtered(select(col(Paper.id)), params)
-        count = select(func.count()).select_from(ids.subquery())
-        order = _order(params, None)
+        result.total = int(session.scalar(select(func.count()).select_from(ids.subquery())) or 0)
+        page_ids = []
+        if result.total and not result.beyond_last:
+            offset = (params.page - 1) * params.per_page
+            ordered = ids.order_by(*_order(params)).limit(params.per_page).offset(offset)
+            page_ids = [int(i) for i in session.scalars(ordered)]
     else:
-        ids, count, order = _index_plan(params, parsed, dialect)
-
-    total = int(session.scalar(count) or 0)
+        page_ids = _word_search(session, params, parsed, result)
     if (
-        total == 0
-        and dialect == "postgresql"
+        result.total == 0
         and not parsed.empty
+        and session.get_bind().dialect.name == "postgresql"
         and not session.scalar(select(func.numnode(pg_tsquery(parsed))))
     ):
         notes.append(
             "Words like 'the' and 'of' are too common to search for: try a more specific word."
         )
-    result = SearchPage(
-        params=params, papers=[], total=total, notes=notes, searched=not parsed.empty
-    )
-    if total == 0 or result.beyond_last:
-        return result
-    ordered = ids.order_by(*order)
-    page_ids = [
-        int(i)
-        for i in session.scalars(
-            ordered.limit(params.per_page).offset((params.page - 1) * params.per_page)
+    if result.ranked is not None:
+        notes.append(
+            f"{result.total:,} papers match: the {result.ranked:,} most recently added are"
+            " ranked by relevance here. Add words to narrow the search, or sort by date to"
+            " page through all of them."
         )
-    ]
     rows = {p.id: p for p in session.scalars(select(Paper).where(col(Paper.id).in_(page_ids)))}
     result.papers = [rows[i] for i in page_ids if i in rows]
     return result

@@ -315,6 +315,27 @@ def clean_plain(text: str, *, tex: bool = True) -> str:
     return collapse(sanitize(escaped))
 
 
+# TeX worth converting: a \command, or $...$ holding TeX (\, ^, _ or {). Prices like
+# "$5 to $10" stay as they are.
+_TEX_MATH = re.compile(r"(?<!\\)\$\$?[^$]*?[\\^_{][^$]*?(?<!\\)\$\$?")
+_TEX_HINT = re.compile(r"\\[A-Za-z]{2,}|\\[%&_#$]|" + _TEX_MATH.pattern)
+_DOLLAR = "\x00"  # a "$" that is not TeX, hidden while the TeX is converted
+
+
+def clean_tex(fragment: str) -> str:
+    """A stored fragment with any TeX in it made readable (every source passes here)."""
+    if not _TEX_HINT.search(fragment):
+        return fragment
+    spans = [(m.start(), m.end()) for m in _TEX_MATH.finditer(fragment)]
+    hidden, at = [], 0
+    for start, end in spans:
+        hidden.append(fragment[at:start].replace("$", _DOLLAR) + fragment[start:end])
+        at = end
+    hidden.append(fragment[at:].replace("$", _DOLLAR))
+    text = tex_to_text("".join(hidden)).replace(_DOLLAR, "$")
+    return collapse(sanitize(text))
+
+
 def clean_title(fragment: str) -> str:
     """A title: one line, no trailing period (a trailing '...' or abbreviation stays)."""
     title = " ".join(fragment.split())

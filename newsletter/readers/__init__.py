@@ -5,5 +5,8 @@
 - `tokens`: `Tokens`, the signed confirm and unsubscribe tokens
 - `mail`: `SubscriberMail`, the confirmation and welcome emails (sent through a `Mailer`)
 - `csvfile`: CSV import and export of the list
+- `outcomes`: what the list's operations return (consent sources, actions, results)
+- `spool`: unsubscribes kept in a file while the database cannot take them, applied later
 - `bounces`: bounce and complaint reports applied to the list
+- `reports`: what one inbound message is, and whom its evidence points at
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.header import Header
 from email.headerregistry import Address
 from email.utils import getaddresses
 
@@ -109,10 +110,24 @@ def derive_list_id(settings: Settings) -> str:
     return f"{local}.{addr.domain}"
 
 
+def quoted_phrase(text: str) -> str:
+    """A display phrase fit for a structured header: quoted, or RFC 2047 when not ASCII."""
+    check_header_value(text, "phrase")
+    if text.isascii():
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return Header(text, "utf-8").encode()
+
+
+def list_id_value(name: str, list_id: str) -> str:
+    """``"Name" <list.id>``: the one form of List-Id in every email the list sends."""
+    check_header_value(list_id, "newsletter.list_id")
+    return f"{quoted_phrase(name)} <{list_id}>"
+
+
 def list_id(settings: Settings) -> str:
     """The List-Id header value, the same as on issues: the setting, or derived from the sender."""
     value = settings.newsletter.list_id or derive_list_id(settings)
-    return f"{settings.newsletter.name} <{value}>"
+    return list_id_value(settings.newsletter.name, value)
 
 
 def unsubscribe_mailto(settings: Settings) -> str:

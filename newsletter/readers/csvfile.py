@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import itertools
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, BinaryIO, TextIO
 
 from newsletter.core.errors import ImportFileError, InvalidAddressError, InvalidNameError
 from newsletter.core.models import Subscriber
@@ -50,37 +51,168 @@ class RowProblem:
         return f"line {self.line}: {self.reason}"
 
 
-@dataclass
-class ParsedImport:
-    """The good rows of a file, and what was wrong with the others."""
+class ImportStream:
+    """An import file read twice, keeping almost nothing in memory.
 
-    rows: list[ImportRow] = field(default_factory=list)
-    problems: list[RowProblem] = field(default_factory=list)
-    merged: list[tuple[int, int]] = field(default_factory=list)  # (line, line it merged into)
-    ignored_columns: list[str] = field(default_factory=list)
+    `check` reads it once to the end, decoding and splitting it as CSV, and
+    raises `ImportFileError` if it cannot be read at all (so that nothing is
+    imported from a file that breaks halfway); it returns the number of rows.
+    `rows` then yields the good rows one at a time, noting bad ones in
+    ``problems`` and duplicates in ``merged``. A duplicate with the name its first
+    row lacked is yielded again with ``merge_into`` set, to fill that name in.
+    Memory grows only with the addresses seen (to find duplicates): about 100
+    bytes a row.
+    """
 
+    def __init__(self, source: Path | BinaryIO, *, name: str | None = None) -> None:
+        self.source = source
+        self.name = name if name is not None else str(source)
+        self.problems: list[RowProblem] = []
+        self.merged: list[tuple[int, int]] = []
+        self.ignored_columns: list[str] = []
 
-def read_import_file(path: Path) -> ParsedImport:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImportFileError(f"{path}: cannot read it: {exc.strerror}.") from None
-    return parse_import(data, name=str(path))
+    @contextmanager
+    def _open(self) -> Iterator[BinaryIO]:
+        if not isinstance(self.source, Path):
+            self.source.seek(0)
+            yield self.source
+            return
+        try:
+            fh = self.source.open("rb")
+        except OSError as exc:
+            raise ImportFileError(f"{self.source}: cannot read it: {exc.strerror}.") from None
+        with fh:
+            yield fh
 
+    def _lines(self, fh: BinaryIO) -> Iterator[str]:
+        """The file's lines as text (line ends kept, for the CSV reader)."""
+        first = True
+        for number, raw in enumerate(fh, start=1):
+            if first:
+                if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                    raise ImportFileError(
+                        f"{self.name} is UTF-16 text; save it as UTF-8 (in Excel: 'CSV UTF-8') "
+                        "and import again."
+                    )
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+                first = False
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ImportFileError(
+                    f"{self.name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {number}); "
+                    "save it as UTF-8 (in Excel: 'CSV UTF-8') and import again."
+                ) from None
 
-def _decode(data: bytes, name: str) -> str:
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ImportFileError(
-            f"{name} is UTF-16 text; save it as UTF-8 (in Excel: 'CSV UTF-8') and import again."
+    def _reader(self, fh: BinaryIO) -> tuple[Any, int, int | None]:
+        """A CSV reader past the header, and the email and name columns."""
+        lines = self._lines(fh)
+        skipped: list[str] = []
+        header_line = ""
+        for line in lines:
+            if line.strip():
+                header_line = line
+                break
+            skipped.append(line)
+        if not header_line:
+            raise ImportFileError(
+                f"{self.name} is empty; its first line must be a header such as: email,name"
+            )
+        delimiter = (
+            max(",;\t", key=header_line.count) if any(d in header_line for d in ",;\t") else ","
         )
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ImportFileError(
-            f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
-            "save it as UTF-8 (in Excel: 'CSV UTF-8') and import again."
-        ) from None
+        reader = csv.reader(
+            itertools.chain(skipped, [header_line], lines), delimiter=delimiter, strict=True
+        )
+        header: list[str] = []
+        while not any(cell.strip() for cell in header):
+            header = next(reader)
+        keys = [_header_key(cell) for cell in header]
+        if not EMAIL_HEADERS & set(keys):
+            if any("@" in cell for cell in header):
+                raise ImportFileError(
+                    f"{self.name}: line {len(skipped) + 1} looks like a subscriber, not a header; "
+                    "add a first line that names the columns, such as: email,name"
+                )
+            found = ", ".join(repr(c.strip()) for c in header if c.strip())
+            raise ImportFileError(
+                f"{self.name} has no 'email' column in its header (found: {found}); "
+                "the first line must name the columns, such as: email,name"
+            )
+        email_at = next(i for i, k in enumerate(keys) if k in EMAIL_HEADERS)
+        name_at = next((i for i, k in enumerate(keys) if k in NAME_HEADERS), None)
+        self.ignored_columns = [
+            header[i].strip()
+            for i in range(len(header))
+            if i not in (email_at, name_at) and header[i].strip()
+        ]
+        return reader, email_at, name_at
+
+    def check(self) -> int:
+        """Read the whole file once; the number of non-blank rows. Raises ImportFileError."""
+        count = 0
+        with self._open() as fh:
+            reader, _email_at, _name_at = self._reader(fh)
+            try:
+                for row in reader:
+                    if any(cell.strip() for cell in row):
+                        count += 1
+            except csv.Error as exc:
+                raise self._csv_error(reader, exc) from None
+        return count
+
+    def _csv_error(self, reader: Any, exc: csv.Error) -> ImportFileError:
+        return ImportFileError(
+            f"{self.name}: line {reader.line_num}: not valid CSV ({exc}); "
+            "check the quotes on that line."
+        )
+
+    def rows(self) -> Iterator[ImportRow]:
+        """The good rows, in file order (see the class docstring). Raises ImportFileError."""
+        self.problems, self.merged = [], []
+        seen: dict[str, int] = {}  # address key -> its first line, negative if it had no name
+        with self._open() as fh:
+            reader, email_at, name_at = self._reader(fh)
+            line = reader.line_num + 1
+            try:
+                for row in reader:
+                    start, line = line, reader.line_num + 1
+                    if not any(cell.strip() for cell in row):
+                        continue
+                    taken = self._take(row, start, email_at, name_at, seen)
+                    if taken is not None:
+                        yield taken
+            except csv.Error as exc:
+                raise self._csv_error(reader, exc) from None
+
+    def _take(
+        self,
+        row: list[str],
+        line: int,
+        email_at: int,
+        name_at: int | None,
+        seen: dict[str, int],
+    ) -> ImportRow | None:
+        raw_email = _uncell(row[email_at]) if email_at < len(row) else ""
+        raw_name = _uncell(row[name_at]) if name_at is not None and name_at < len(row) else ""
+        if not raw_email.strip():
+            self.problems.append(RowProblem(line, "no email address"))
+            return None
+        try:
+            address = normalize_email(raw_email)
+            person = clean_name(raw_name)
+        except (InvalidAddressError, InvalidNameError) as exc:
+            self.problems.append(RowProblem(line, str(exc)))
+            return None
+        first = seen.get(address.key)
+        if first is not None:
+            self.merged.append((line, abs(first)))
+            if person and first < 0:
+                seen[address.key] = abs(first)
+                return ImportRow(line, address, person, merge_into=abs(first))
+            return None
+        seen[address.key] = line if person else -line
+        return ImportRow(line, address, person)
 
 
 def _header_key(cell: str) -> str:
@@ -92,89 +224,6 @@ def _uncell(value: str) -> str:
     if len(value) > 1 and value[0] == "'" and value[1] in _FORMULA_START:
         return value[1:]
     return value
-
-
-def parse_import(data: bytes, *, name: str = "the file") -> ParsedImport:
-    """Read an import file's bytes. Raises ImportFileError if it cannot be read at all."""
-    text = _decode(data, name)
-    lines = text.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None:
-        raise ImportFileError(
-            f"{name} is empty; its first line must be a header such as: email,name"
-        )
-    header_line = lines[first]
-    delimiter = max(",;\t", key=header_line.count) if any(d in header_line for d in ",;\t") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    parsed = ParsedImport()
-    try:
-        header: list[str] = []
-        while not any(cell.strip() for cell in header):
-            header = next(reader)
-        keys = [_header_key(cell) for cell in header]
-        if not EMAIL_HEADERS & set(keys):
-            if any("@" in cell for cell in header):
-                raise ImportFileError(
-                    f"{name}: line {first + 1} looks like a subscriber, not a header; "
-                    "add a first line that names the columns, such as: email,name"
-                )
-            found = ", ".join(repr(c.strip()) for c in header if c.strip())
-            raise ImportFileError(
-                f"{name} has no 'email' column in its header (found: {found}); "
-                "the first line must name the columns, such as: email,name"
-            )
-        email_at = next(i for i, k in enumerate(keys) if k in EMAIL_HEADERS)
-        name_at = next((i for i, k in enumerate(keys) if k in NAME_HEADERS), None)
-        parsed.ignored_columns = [
-            header[i].strip()
-            for i in range(len(header))
-            if i not in (email_at, name_at) and header[i].strip()
-        ]
-        seen: dict[str, int] = {}
-        by_key: dict[str, int] = {}
-        line = reader.line_num + 1
-        for row in reader:
-            start, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in row):
-                continue
-            _take(parsed, row, start, email_at, name_at, seen, by_key)
-    except csv.Error as exc:
-        raise ImportFileError(
-            f"{name}: line {reader.line_num}: not valid CSV ({exc}); check the quotes on that line."
-        ) from None
-    return parsed
-
-
-def _take(
-    parsed: ParsedImport,
-    row: list[str],
-    line: int,
-    email_at: int,
-    name_at: int | None,
-    seen: dict[str, int],
-    by_key: dict[str, int],
-) -> None:
-    raw_email = _uncell(row[email_at]) if email_at < len(row) else ""
-    raw_name = _uncell(row[name_at]) if name_at is not None and name_at < len(row) else ""
-    if not raw_email.strip():
-        parsed.problems.append(RowProblem(line, "no email address"))
-        return
-    try:
-        address = normalize_email(raw_email)
-        person = clean_name(raw_name)
-    except (InvalidAddressError, InvalidNameError) as exc:
-        parsed.problems.append(RowProblem(line, str(exc)))
-        return
-    if address.key in seen:
-        parsed.merged.append((line, seen[address.key]))
-        index = by_key[address.key]
-        kept = parsed.rows[index]
-        if person and not kept.name:
-            parsed.rows[index] = ImportRow(kept.line, kept.address, person)
-        return
-    seen[address.key] = line
-    by_key[address.key] = len(parsed.rows)
-    parsed.rows.append(ImportRow(line, address, person))
 
 
 def _cell(value: str) -> str:

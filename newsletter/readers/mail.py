@@ -50,9 +50,12 @@ def build_message(
     html: str | None = None,
     extra_headers: dict[str, str] | None = None,
     message_id: str | None = None,
+    kind: str = "",
 ) -> EmailMessage:
     """A multipart/alternative message (text first, then HTML) with the standard headers."""
-    msg = EmailMessage(policy=SMTP)
+    # RFC 2045 limits an encoded line to 76 characters; the email package's SMTP policy
+    # writes quoted-printable lines up to its max_line_length, 78 unless told
+    msg = EmailMessage(policy=SMTP.clone(max_line_length=76))
     msg["From"] = parse_address(settings.newsletter.from_address, "newsletter.from_address")
     msg["To"] = to
     msg["Subject"] = check_header_value(subject, "subject")
@@ -62,6 +65,8 @@ def build_message(
         msg["Reply-To"] = parse_address(settings.newsletter.reply_to, "newsletter.reply_to")
     for key, value in (extra_headers or {}).items():
         msg[key] = check_header_value(value, key)
+    if settings.newsletter.feedback_id and kind:
+        msg["Feedback-ID"] = f"signup:{kind}:{settings.newsletter.feedback_id}"
     msg.set_content(text, subtype="plain", charset="utf-8")
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8")
@@ -134,6 +139,7 @@ class SubscriberMail:
             text=text,
             html=html,
             extra_headers={"Auto-Submitted": "auto-generated"},
+            kind="confirmation",
         )
         return message
 
@@ -167,6 +173,7 @@ class SubscriberMail:
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 "Auto-Submitted": "auto-generated",
             },
+            kind="welcome",
         )
 
     # --- sending -----------------------------------------------------------

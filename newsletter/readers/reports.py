@@ -225,6 +225,12 @@ def classify(data: bytes | Message, tokens: Tokens, *, recipients: Sequence[str]
         return finding
 
     subject = header_text(msg.get("Subject", "")).strip()
+    request = _UNSUBSCRIBE_SUBJECT.search(subject)
+    if request is not None and request.group(1):
+        # first: a mail provider's own unsubscribe email may say Auto-Submitted
+        finding.kind = "unsubscribe"
+        evidence.unsubscribe(request.group(1))
+        return finding
     auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
     if (
         auto not in ("", "no")
@@ -236,9 +242,6 @@ def classify(data: bytes | Message, tokens: Tokens, *, recipients: Sequence[str]
         finding.kind = "auto_reply"
         return finding
 
-    request = _UNSUBSCRIBE_SUBJECT.search(subject)
     if request is not None:
-        finding.kind = "unsubscribe"
-        if request.group(1):
-            evidence.unsubscribe(request.group(1))
+        finding.kind = "unsubscribe"  # asks, but carries no token
     return finding

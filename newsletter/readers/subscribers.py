@@ -16,27 +16,33 @@ The rules this module keeps:
   clears and every new link replaces.
 - ``unsubscribed``, ``bounced`` and ``complained`` addresses are suppressed: only
   the person subscribing *and* confirming again brings them back.
+- An unsubscribe is never lost: when the database stays busy (or is down) it is
+  written to the unsubscribe spool (`newsletter.readers.spool`) and applied
+  later with the time it was asked for.
 
 Database work happens here; sending happens in `newsletter.readers.mail`. A
-change that needs an email returns what to send, so callers send it after the
-transaction has committed.
+change that needs an email returns what to send (the results are in
+`newsletter.readers.outcomes`, and importable from here too), so callers send it
+after the transaction has committed.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import StrEnum
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import delete, func, or_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from newsletter.core.errors import (
+    StoreBusyError,
+    StoreError,
     SubscriberError,
     SubscriberNotFoundError,
     TokenError,
@@ -51,123 +57,53 @@ from newsletter.core.models import (
     utcnow,
 )
 from newsletter.core.settings import Settings
-from newsletter.core.store import Store
+from newsletter.core.store import Store, busy_message, retry_busy
 from newsletter.readers.addresses import EmailAddress, clean_name, normalize_email
+from newsletter.readers.outcomes import (
+    AddAction,
+    AddResult,
+    Confirmation,
+    ConfirmResult,
+    ConfirmStatus,
+    ConsentSource,
+    ImportOutcome,
+    ImportRow,
+    PruneResult,
+    SubscribeAction,
+    SubscribeResult,
+    UnsubscribeResult,
+    Welcome,
+)
+from newsletter.readers.spool import SpooledUnsubscribe, UnsubscribeSpool
 from newsletter.readers.tokens import Tokens
 
 Clock = Callable[[], datetime]
+_T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
-__all__ = ["EmailAddress", "Subscribers", "clean_name", "normalize_email"]
+IMPORT_CHUNK = 1000  # rows of `slice subscribers import` per transaction
+# How long a one-click unsubscribe waits for a busy database before it is spooled
+UNSUBSCRIBE_WAIT_SECONDS = 5.0
 
-
-class ConsentSource(StrEnum):
-    """How a subscriber's consent was obtained (``Subscriber.consent_source``)."""
-
-    WEB = "web"  # the signup form, then the confirmation link
-    CLI = "cli"  # `subscribers add`, then the confirmation link
-    IMPORT = "import"  # `subscribers import`, then the confirmation link
-    CLI_HELD = "cli-consent-held"  # `subscribers add --confirmed`: the editor holds consent
-    IMPORT_HELD = "import-consent-held"  # `subscribers import --confirmed`
-
-
-# --- results -----------------------------------------------------------------
-
-
-class SubscribeAction(StrEnum):
-    CREATED = "created"  # a new pending subscriber; confirmation to send
-    RESENT = "resent"  # still pending; a new confirmation link to send
-    RECONFIRM = "reconfirm"  # suppressed, asked to come back; confirmation to send
-    THROTTLED = "throttled"  # a confirmation went out less than the resend interval ago
-    ALREADY_CONFIRMED = "already-confirmed"  # nothing to do
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """A confirmation email to send: to whom, and the signed token for the link."""
-
-    email: str
-    uid: str
-    token: str
-
-
-@dataclass(frozen=True)
-class SubscribeResult:
-    action: SubscribeAction
-    email: str
-    confirmation: Confirmation | None = None
-    next_send_at: datetime | None = None  # when throttled: when a new link may go out
-
-
-class ConfirmStatus(StrEnum):
-    CONFIRMED = "confirmed"
-    ALREADY_CONFIRMED = "already-confirmed"
-    USED = "used"  # a newer link was sent, or the person left since
-    EXPIRED = "expired"
-    INVALID = "invalid"  # forged, truncated, or a token for another purpose
-    UNKNOWN = "unknown"  # genuine, but the subscriber is gone (pruned or forgotten)
-
-
-@dataclass(frozen=True)
-class Welcome:
-    """A welcome email to send after a confirmation."""
-
-    email: str
-    name: str
-    uid: str
-    latest_issue: str | None  # id of the latest sent issue, if any
-
-
-@dataclass(frozen=True)
-class ConfirmResult:
-    status: ConfirmStatus
-    welcome: Welcome | None = None
-
-
-@dataclass(frozen=True)
-class UnsubscribeResult:
-    changed: bool  # False when already unsubscribed (or suppressed, or gone)
-    email: str | None  # None when the subscriber no longer exists
-    status: str | None = None
-
-
-class AddAction(StrEnum):
-    ADDED = "added"
-    CONFIRMED = "confirmed"  # was pending, now confirmed with consent held
-    UNCHANGED = "unchanged"
-
-
-@dataclass(frozen=True)
-class AddResult:
-    action: AddAction
-    email: str
-
-
-@dataclass(frozen=True)
-class ImportRow:
-    """One good row of an import file."""
-
-    line: int
-    address: EmailAddress
-    name: str
-
-
-@dataclass
-class ImportOutcome:
-    """What an import changed. Rows it could not use are reported by the reader."""
-
-    added: list[str] = field(default_factory=list)
-    confirmed: list[str] = field(default_factory=list)  # were pending, consent now held
-    updated: list[str] = field(default_factory=list)  # a missing name filled in
-    unchanged: list[str] = field(default_factory=list)
-    suppressed: list[tuple[int, str, str]] = field(default_factory=list)  # line, email, status
-    confirmations: list[Confirmation] = field(default_factory=list)
-    throttled: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PruneResult:
-    removed: list[str] = field(default_factory=list)
-    cutoff: datetime | None = None
+__all__ = [
+    "AddAction",
+    "AddResult",
+    "ConfirmResult",
+    "ConfirmStatus",
+    "Confirmation",
+    "ConsentSource",
+    "EmailAddress",
+    "ImportOutcome",
+    "ImportRow",
+    "PruneResult",
+    "SubscribeAction",
+    "SubscribeResult",
+    "Subscribers",
+    "UnsubscribeResult",
+    "Welcome",
+    "clean_name",
+    "normalize_email",
+]
 
 
 # --- the service --------------------------------------------------------------
@@ -190,9 +126,8 @@ class Subscribers:
         self._tokens = tokens
         # SQLite has one writer at a time: threads of this process take turns here
         # instead of polling in SQLite's busy handler (which gives up after busy_timeout).
-        self._write_lock: AbstractContextManager[object] = (
-            threading.Lock() if store.engine.dialect.name == "sqlite" else nullcontext()
-        )
+        self._write_lock = threading.Lock() if store.engine.dialect.name == "sqlite" else None
+        self.spool = UnsubscribeSpool.of(settings)
 
     @property
     def tokens(self) -> Tokens:
@@ -202,9 +137,20 @@ class Subscribers:
         return self._tokens
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
-        with self._write_lock, self.store.write() as session:
-            yield session
+    def _write(self, *, busy_seconds: float | None = None) -> Iterator[Session]:
+        wait = self.store.busy_seconds if busy_seconds is None else busy_seconds
+        if self._write_lock is not None and not self._write_lock.acquire(timeout=wait):
+            raise StoreBusyError(busy_message(wait))
+        try:
+            with self.store.write(busy_seconds=wait) as session:
+                yield session
+        finally:
+            if self._write_lock is not None:
+                self._write_lock.release()
+
+    def _retrying(self, fn: Callable[[], _T]) -> _T:
+        """``fn`` (one whole transaction) run again while the database is busy."""
+        return retry_busy(fn, seconds=self.store.busy_seconds)
 
     @property
     def resend_interval(self) -> timedelta:
@@ -275,7 +221,7 @@ class Subscribers:
         # once and then finds the winner's row.
         for attempt in range(2):
             try:
-                return self._subscribe(address, clean, source)
+                return self._retrying(lambda: self._subscribe(address, clean, source))
             except IntegrityError:
                 if attempt:
                     raise
@@ -369,10 +315,64 @@ class Subscribers:
         return self.by_uid(self.tokens.read_unsubscribe(token))
 
     def unsubscribe(self, token: str, *, reason: str = "one-click") -> UnsubscribeResult:
-        """Unsubscribe the token's subscriber. Idempotent. Raises TokenError for a bad token."""
+        """Unsubscribe the token's subscriber. Idempotent. Raises TokenError for a bad token.
+
+        A database that stays busy for `UNSUBSCRIBE_WAIT_SECONDS`, or does not
+        answer, gets the request spooled instead (``spooled`` in the result).
+        Raises StoreError only when neither the database nor the spool can take it.
+        """
         uid = self.tokens.read_unsubscribe(token)
-        with self._write() as session:
-            return self._unsubscribe(session, _by_uid(session, uid, lock=True), reason)
+        wait = min(self.store.busy_seconds, UNSUBSCRIBE_WAIT_SECONDS)
+        try:
+            with self._write(busy_seconds=wait) as session:
+                return self._unsubscribe(session, _by_uid(session, uid, lock=True), reason)
+        except (StoreError, OperationalError) as exc:
+            return self._spool_unsubscribe(uid, reason, exc)
+
+    def _spool_unsubscribe(self, uid: str, reason: str, cause: Exception) -> UnsubscribeResult:
+        try:
+            self.spool.add(uid, reason=reason, at=self.clock())
+        except OSError as exc:
+            raise StoreError(
+                f"an unsubscribe could not be recorded: the database did not take it ({cause}) "
+                f"and {self.spool.path} cannot be written ({exc.strerror or exc})."
+            ) from cause
+        log.warning("database busy or down (%s): unsubscribe spooled to %s", cause, self.spool.path)
+        email: str | None = None
+        try:  # reads go on while another program writes (WAL); if not, the page says less
+            found = self.by_uid(uid)
+            email = found.email if found is not None else None
+        except SQLAlchemyError:
+            pass
+        return UnsubscribeResult(
+            changed=True, email=email, status=SubscriberStatus.UNSUBSCRIBED.value, spooled=True
+        )
+
+    def apply_spooled(self) -> int:
+        """Apply the spooled unsubscribes, each with the time it was asked for; how many.
+
+        Leaves the spool for the next call when the database is still busy.
+        """
+        applied = 0
+        for path in self.spool.take():
+            entries = self.spool.read(path)
+
+            def apply(entries: list[SpooledUnsubscribe] = entries) -> None:
+                with self._write() as session:
+                    for entry in entries:
+                        sub = _by_uid(session, entry.uid, lock=True)
+                        if sub is not None and _utc(sub.confirmed_at) > _utc(entry.at):
+                            continue  # they came back (subscribed and confirmed) after asking
+                        self._unsubscribe(session, sub, entry.reason, now=entry.at)
+
+            try:
+                self._retrying(apply)
+            except (StoreError, OperationalError) as exc:
+                log.warning("spooled unsubscribes not applied yet (%s); trying again later", exc)
+                break
+            self.spool.done(path)
+            applied += len(entries)
+        return applied
 
     def remove(self, email: str, *, reason: str = "removed by the editor") -> UnsubscribeResult:
         """Unsubscribe an address (the editor's `remove`). Raises SubscriberNotFoundError."""
@@ -384,7 +384,7 @@ class Subscribers:
             return self._unsubscribe(session, sub, reason)
 
     def _unsubscribe(
-        self, session: Session, sub: Subscriber | None, reason: str
+        self, session: Session, sub: Subscriber | None, reason: str, *, now: datetime | None = None
     ) -> UnsubscribeResult:
         if sub is None:
             return UnsubscribeResult(changed=False, email=None)
@@ -392,7 +392,7 @@ class Subscribers:
             # Already suppressed; a pending re-confirmation link dies with this request.
             sub.confirm_nonce = None
             return UnsubscribeResult(changed=False, email=sub.email, status=sub.status)
-        now = self.clock()
+        now = now or self.clock()
         sub.status = SubscriberStatus.UNSUBSCRIBED.value
         sub.unsubscribed_at = now
         sub.confirm_nonce = None
@@ -468,6 +468,11 @@ class Subscribers:
                 existing.update((sub.email_key, sub) for sub in session.exec(query).all())
             for row in rows:
                 sub = existing.get(row.address.key)
+                if row.merge_into is not None:  # a duplicate row that brings a missing name
+                    if sub is not None and sub.status not in SUPPRESSED and not sub.name:
+                        sub.name = row.name
+                        sub.updated_at = now
+                    continue
                 if sub is None:
                     sub = Subscriber(
                         email=row.address.email,
@@ -509,6 +514,26 @@ class Subscribers:
                     outcome.confirmations.append(self._start_confirmation(sub, now))
                     (outcome.updated if named else outcome.unchanged).append(sub.email)
         return outcome
+
+    def import_stream(
+        self, rows: Iterable[ImportRow], *, confirmed: bool, chunk: int = IMPORT_CHUNK
+    ) -> Iterator[ImportOutcome]:
+        """`import_rows` a chunk at a time, each in its own short transaction.
+
+        Yields each chunk's outcome as it commits (its confirmations are then due),
+        so an import of any size needs the memory of one chunk.
+        """
+        batch: list[ImportRow] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= chunk:
+                yield self._import_chunk(batch, confirmed)
+                batch = []
+        if batch:
+            yield self._import_chunk(batch, confirmed)
+
+    def _import_chunk(self, batch: list[ImportRow], confirmed: bool) -> ImportOutcome:
+        return self._retrying(lambda: self.import_rows(batch, confirmed=confirmed))
 
     def _link_outstanding(self, sub: Subscriber, now: datetime) -> bool:
         """Whether a confirmation link went out less than the resend interval ago and is unused."""
@@ -572,6 +597,13 @@ def _by_uid(session: Session, uid: str, *, lock: bool = False) -> Subscriber | N
     if lock:
         query = query.with_for_update()
     return session.exec(query).first()
+
+
+def _utc(value: datetime | None) -> datetime:
+    """An aware UTC datetime (SQLite gives naive ones back); the distant past for None."""
+    if value is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _not_found(email: str) -> SubscriberNotFoundError:

@@ -11,4 +11,6 @@
 - `smtp`: the configured SMTP client and the setup problems it can meet
 - `notices`: `SmtpMailer`, which sends the confirmation and welcome emails
 - `devsmtp`: the local SMTP sink of `slice dev-smtp`, the demo and the tests
+- `inbound`: the LMTP/SMTP server of `slice inbound`, for bounces and emailed unsubscribes
+- `imapdrain`: `slice inbound --imap`, a hosted bounce mailbox drained message by message
 """

@@ -20,13 +20,16 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from newsletter.core.errors import ConfigError
 
-# The headers the signature covers, in order: From, To,
-# Subject, Date, Message-ID and both List-Unsubscribe headers; a header named
-# here but absent from a message is skipped. Names listed twice are
-# "oversigned": a header of that name added later breaks the signature.
+# The headers the signature covers, in order: From, To, Cc,
+# Subject, Date, Message-ID and both List-Unsubscribe headers among them; a header named
+# here but absent from a message is skipped. The OVERSIGNED names are listed
+# once more whether the message has them or not ("oversigning"): a header of
+# that name added later, such as a Reply-To or Cc slipped in by a relay that
+# wants replies, breaks the signature.
 SIGNED_HEADERS = (
     "from",
     "to",
+    "cc",
     "subject",
     "date",
     "message-id",
@@ -34,12 +37,13 @@ SIGNED_HEADERS = (
     "list-id",
     "list-unsubscribe",
     "list-unsubscribe-post",
+    "feedback-id",
     "mime-version",
     "content-type",
     "precedence",
     "auto-submitted",
 )
-OVERSIGNED = ("from", "subject", "list-unsubscribe", "list-unsubscribe-post")
+OVERSIGNED = ("from", "subject", "reply-to", "cc", "list-unsubscribe", "list-unsubscribe-post")
 
 _WSP_RUN = re.compile(rb"[ \t]+")
 _TRAILING_WSP = re.compile(rb"[ \t]+\r\n")
@@ -104,12 +108,12 @@ class DkimSigner:
         for line in headers:
             by_name.setdefault(line.split(b":", 1)[0].strip().lower(), []).append(line)
         names = [n for n in SIGNED_HEADERS if n.encode() in by_name]
-        names += [n for n in OVERSIGNED if n.encode() in by_name]
+        names += OVERSIGNED
         signed: list[bytes] = []
         used: dict[bytes, int] = {}
         for header in names:
             key = header.encode()
-            found = by_name[key]
+            found = by_name.get(key, [])
             count = used.get(key, 0)
             if count < len(found):  # the last unused instance, bottom-up (RFC 6376 5.4.2)
                 signed.append(canonical_header(found[len(found) - 1 - count]) + b"\r\n")

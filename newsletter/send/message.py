@@ -23,23 +23,30 @@ import re
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime
-from email.header import Header
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
 from functools import partial
 
 from newsletter.core.errors import HeaderInjectionError, SendError
-from newsletter.issue.outbox import PLACEHOLDERS, UNSUBSCRIBE_URL, IssueFolder
+from newsletter.issue.outbox import (
+    GREETING,
+    PLACEHOLDERS,
+    UNSUBSCRIBE_URL,
+    IssueFolder,
+    RenderedIssue,
+)
 from newsletter.readers.addresses import (
     check_header_value,
+    list_id_value,
     parse_address,
 )
 from newsletter.readers.tokens import Tokens
 from newsletter.send.dkim import DkimSigner, canonical_body
 
 FIRST_NAME_FALLBACK = "there"
+_SLOTS = {UNSUBSCRIBE_URL: "url", GREETING: "greeting"}  # any other placeholder: "name"
 _SLOT_RE = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
 _WS = re.compile(r"\s+")
 _TITLES = frozenset({"dr", "dr.", "prof", "prof.", "mr", "mr.", "ms", "ms.", "mrs", "mrs."})
@@ -54,13 +61,13 @@ class Reader:
     name: str = ""
 
 
-def first_name(name: str) -> str:
-    """The name a greeting uses: the first word that is not a title, or "there"."""
+def known_first_name(name: str) -> str:
+    """The name a greeting uses: the first word that is not a title; "" if there is none."""
     words = [w for w in _WS.split(name.strip()) if w]
     while len(words) > 1 and words[0].lower() in _TITLES:
         words.pop(0)
     if not words or not words[0].isprintable():
-        return FIRST_NAME_FALLBACK
+        return ""
     return words[0]
 
 
@@ -89,7 +96,7 @@ class Piece:
 
     raw: bytes
     canonical: bytes
-    slot: str | None = None  # "url", "name", "url_html", "name_html"
+    slot: str | None = None  # "url", "name", "greeting", each also with "_html"
     wire: bytes = b""
 
 
@@ -98,7 +105,7 @@ def _encode_part(text: str, *, is_html: bool) -> list[Piece]:
     pieces: list[Piece] = []
     for i, segment in enumerate(_SLOT_RE.split(text)):
         if i % 2 == 1:
-            slot = "url" if segment == UNSUBSCRIBE_URL else "name"
+            slot = _SLOTS.get(segment, "name")
             pieces.append(Piece(b"", b"", slot + ("_html" if is_html else "")))
         elif segment:
             raw = qp_encode(segment)
@@ -115,14 +122,6 @@ def _header(name: str, value: str) -> bytes:
     check_header_value(value, name)
     folded: str = SMTP.header_factory(name, value).fold(policy=SMTP)
     return folded.encode("ascii")
-
-
-def _phrase(text: str) -> str:
-    """A display phrase fit for a structured header (RFC 2047 when not ASCII)."""
-    check_header_value(text, "phrase")
-    if text.isascii():
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return Header(text, "utf-8").encode()
 
 
 def _safe_url(url: str, what: str) -> str:
@@ -145,6 +144,7 @@ class ListHeaders:
     secret_key: str
     bounce_address: str = ""  # the envelope sender; empty: from_address
     verp: bool = True  # a signed token per message in the envelope sender
+    feedback_id: str = ""  # the sender id of a Feedback-ID header; empty: none
 
 
 class IssueMessage:
@@ -168,10 +168,14 @@ class IssueMessage:
         domain: str,
         signer: DkimSigner | None = None,
         boundary: str | None = None,
+        greeting: str = RenderedIssue.greeting,
+        greeting_no_name: str = RenderedIssue.greeting_no_name,
         bounce_address: str = "",
         verp: bool = True,
+        feedback_id: str = "",
     ) -> None:
         self.issue_id = issue_id
+        self._greeting = (greeting, greeting_no_name)
         self.subject = check_header_value(subject, "subject")
         self.signer = signer
         self.domain = domain
@@ -193,13 +197,10 @@ class IssueMessage:
         tail: list[bytes] = []
         if reply_to:
             tail.append(_header("Reply-To", reply_to))
-        tail.append(
-            b"List-Id: "
-            + _phrase(list_name).encode("ascii")
-            + b" <"
-            + list_id.encode("ascii")
-            + b">\r\n"
-        )
+        tail.append(b"List-Id: " + list_id_value(list_name, list_id).encode("ascii") + b"\r\n")
+        if feedback_id:
+            label = re.sub(r"[^0-9A-Za-z-]", "-", issue_id)
+            tail.append(_header("Feedback-ID", f"{label}:issue:{feedback_id}"))
         self._top = top
         self._tail = tail
         self._post = [
@@ -260,8 +261,11 @@ class IssueMessage:
             message_key=hashlib.sha256(b"slice.message-id.v1\0" + key.encode()).digest(),
             domain=headers.domain,
             signer=signer,
+            greeting=rendered.greeting,
+            greeting_no_name=rendered.greeting_no_name,
             bounce_address=headers.bounce_address,
             verp=headers.verp,
+            feedback_id=headers.feedback_id,
         )
 
     # --- per reader -----------------------------------------------------
@@ -323,19 +327,25 @@ class IssueMessage:
     ) -> tuple[list[bytes], bytes, dict[str, bytes]]:
         token = self._tokens.unsubscribe_token(reader.uid)
         url = self._unsubscribe_base + token
-        name = first_name(reader.name)
+        known = known_first_name(reader.name)
+        name = known or FIRST_NAME_FALLBACK
+        with_name, no_name = self._greeting
+        greeting = with_name.replace("{name}", known) if known else no_name
         values = {
             "url": url,
             "url_html": html.escape(url),
             "name": name,
             "name_html": html.escape(name),
+            "greeting": greeting,
+            "greeting_html": html.escape(greeting),
         }
         encoded = {slot: qp_encode(value) for slot, value in values.items()}
         body = b"".join(encoded[p.slot] if p.slot else p.raw for p in self.pieces)
         headers = [
             *self._top,
             _to_header(reader),
-            b"Date: " + format_datetime(now, usegmt=True).encode("ascii") + b"\r\n",
+            # a numeric zone (RFC 5322 3.3), "+0000", not the obsolete "GMT"
+            b"Date: " + format_datetime(now.astimezone(UTC)).encode("ascii") + b"\r\n",
             b"Message-ID: " + (message_id or self.message_id(reader.uid)).encode("ascii") + b"\r\n",
             *self._tail,
             b"List-Unsubscribe: <"

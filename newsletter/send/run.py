@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from newsletter.core.clock import Clock
 from newsletter.core.errors import RelayRefusedError, StoreError
 from newsletter.core.models import DeliveryStatus
+from newsletter.core.store import retry_busy
 from newsletter.send.claims import Claims
 from newsletter.send.commit import OutcomeWriter
 from newsletter.send.deliver import Answer, RelayConnection, SmtpFactory
@@ -103,8 +104,13 @@ class Sender:
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
-        except SQLAlchemyError as exc:
+            # each ledger call is one whole transaction: a busy database is waited for
+            work = partial(fn, *args, **kwargs)
+            seconds = self.ledger.store.busy_seconds
+            return await loop.run_in_executor(
+                self._executor, partial(retry_busy, work, seconds=seconds)
+            )
+        except (SQLAlchemyError, StoreError) as exc:
             raise _store_error(exc) from exc
 
     def _store_failed(self, exc: BaseException) -> None:
@@ -355,7 +361,7 @@ def _drain(queue: asyncio.Queue[Row | None]) -> list[Row | None]:
 
 
 def _store_error(exc: BaseException) -> BaseException:
-    if not isinstance(exc, SQLAlchemyError):
+    if not isinstance(exc, SQLAlchemyError | StoreError):
         return exc
     first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
     return StoreError(

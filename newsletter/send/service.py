@@ -8,9 +8,10 @@ clock. See `newsletter.send.run` for how a send proceeds and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
-import ipaddress
+import logging
 import os
 import random
 import re
@@ -25,20 +26,24 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 
 from newsletter.core.clock import Clock, SystemClock
-from newsletter.core.errors import SendError
+from newsletter.core.errors import SendError, StoreError
 from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus, table
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
+from newsletter.readers.subscribers import Subscribers
 from newsletter.send.claims import Claims, LiveWorker, live_workers, new_worker_id
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
 from newsletter.send.pacing import SharedPace
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
-from newsletter.send.setup import issue_message
+from newsletter.send.setup import is_local_host, issue_message
 from newsletter.send.smtp import smtp_client
+
+log = logging.getLogger(__name__)
+SPOOL_APPLY_SECONDS = 2.0  # how often a send looks for unsubscribes spooled by `slice serve`
 
 __all__ = [
     "DryRunReport",
@@ -116,7 +121,11 @@ def _no_readers() -> SendError:
 def _send_lock(folder: IssueFolder) -> Iterator[None]:
     """One `slice send` per issue at a time (released by the OS if the process dies)."""
     path = folder.root / ".send.lock"
-    with path.open("a+") as handle:
+    try:
+        handle = path.open("a+")
+    except OSError as exc:
+        raise _outbox_error(folder.root, exc, "send") from exc
+    with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -126,10 +135,13 @@ def _send_lock(folder: IssueFolder) -> Iterator[None]:
                 f"another `slice send {folder.issue_id}` is running (process {pid}); "
                 "wait for it to finish or stop it first."
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as exc:
+            raise _outbox_error(folder.root, exc, "send") from exc
         try:
             yield
         finally:
@@ -140,25 +152,22 @@ def _relay_name(settings: Settings) -> str:
     return f"{settings.smtp.host}:{settings.smtp.port}"
 
 
-def _is_local(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_public_links(settings: Settings) -> None:
-    """Refuse to mail real readers links that point at this machine.
+    """Refuse to mail real readers links that point at this machine, or that are not https.
 
     With the relay on this machine (``slice dev-smtp``, the demo) a local
     ``web.base_url`` is fine; through a real relay every unsubscribe link would
     lead nowhere, which breaks the one-click promise and bulk-mail law.
     """
-    link_host = urlsplit(settings.web.base_url).hostname or ""
-    if _is_local(link_host) and not _is_local(settings.smtp.host):
+    base = urlsplit(settings.web.base_url)
+    link_host = base.hostname or ""
+    if base.scheme != "https" and not is_local_host(link_host):
+        raise SendError(
+            f"web.base_url is {settings.web.base_url}: the one-click unsubscribe link "
+            "must be https (RFC 8058), and receivers drop unsubscribe links that are not; "
+            "serve `slice serve` behind https and set SLICE_BASE_URL=https://..."
+        )
+    if is_local_host(link_host) and not is_local_host(settings.smtp.host):
         raise SendError(
             f"web.base_url is {settings.web.base_url}, so the unsubscribe and browser links "
             f"would point at the reader's own machine; set SLICE_BASE_URL to the public URL "
@@ -181,7 +190,13 @@ def _one_writer(store: Store, folder: IssueFolder) -> Iterator[None]:
 
 
 def prepare_send(
-    store: Store, folder: IssueFolder, issue_id: str, *, clock: Clock, retry_failed: bool
+    settings: Settings,
+    store: Store,
+    folder: IssueFolder,
+    issue_id: str,
+    *,
+    clock: Clock,
+    retry_failed: bool,
 ) -> SendReport:
     """Freeze the audience (or resume); ``already_sent`` when there is nothing to send."""
     ledger = Ledger(store, issue_id)
@@ -196,6 +211,8 @@ def prepare_send(
         return report
     if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
         raise _no_readers()
+    # unsubscribes `slice serve` spooled while the database was busy count before the snapshot
+    Subscribers(settings, store).apply_spooled()
     report.created = ledger.start(clock.now()).created
     return report
 
@@ -211,7 +228,9 @@ def prepare_workers(
         )
     check_public_links(settings)
     folder, _message, signed = _load(settings, issue_id)
-    report = prepare_send(store, folder, issue_id, clock=SystemClock(), retry_failed=retry_failed)
+    report = prepare_send(
+        settings, store, folder, issue_id, clock=SystemClock(), retry_failed=retry_failed
+    )
     report.signed = signed
     return report
 
@@ -257,7 +276,9 @@ async def send_issue(
     with _one_writer(store, folder):
         report = SendReport(issue_id=issue_id)
         if not prepared:
-            report = prepare_send(store, folder, issue_id, clock=clock, retry_failed=retry_failed)
+            report = prepare_send(
+                settings, store, folder, issue_id, clock=clock, retry_failed=retry_failed
+            )
         report.signed = signed
         if report.already_sent:
             return report
@@ -295,14 +316,37 @@ async def send_issue(
             if shared
             else None,
         )
+        upkeep = asyncio.create_task(_apply_spool_while_sending(settings, store))
         try:
             report.tally = await sender.run()
         finally:
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
             report.tally = sender.tally
             report.elapsed = time.monotonic() - started
         report.finished = ledger.finish_if_done(clock.now())
         report.counts = ledger.counts()
     return report
+
+
+async def _apply_spool_while_sending(settings: Settings, store: Store) -> None:
+    """Unsubscribes `slice serve` spooled during the send reach the ledger before their turn."""
+    subscribers = Subscribers(settings, store)
+    while True:
+        await asyncio.sleep(SPOOL_APPLY_SECONDS)
+        if subscribers.spool.pending():
+            try:
+                await asyncio.to_thread(subscribers.apply_spooled)
+            except StoreError as exc:  # the next round tries again; the send goes on
+                log.warning("spooled unsubscribes not applied yet: %s", exc)
+
+
+def _outbox_error(where: Path, exc: OSError, what: str) -> SendError:
+    """A full or read-only outbox, in one line: where, why, and what to do."""
+    return SendError(
+        f"cannot write the outbox ({where}: {exc.strerror or exc}); free some space or make "
+        f"it writable, then run the {what} again."
+    )
 
 
 def _safe_name(address: str) -> str:
@@ -322,9 +366,12 @@ def dry_run(
     clock = clock or SystemClock()
     folder, message, signed = _load(settings, issue_id)
     out = folder.dry_run
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.eml"):
-        old.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob("*.eml"):
+            old.unlink()
+    except OSError as exc:
+        raise _outbox_error(out, exc, "dry run") from exc
     written, after = 0, 0
     query = (
         select(S.c.id, S.c.uid, S.c.email, S.c.name)
@@ -340,7 +387,15 @@ def dry_run(
         for row in rows:
             written += 1
             path = out / f"{written:06d}-{_safe_name(row.email)}.eml"
-            path.write_bytes(message.render(Reader(row.uid, row.email, row.name), now=clock.now()))
+            data = message.render(Reader(row.uid, row.email, row.name), now=clock.now())
+            try:
+                path.write_bytes(data)
+            except OSError as exc:
+                # no empty, cut-off or partial set of messages is left behind
+                for made in out.glob("*.eml"):
+                    with contextlib.suppress(OSError):
+                        made.unlink()
+                raise _outbox_error(out, exc, "dry run") from exc
             if on_message is not None:
                 on_message(path)
         after = rows[-1].id

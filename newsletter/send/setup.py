@@ -6,12 +6,14 @@ plain values, so they can be built and tested without a settings object.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from newsletter.core.errors import ConfigError
 from newsletter.core.settings import Settings
 from newsletter.issue.outbox import IssueFolder
-from newsletter.readers.addresses import derive_list_id, sender_domain
+from newsletter.readers.addresses import derive_list_id, parse_address, sender_domain
 from newsletter.send.dkim import DkimSigner, load_key
 from newsletter.send.message import IssueMessage, ListHeaders
 
@@ -45,9 +47,55 @@ def list_headers(settings: Settings) -> ListHeaders:
         secret_key=settings.require_secret_key(),
         bounce_address=settings.inbound.bounce_address or f"bounces@{domain}",
         verp=settings.inbound.verp,
+        feedback_id=news.feedback_id,
     )
 
 
 def issue_message(settings: Settings, folder: IssueFolder) -> IssueMessage:
     """The composed issue in ``folder``, encoded once, signed when a key is configured."""
     return IssueMessage.from_outbox(folder, list_headers(settings), signer=dkim_signer(settings))
+
+
+def is_local_host(host: str) -> bool:
+    """This machine: localhost or a loopback address (a developer's setup, not the public)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _aligned(domain: str, other: str) -> bool:
+    """DMARC's relaxed alignment, near enough: the same domain, or one under the other."""
+    a, b = domain.lower().rstrip("."), other.lower().rstrip(".")
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
+
+
+def deliverability_warnings(settings: Settings) -> list[str]:
+    """What will make receivers distrust the list's mail, as settings stand (not errors)."""
+    warnings: list[str] = []
+    from_domain = sender_domain(settings)
+    base = urlsplit(settings.web.base_url)
+    if base.scheme != "https" and not is_local_host(base.hostname or ""):
+        warnings.append(
+            f"web.base_url is {settings.web.base_url}: the one-click unsubscribe link must be "
+            "https (RFC 8058); a send to real readers is refused until SLICE_BASE_URL is https://."
+        )
+    dkim_domain = settings.dkim.domain
+    if settings.secrets.dkim_key_path and dkim_domain and not _aligned(dkim_domain, from_domain):
+        warnings.append(
+            f"DKIM signs as {dkim_domain} but the From address is at {from_domain}: DMARC "
+            f"needs them aligned, so receivers will treat the mail as unauthenticated; sign "
+            f"as {from_domain} (SLICE_DKIM_DOMAIN)."
+        )
+    bounce = settings.inbound.bounce_address
+    if bounce:
+        bounce_domain = parse_address(bounce, "inbound.bounce_address").domain
+        if not _aligned(bounce_domain, from_domain):
+            warnings.append(
+                f"bounces go to {bounce_domain} but the From address is at {from_domain}: SPF "
+                "passes for the bounce domain only, so it does not count for DMARC."
+            )
+    return warnings

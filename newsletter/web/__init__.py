@@ -13,17 +13,23 @@ partial (``web/_signup.html``) works on any page that includes it:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from newsletter.core.errors import StoreError
 from newsletter.core.models import utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store, open_store
+from newsletter.issue.cards import date_label, range_label
 from newsletter.issue.templating import template_environment
 from newsletter.readers.mail import Mailer, SubscriberMail
 from newsletter.readers.subscribers import Clock, Subscribers
@@ -33,6 +39,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+log = logging.getLogger(__name__)
+SPOOL_APPLY_SECONDS = 2.0  # how often spooled unsubscribes are looked for
+RETRY_AFTER_SECONDS = 30  # told to clients when the database cannot take a request
 
 # Sent with every page: no framing (the unsubscribe button must not be clickjacked),
 # no type sniffing, and no full URLs (with their tokens) in Referer headers.
@@ -74,7 +83,24 @@ _STATUS_TEXT = {
         "There is no page at this address. Check the link, or start again from the home page.",
     ),
     405: ("Not allowed", "This page cannot be used that way."),
+    503: (
+        "Please try again in a minute",
+        "The site is busy and could not record that just now. Nothing was changed.",
+    ),
 }
+
+
+async def _apply_spool_forever(subscribers: Subscribers) -> None:
+    """Apply unsubscribes spooled while the database was busy, as soon as it answers."""
+    while True:
+        try:
+            if subscribers.spool.pending():
+                applied = await run_in_threadpool(subscribers.apply_spooled)
+                if applied:
+                    log.info("applied %d spooled unsubscribe(s)", applied)
+        except Exception:  # keep trying: a spooled unsubscribe must not be dropped
+            log.exception("spooled unsubscribes not applied; trying again")
+        await asyncio.sleep(SPOOL_APPLY_SECONDS)
 
 
 def create_app(
@@ -90,7 +116,22 @@ def create_app(
     """
     from newsletter.web import archive, signup
 
-    app = FastAPI(title=settings.newsletter.name, docs_url=None, redoc_url=None, openapi_url=None)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        upkeep = asyncio.create_task(_apply_spool_forever(subscribers))
+        try:
+            yield
+        finally:
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
+
+    app = FastAPI(
+        title=settings.newsletter.name,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
     app.state.settings = settings
     app.state.store = store if store is not None else open_store(settings)
     templates = template_environment(settings.templates_dir)
@@ -104,6 +145,10 @@ def create_app(
     )
     app.state.signup_limiter = signup.SignupLimiter(settings.web.signups_per_ip_per_hour, clock)
     templates.globals["newsletter"] = settings.newsletter
+    # one way to write a date on every page, the same as the emails (newsletter.issue.cards)
+    templates.filters["date_label"] = date_label
+    templates.filters["range_label"] = range_label
+    templates.filters["datetime_attr"] = archive.datetime_attr
     templates.globals["signup_form"] = lambda: signup.SignupForm.fresh(subscribers)
 
     @app.get("/healthz", response_class=PlainTextResponse)
@@ -117,6 +162,15 @@ def create_app(
             text = str(exc.detail)
         page = templates.get_template("web/error.html").render(title=title, text=text)
         return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> HTMLResponse:
+        # the database stayed busy past every retry, or is down: say so, and when to come back
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return await http_error(
+            request,
+            StarletteHTTPException(503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}),
+        )
 
     app.include_router(signup.router)
     app.include_router(archive.router)

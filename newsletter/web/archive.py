@@ -29,7 +29,8 @@ from newsletter.papers.search import (
     parse_params,
     search_papers,
 )
-from newsletter.papers.text import sanitize
+from newsletter.papers.text import plain_text, sanitize
+from newsletter.web.issuecopy import framed
 
 router = APIRouter()
 
@@ -43,6 +44,9 @@ SOURCE_LABELS = {
 }
 PUBLIC_STATUSES = (IssueStatus.SENT.value, IssueStatus.SENDING.value)
 _MAX_AUTHORS = 8
+# Three lines of the narrowest phone (320 px, ~38 characters a line) hold at least this much;
+# a script on the page hides the toggle under any longer abstract that still fits its screen.
+LONG_ABSTRACT_CHARS = 110
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class PaperView:
     published: date
     journal: str
     abstract: Markup
+    long_abstract: bool  # more than a phone's three lines: it gets a "show the whole" toggle
 
 
 def inline_markup(text: str) -> Markup:
@@ -88,6 +93,7 @@ def view(paper: Paper) -> PaperView:
         published=paper.published,
         journal=paper.journal,
         abstract=inline_markup(paper.abstract),
+        long_abstract=len(plain_text(paper.abstract)) > LONG_ABSTRACT_CHARS,
     )
 
 
@@ -176,7 +182,7 @@ def issue_page(request: Request, issue_id: str) -> HTMLResponse:
         return _render(request, "web/issue_missing.html", 404, issue_id=issue.id, reason="files")
     # The web copy has no placeholders; should one slip in, it gets no reader's value.
     html = html.replace(UNSUBSCRIBE_URL, f"{settings.web.base_url}/").replace(FIRST_NAME, "there")
-    return HTMLResponse(html, headers={"X-Content-Type-Options": "nosniff"})
+    return _render(request, "web/issue.html", issue=issue, copy=framed(html))
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,13 @@ def _atom_time(moment: datetime | None) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def datetime_attr(moment: date) -> str:
+    """A valid HTML ``datetime`` value: a date as is, a moment in UTC to the second."""
+    if isinstance(moment, datetime):
+        return _atom_time(moment)
+    return moment.isoformat()
 
 
 @router.get("/feed.xml")

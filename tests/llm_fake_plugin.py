@@ -1,0 +1,38 @@
+"""A fake language model for the story-draft tests, registered as an llm plugin.
+
+`tests/test_stories_model.py` registers this module with llm's plugin manager (the
+same pluggy hook, ``register_models``, that an installed plugin provides), so Slice
+finds the model through ``llm.get_model("fake-stories")`` like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import llm
+
+ANSWERS: list[str] = []  # what the model answers next, one per prompt
+PROMPTS: list[str] = []  # the prompts it was given
+MODEL_ID = "fake-stories"
+
+
+class FakeStoryModel(llm.Model):
+    model_id = MODEL_ID
+    can_stream = False
+
+    def execute(
+        self,
+        prompt: llm.Prompt,
+        stream: bool,
+        response: llm.Response,
+        conversation: llm.Conversation | None,
+    ) -> Iterator[str]:
+        PROMPTS.append(prompt.prompt or "")
+        if not ANSWERS:
+            raise RuntimeError("the fake model has no answer left")
+        yield ANSWERS.pop(0)
+
+
+@llm.hookimpl
+def register_models(register: Callable[..., None]) -> None:
+    register(FakeStoryModel(), aliases=("fake",))

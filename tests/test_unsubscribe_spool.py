@@ -1,0 +1,156 @@
+"""An unsubscribe the database cannot take right now is spooled, never lost, and applied later."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from newsletter.core.errors import StoreError
+from newsletter.core.models import SubscriberStatus
+from newsletter.core.settings import Settings
+from newsletter.core.store import Store
+from newsletter.readers.spool import UnsubscribeSpool
+from newsletter.readers.subscribers import ConsentSource, Subscribers
+from newsletter.web import create_app
+from tests.signup_support import FakeClock, rows
+from tests.support.liveserver import LiveServer
+
+
+@contextmanager
+def locked(store: Store) -> Iterator[None]:
+    """Another program (an ingest, say) holding SQLite's write lock until the block ends."""
+    other = sqlite3.connect(store.engine.url.database or "", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("COMMIT")
+        other.close()
+
+
+@pytest.fixture
+def quick_store(settings: Settings) -> Iterator[Store]:
+    """The project's SQLite store, giving up on a busy database after 0.3 s."""
+    with Store.open(settings.database_url, busy_timeout_ms=50, busy_seconds=0.3) as opened:
+        yield opened
+
+
+def _reader(subs: Subscribers, email: str) -> str:
+    subs.add(email, source=ConsentSource.CLI_HELD)
+    found = subs.get(email)
+    assert found is not None
+    return subs.tokens.unsubscribe_token(found.uid)
+
+
+def test_a_busy_database_spools_the_unsubscribe_and_it_is_applied_later(
+    settings: Settings, quick_store: Store
+) -> None:
+    clock = FakeClock()
+    subs = Subscribers(settings, quick_store, clock=clock)
+    token = _reader(subs, "ann@example.org")
+    asked_at = clock.now
+    with locked(quick_store):
+        result = subs.unsubscribe(token)
+        assert result.spooled and result.changed and result.email == "ann@example.org"
+        assert subs.spool.pending()
+        assert subs.apply_spooled() == 0  # still locked: kept for later, not dropped
+    clock.advance(minutes=5)
+    assert subs.apply_spooled() == 1
+    assert not subs.spool.pending()
+    [ann] = rows(quick_store)
+    assert ann.status == SubscriberStatus.UNSUBSCRIBED
+    assert ann.unsubscribed_at is not None
+    assert ann.unsubscribed_at.replace(tzinfo=None) == asked_at.replace(tzinfo=None)
+
+
+def test_a_spooled_unsubscribe_does_not_undo_a_later_confirmation(
+    settings: Settings, quick_store: Store
+) -> None:
+    clock = FakeClock()
+    subs = Subscribers(settings, quick_store, clock=clock)
+    token = _reader(subs, "ann@example.org")
+    with locked(quick_store):
+        assert subs.unsubscribe(token).spooled
+    clock.advance(minutes=1)
+    # the reader came back before the spool was applied: they subscribed and confirmed
+    subs.unsubscribe(token)
+    confirmation = subs.subscribe("ann@example.org").confirmation
+    assert confirmation is not None
+    subs.confirm(confirmation.token)
+    assert subs.apply_spooled() == 1
+    assert [s.status for s in rows(quick_store)] == [SubscriberStatus.CONFIRMED]
+
+
+def test_a_crash_while_applying_leaves_the_spool_for_the_next_run(
+    settings: Settings, quick_store: Store
+) -> None:
+    subs = Subscribers(settings, quick_store)
+    tokens = [_reader(subs, f"r{n}@example.org") for n in range(3)]
+    with locked(quick_store):
+        for token in tokens:
+            assert subs.unsubscribe(token).spooled
+    # a process took the spool aside and died before applying it
+    taken = subs.spool.take()
+    assert len(taken) == 1 and not subs.spool.path.exists()
+    # a half-written last line (a crash inside write()) is skipped, never answered anyway
+    with taken[0].open("a") as fh:
+        fh.write('{"uid": "half')
+    assert subs.apply_spooled() == 3
+    assert {s.status for s in rows(quick_store)} == {SubscriberStatus.UNSUBSCRIBED}
+    assert list(subs.spool.folder.glob("unsubscribe-spool*")) == []
+
+
+def test_no_database_and_no_spool_is_a_store_error(settings: Settings, quick_store: Store) -> None:
+    subs = Subscribers(settings, quick_store)
+    token = _reader(subs, "ann@example.org")
+    subs.spool.path.mkdir(parents=True)  # the spool cannot be written: a folder is in the way
+    with locked(quick_store), pytest.raises(StoreError, match="could not be recorded"):
+        subs.unsubscribe(token)
+
+
+def test_serve_answers_503_with_retry_after_only_when_nothing_can_take_it(
+    settings: Settings, quick_store: Store
+) -> None:
+    app = create_app(settings, store=quick_store)
+    subs: Subscribers = app.state.subscribers
+    first, second = _reader(subs, "ann@example.org"), _reader(subs, "bob@example.org")
+    server = LiveServer(app).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=20) as client:
+            with locked(quick_store):
+                spooled = client.post(
+                    f"/unsubscribe/{first}", data={"List-Unsubscribe": "One-Click"}
+                )
+                assert spooled.status_code == 200 and "unsubscribed" in spooled.text
+                Path(subs.spool.path).rename(subs.spool.path.with_suffix(".moved"))
+                subs.spool.path.mkdir()
+                refused = client.post(
+                    f"/unsubscribe/{second}", data={"List-Unsubscribe": "One-Click"}
+                )
+                assert refused.status_code == 503
+                assert refused.headers["retry-after"] == "30"
+                assert "try again" in refused.text.lower()
+            subs.spool.path.rmdir()
+            subs.spool.path.with_suffix(".moved").rename(subs.spool.path)
+            # serve applies the spool by itself within a few seconds
+            for _ in range(100):
+                if not subs.spool.pending():
+                    break
+                time.sleep(0.1)
+    finally:
+        server.stop()
+    assert {s.email: s.status for s in rows(quick_store)} == {
+        "ann@example.org": SubscriberStatus.UNSUBSCRIBED,
+        "bob@example.org": SubscriberStatus.CONFIRMED,
+    }
+
+
+def test_the_spool_lives_in_the_subscribers_folder(settings: Settings) -> None:
+    spool = UnsubscribeSpool.of(settings)
+    assert spool.path == settings.resolve(settings.paths.subscribers) / "unsubscribe-spool.jsonl"
