@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -107,6 +108,11 @@ class Paper(SQLModel, table=True):
     published_doi: str | None = Field(default=None, index=True)
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     first_seen: datetime = Field(default_factory=utcnow, index=True)
+    # the profile score with the store's IDF, whether it clears the floor, and the
+    # profile it was scored with (m091; kept by newsletter.issue.relevance)
+    relevance: float | None = None
+    on_topic: bool | None = Field(default=None, index=True)
+    relevance_key: str | None = Field(default=None, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -185,6 +191,44 @@ class Delivery(SQLModel, table=True):
     # how the message came back (m080): "soft", "hard", "complaint", or "" for not at all
     bounce: str = ""
 
+    # the worker sending this row and until when it holds it (see newsletter.send.claims)
+    worker_id: str = ""
+    lease_until: datetime | None = None
+
+
+class SendWorker(SQLModel, table=True):
+    """A running send worker: its heartbeat shows it alive (``slice send --status``)."""
+
+    __tablename__ = "send_workers"
+
+    id: str = Field(primary_key=True)
+    issue_id: str = Field(index=True)
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    sent: int = 0
+    rate: float = 0.0
+
+
+class SendPace(SQLModel, table=True):
+    """The global rate's next free slot (epoch seconds), shared by every worker."""
+
+    __tablename__ = "send_pace"
+
+    name: str = Field(primary_key=True)
+    next_at: float = 0.0
+    seeded: int = 0
+
+
+class SendPaceSecond(SQLModel, table=True):
+    """Slots granted in one second (epoch), counted for the hourly and daily caps."""
+
+    __tablename__ = "send_pace_seconds"
+
+    second: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    granted: int = 0
+
 
 class InboundOutcome(StrEnum):
     """What one inbound message did (`slice inbound`, `slice bounces import`)."""
@@ -244,6 +288,16 @@ issue_choices = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Index("ix_issue_choices_paper", "paper_id"),
 )
+
+
+relevance_stats = Table(
+    "relevance_stats",
+    SQLModel.metadata,
+    Column("profile_key", String, primary_key=True),
+    Column("docs", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("df", JSON, nullable=False),
+)  # per profile: the store's document count, total length and term document frequencies
 
 
 def table(model: type[SQLModel]) -> Table:
