@@ -162,6 +162,8 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
+        # a worker's claim reads one issue's open rows in id order (m060)
+        Index("ix_deliveries_issue_status_id", "issue_id", "status", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
