@@ -86,6 +86,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """An empty PostgreSQL database (skipped without SLICE_TEST_DATABASE_URL)."""
+    yield from _fresh_postgres()
+
+
+@pytest.fixture
 def any_store(db_url: str) -> Iterator[Store]:
     """A migrated store on each backend."""
     with Store.open(db_url) as opened:

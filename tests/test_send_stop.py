@@ -54,7 +54,7 @@ def free_port() -> int:
 
 
 def wait_listening(port: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a busy machine takes a while to import the web app
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         try:

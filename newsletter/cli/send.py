@@ -160,14 +160,32 @@ def send(
         bool, typer.Option("--retry-failed", help="Try failed and deferred readers again.")
     ] = False,
     status: Annotated[
-        bool, typer.Option("--status", help="Show the delivery ledger of the issue and exit.")
+        bool,
+        typer.Option(
+            "--status",
+            help="Show the delivery ledger of the issue, and the workers sending it now; exit.",
+        ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            help=(
+                "Worker processes sharing this send (one rate and cap for all). More than one "
+                "needs PostgreSQL: with SQLite it is refused, as SQLite lets one process write "
+                "at a time. More `slice send` on other machines against the same database join in."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Send a composed issue to every confirmed subscriber (resumes a stopped send)."""
     if sum([dry_run_, to is not None or proof, status]) > 1:
         raise typer.BadParameter("use only one of --dry-run, --to/--proof and --status")
     app_state = state(ctx)
-    settings = app_state.settings({"send": {"rate": rate, "concurrency": concurrency}})
+    settings = app_state.settings(
+        {"send": {"rate": rate, "concurrency": concurrency, "workers": workers}}
+    )
     console = out()
     from newsletter.send.service import dry_run, issue_status, send_proof
     from newsletter.send.setup import deliverability_warnings
@@ -191,6 +209,12 @@ def send(
         report = dry_run(settings, app_state.store(), issue)
         signed = "DKIM-signed" if report.signed else "not DKIM-signed: no SLICE_DKIM_KEY"
         console.print(f"Wrote {plural(report.written, 'message')} to {report.folder} ({signed}).")
+    elif settings.send.workers > 1:
+        from newsletter.cli.sendworkers import send_with_workers
+
+        send_with_workers(
+            console, err(), settings, app_state.store(), issue, retry_failed=retry_failed
+        )
     else:
         _send(console, settings, app_state.store(), issue, retry_failed=retry_failed)
 
@@ -267,6 +291,23 @@ def _print_status(console: Console, report: IssueStatusReport, issue: str) -> No
         table.add_row(name, str(count))
     table.add_row("total", str(sum(report.counts.values())))
     console.print(table)
+    if report.workers and report.now is not None:
+        workers = Table(title="Workers sending it now", title_justify="left")
+        for name in ("worker", "host", "pid", "sent", "rate", "last heartbeat"):
+            workers.add_column(name, justify="left" if name in ("worker", "host") else "right")
+        for w in report.workers:
+            age = (report.now - w.heartbeat_at).total_seconds()
+            workers.add_row(
+                w.id,
+                w.host,
+                str(w.pid),
+                str(w.sent),
+                f"{w.rate:.1f}/s",
+                f"{max(0.0, age):.1f}s ago",
+            )
+        console.print(workers)
+    else:
+        console.print("No worker is sending it now.")
     for address, state_, code, error in report.failures:
         console.print(f"{state_} {address}: {code or ''} {error}", highlight=False)
 
@@ -294,20 +335,23 @@ def dev_smtp(
     from newsletter.send.devsmtp import MailSink, SmtpServerThread
 
     server = SmtpServerThread(MailSink(folder=folder, on_message=show), host=host, port=port)
-    try:
-        server.start()
-    except OSError as exc:
-        raise SendError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; pick another port with --port."
-        ) from None
-    console.print(f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops.")
-    try:
-        with term_as_interrupt():
+    # SIGTERM handled before the port opens: a stop that comes right away is still clean
+    with term_as_interrupt():
+        try:
+            try:
+                server.start()
+            except OSError as exc:
+                raise SendError(
+                    f"cannot listen on {host}:{port}: {exc.strerror}; pick another port with --port."
+                ) from None
+            console.print(
+                f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops."
+            )
             threading.Event().wait()
-    except KeyboardInterrupt:
-        console.print("Stopped.")
-    finally:
-        server.stop()
+        except KeyboardInterrupt:
+            console.print("Stopped.")
+        finally:
+            server.stop()
 
 
 bounces_app = typer.Typer(help="Bounce and complaint reports.", no_args_is_help=True)

@@ -198,6 +198,34 @@ class SendSettings(Section):
     retry_base_seconds: float = Field(
         30.0, ge=0, description="First retry delay; it doubles on each try, with jitter."
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description=(
+            "Worker processes one `slice send` starts; more than one needs PostgreSQL. "
+            "The rate and caps are shared by all workers, on every machine."
+        ),
+    )
+    commit_seconds: float = Field(
+        0.2,
+        ge=0,
+        description=(
+            "Outcomes are written to the ledger at least this often, in one transaction; "
+            "after a crash the messages of this last window go again (same Message-ID)."
+        ),
+    )
+    commit_rows: int = Field(
+        500, ge=1, description="...or as soon as this many outcomes have gathered."
+    )
+    lease_seconds: float = Field(
+        60.0,
+        ge=1,
+        description=(
+            "How long a worker holds the rows it claimed without a heartbeat; rows of a "
+            "worker that died go to another worker after this."
+        ),
+    )
 
 
 class DkimSettings(Section):

@@ -1,6 +1,6 @@
 """The relevance floor over the whole store: each paper's profile score and on-topic flag.
 
-`refresh` scores the papers not yet scored with the current profile (new ones, or all
+`refresh_store` scores the papers not yet scored with the current profile (new ones, or all
 of them after the profile changed): it reads plain rows a chunk at a time, adds them to
 the store's statistics (`CorpusStats`, one row of ``relevance_stats`` per profile) and
 writes each paper's ``relevance``, ``on_topic`` and ``relevance_key``. Compose then
@@ -62,14 +62,27 @@ class _Seen:
     abstract: list[str]
 
 
-def refresh(conn: Connection, profile: Profile) -> int:
-    """Score every paper not yet scored with ``profile``; returns how many were scored.
+def _scores(profile: Profile, seen: list[_Seen], stats: CorpusStats) -> list[dict[str, object]]:
+    """Each paper's stored score and on-topic flag, as update parameters."""
+    values: list[dict[str, object]] = []
+    for start in range(0, len(seen), CHUNK):
+        part = seen[start : start + CHUNK]
+        docs = {s.id: (s.title, s.abstract) for s in part}
+        indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
+        parts = bm25_scores(profile, docs, indexed, stats=stats)
+        for pid, (title_doc, abstract_doc) in indexed.items():
+            points = sum(p.points for p in parts[pid])
+            excluded = any(
+                t.count_in(title_doc) or t.count_in(abstract_doc) for t in profile.exclude
+            )
+            on_topic = bool(parts[pid]) and not excluded
+            on_topic = on_topic and not profile.off_topic(title_doc, abstract_doc)
+            values.append({"b_id": pid, "b_rel": round(points, 3), "b_on": on_topic})
+    return values
 
-    Call it inside a write transaction (ingest's CLI does after storing papers, compose
-    before selecting).
-    """
-    if not profile.terms:
-        return 0
+
+def _stale(conn: Connection, profile: Profile) -> tuple[CorpusStats, list[_Seen]]:
+    """The statistics with every paper not yet scored with ``profile`` added, and those papers."""
     key = profile.key
     stale = or_(P.c.relevance_key.is_(None), P.c.relevance_key != key)
     stats = load_stats(conn, profile)
@@ -95,33 +108,39 @@ def refresh(conn: Connection, profile: Profile) -> int:
             )
             seen.append(_Seen(int(pid), t, a))
         after = int(rows[-1][0])
-    if not seen:
-        return 0
-    _save_stats(conn, profile, stats)
-    for start in range(0, len(seen), CHUNK):
-        part = seen[start : start + CHUNK]
-        docs = {s.id: (s.title, s.abstract) for s in part}
-        indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
-        parts = bm25_scores(profile, docs, indexed, stats=stats)
-        values = []
-        for pid, (title_doc, abstract_doc) in indexed.items():
-            points = sum(p.points for p in parts[pid])
-            excluded = any(
-                t.count_in(title_doc) or t.count_in(abstract_doc) for t in profile.exclude
-            )
-            on_topic = bool(parts[pid]) and not excluded
-            on_topic = on_topic and not profile.off_topic(title_doc, abstract_doc)
-            values.append({"b_id": pid, "b_rel": round(points, 3), "b_on": on_topic})
-        conn.execute(
-            update(P)
-            .where(P.c.id == bindparam("b_id"))
-            .values(relevance=bindparam("b_rel"), on_topic=bindparam("b_on"), relevance_key=key),
-            values,
-        )
-    return len(seen)
+    return stats, seen
+
+
+def _write(conn: Connection, profile: Profile, values: list[dict[str, object]]) -> None:
+    conn.execute(
+        update(P)
+        .where(P.c.id == bindparam("b_id"))
+        .values(
+            relevance=bindparam("b_rel"), on_topic=bindparam("b_on"), relevance_key=profile.key
+        ),
+        values,
+    )
+
+
+WRITE_CHUNK = 500
 
 
 def refresh_store(settings: Settings, store: Store) -> int:
-    """`refresh` in a write transaction of ``store``."""
+    """`refresh`, reading and scoring outside any write lock, then writing in short
+    transactions of `WRITE_CHUNK` papers: readers' unsubscribes and a send's ledger
+    writes go on while a large ingest is scored.
+    """
+    profile = profile_of(settings)
+    if not profile.terms:
+        return 0
+    with store.read() as session:
+        stats, seen = _stale(session.connection(), profile)
+    if not seen:
+        return 0
+    values = _scores(profile, seen, stats)
+    for start in range(0, len(values), WRITE_CHUNK):
+        with store.write() as session:
+            _write(session.connection(), profile, values[start : start + WRITE_CHUNK])
     with store.write() as session:
-        return refresh(session.connection(), profile_of(settings))
+        _save_stats(session.connection(), profile, stats)
+    return len(seen)

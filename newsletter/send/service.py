@@ -35,9 +35,11 @@ from newsletter.issue.linkcheck import local_links
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
 from newsletter.readers.subscribers import Subscribers
+from newsletter.send.claims import Claims, LiveWorker, live_workers, new_worker_id
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
+from newsletter.send.pacing import SharedPace
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
 from newsletter.send.setup import is_local_host, issue_message
 from newsletter.send.smtp import smtp_client
@@ -94,6 +96,8 @@ class IssueStatusReport:
     counts: dict[str, int]
     failures: list[tuple[str, str, int | None, str]]
     confirmed: int
+    workers: list[LiveWorker] = field(default_factory=list)
+    now: datetime | None = None
 
 
 def _load(settings: Settings, issue_id: str) -> tuple[IssueFolder, IssueMessage, bool]:
@@ -185,6 +189,79 @@ def check_public_links(settings: Settings, links: Sequence[str] = ()) -> None:
         )
 
 
+def is_postgres(store: Store) -> bool:
+    return store.engine.dialect.name == "postgresql"
+
+
+@contextlib.contextmanager
+def _one_writer(store: Store, folder: IssueFolder) -> Iterator[None]:
+    """On SQLite one `slice send` per issue; PostgreSQL takes any number of workers."""
+    if is_postgres(store):
+        yield
+    else:
+        with _send_lock(folder):
+            yield
+
+
+def prepare_send(
+    settings: Settings,
+    store: Store,
+    folder: IssueFolder,
+    issue_id: str,
+    *,
+    clock: Clock,
+    retry_failed: bool,
+) -> SendReport:
+    """Freeze the audience (or resume); ``already_sent`` when there is nothing to send."""
+    ledger = Ledger(store, issue_id)
+    report = SendReport(issue_id=issue_id)
+    issue = ledger.ensure_issue(folder.read_rendered())
+    if retry_failed:
+        report.retried = ledger.retry_failed(clock.now())
+    if issue.status == IssueStatus.SENT and not report.retried:
+        report.already_sent = True
+        report.sent_at = issue.sent_at
+        report.counts = ledger.counts()
+        return report
+    if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
+        raise _no_readers()
+    # unsubscribes `slice serve` spooled while the database was busy count before the snapshot
+    Subscribers(settings, store).apply_spooled()
+    report.created = ledger.start(clock.now()).created
+    return report
+
+
+def prepare_workers(
+    settings: Settings, store: Store, issue_id: str, *, workers: int, retry_failed: bool
+) -> SendReport:
+    """Before `workers` processes send one issue: checks, and the audience frozen once."""
+    if workers > 1 and not is_postgres(store):
+        raise SendError(
+            f"--workers {workers} needs PostgreSQL: SQLite lets one process write at a time; "
+            "set database.url to a postgresql:// URL, or send with one worker."
+        )
+    check_public_links(settings)
+    folder, _message, signed = _load(settings, issue_id)
+    report = prepare_send(
+        settings, store, folder, issue_id, clock=SystemClock(), retry_failed=retry_failed
+    )
+    report.signed = signed
+    return report
+
+
+def finish_workers(store: Store, issue_id: str) -> SendReport:
+    """After the workers: the issue marked sent when nothing is left, and the ledger's counts."""
+    ledger = Ledger(store, issue_id)
+    report = SendReport(issue_id=issue_id)
+    report.finished = ledger.finish_if_done(SystemClock().now())
+    report.counts = ledger.counts()
+    return report
+
+
+def ledger_counts(store: Store, issue_id: str) -> dict[str, int]:
+    return Ledger(store, issue_id).counts()
+
+
 async def send_issue(
     settings: Settings,
     store: Store,
@@ -196,8 +273,14 @@ async def send_issue(
     clock: Clock | None = None,
     events: SendEvents | None = None,
     rng: random.Random | None = None,
+    prepared: bool = False,
 ) -> SendReport:
-    """Send an issue to its frozen audience, resuming a stopped send. Safe to run again."""
+    """Send an issue to its frozen audience, resuming a stopped send. Safe to run again.
+
+    On PostgreSQL any number of these may run at once, on one machine or several:
+    they share the ledger, the rate and the caps. ``prepared``: the audience is
+    already frozen (a worker started by ``slice send --workers N``).
+    """
     started = time.monotonic()
     check_public_links(settings)
     clock = clock or SystemClock()
@@ -205,28 +288,32 @@ async def send_issue(
     folder, message, signed = _load(settings, issue_id)
     check_public_links(settings, message.links)
     ledger = Ledger(store, issue_id)
-    report = SendReport(issue_id=issue_id, signed=signed)
-    with _send_lock(folder):
-        issue = ledger.ensure_issue(folder.read_rendered())
-        if retry_failed:
-            report.retried = ledger.retry_failed(clock.now())
-        if issue.status == IssueStatus.SENT and not report.retried:
-            report.already_sent = True
-            report.sent_at = issue.sent_at
-            report.counts = ledger.counts()
+    with _one_writer(store, folder):
+        report = SendReport(issue_id=issue_id)
+        if not prepared:
+            report = prepare_send(
+                settings, store, folder, issue_id, clock=clock, retry_failed=retry_failed
+            )
+        report.signed = signed
+        if report.already_sent:
             return report
-        if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
-            raise _no_readers()
-        await asyncio.to_thread(Subscribers(settings, store).apply_spooled)
-        info = ledger.start(clock.now())
-        report.created, report.resumed_in_flight = info.created, info.resumed_in_flight
+        claims = Claims(
+            store, issue_id, worker_id=new_worker_id(), lease_seconds=options.lease_seconds
+        )
+        # rows a stopped run left 'sending' may or may not have reached the relay: they go
+        # again, with the same Message-ID (on SQLite no other worker can hold any)
+        report.resumed_in_flight = claims.release_dead(clock.now(), everyone=not is_postgres(store))
         counts = ledger.counts()
         (events or NoEvents()).begin(
             total=sum(counts.values()),
             done=sum(v for k, v in counts.items() if k in ("sent", "failed", "skipped")),
         )
+        shared = is_postgres(store) and (
+            options.rate > 0 or options.hourly_cap or options.daily_cap
+        )
         sender = Sender(
             ledger=ledger,
+            claims=claims,
             message=message,
             smtp_factory=smtp_factory or (lambda: smtp_client(settings)),
             where=_relay_name(settings),
@@ -234,6 +321,15 @@ async def send_issue(
             clock=clock,
             events=events,
             rng=rng,
+            pace=SharedPace(
+                store,
+                rate=options.rate,
+                hourly_cap=options.hourly_cap,
+                daily_cap=options.daily_cap,
+                block_seconds=0.05,
+            )
+            if shared
+            else None,
         )
         upkeep = asyncio.create_task(_apply_spool_while_sending(settings, store))
         try:
@@ -352,13 +448,18 @@ async def send_proof(
     return answer.describe()
 
 
-def issue_status(settings: Settings, store: Store, issue_id: str) -> IssueStatusReport:
+def issue_status(
+    settings: Settings, store: Store, issue_id: str, *, clock: Clock | None = None
+) -> IssueStatusReport:
     """The ledger counts of an issue, and its latest failures."""
     IssueFolder.of(settings.outbox_dir, issue_id)  # checks the id's form
     ledger = Ledger(store, issue_id)
+    now = (clock or SystemClock()).now()
     return IssueStatusReport(
         issue=ledger.issue(),
         counts=ledger.counts(),
         failures=ledger.failures(),
         confirmed=_confirmed(store),
+        workers=live_workers(store, issue_id, now=now, lease_seconds=settings.send.lease_seconds),
+        now=now,
     )

@@ -1,8 +1,8 @@
 """The web side (`slice serve`): signup, confirm, unsubscribe, and the public archive.
 
 `create_app` builds the FastAPI app from settings and a store; each part adds
-its routes as a router of its own module (`signup`, `archive`). `issuecopy`
-puts the web copy of an issue (a whole email document) inside the site's frame.
+its routes as a router of its own module (`signup`, `archive`); `issuecopy`
+puts the web copy of an issue inside the site's frame.
 
 Every template rendered by the app can use these globals, so the signup form
 partial (``web/_signup.html``) works on any page that includes it:
