@@ -16,8 +16,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from newsletter.core.config import load_settings
@@ -53,6 +55,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts; killed at the end if a signal failed to stop them."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def wait_listening(port: int, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 120  # a busy machine takes a while to import the web app
     while time.monotonic() < deadline:
@@ -66,7 +79,11 @@ def wait_listening(port: int, proc: subprocess.Popen[str]) -> None:
 
 
 def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
-    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, db_url: str
+    project: Path,
+    smtp_environ: dict[str, str],
+    smtp_server: RecordingSMTPServer,
+    db_url: str,
+    started: list[subprocess.Popen[str]],
 ) -> None:
     env = {**smtp_environ, "SLICE_DATABASE_URL": db_url}
     settings = load_settings(config=project / "slice.toml", environ=env)
@@ -75,6 +92,7 @@ def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
         addresses = add_readers(store, 60)
     send_args = ["send", ISSUE, "--rate", "0", "--concurrency", str(CONCURRENCY)]
     proc = slice_proc(project, env, *send_args)
+    started.append(proc)
     deadline = time.monotonic() + 60
     while len(smtp_server.messages) < 12 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
@@ -112,9 +130,12 @@ def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
     assert len(set(ids.values())) == len(addresses)
 
 
-def test_sigterm_stops_dev_smtp_with_sigint_ignored(project: Path, environ: dict[str, str]) -> None:
+def test_sigterm_stops_dev_smtp_with_sigint_ignored(
+    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]]
+) -> None:
     port = free_port()
     proc = slice_proc(project, environ, "dev-smtp", "--port", str(port))
+    started.append(proc)
     wait_listening(port, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=15)
@@ -123,9 +144,12 @@ def test_sigterm_stops_dev_smtp_with_sigint_ignored(project: Path, environ: dict
     assert "Traceback" not in err
 
 
-def test_sigterm_stops_serve_with_sigint_ignored(project: Path, environ: dict[str, str]) -> None:
+def test_sigterm_stops_serve_with_sigint_ignored(
+    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]]
+) -> None:
     port = free_port()
     proc = slice_proc(project, environ, "serve", "--host", "127.0.0.1", "--port", str(port))
+    started.append(proc)
     wait_listening(port, proc)
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=15)
