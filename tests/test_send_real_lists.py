@@ -22,6 +22,7 @@ from newsletter.core.config import load_settings
 from newsletter.core.models import DeliveryStatus, Issue, Subscriber
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.send.claims import Claims, new_worker_id
 from newsletter.send.ledger import Ledger, Outcome
 from newsletter.send.service import SendOptions, SendReport, send_issue
 from tests.send_support import ISSUE, SUBJECT, add_readers, write_issue
@@ -69,13 +70,11 @@ def test_two_hard_bounces_in_one_commit_are_both_recorded(list_store: Store) -> 
     ledger = Ledger(list_store, ISSUE)
     now = datetime(2025, 6, 16, 8, tzinfo=UTC)
     ledger.start(now)
-    rows = ledger.due(after_id=0, now=now)
-    claimed, _ = ledger.claim(
-        rows, now=now, message_ids={r.delivery_id: f"<{r.delivery_id}@x>" for r in rows}
-    )
+    claims = Claims(list_store, ISSUE, worker_id=new_worker_id(), lease_seconds=60)
+    claimed, _ = claims.claim(100, now=now)
     a, b, c, d = claimed
     bounce = {"status": DeliveryStatus.FAILED, "code": 550, "error": "no user", "suppress": True}
-    ledger.record(
+    claims.record(
         [
             Outcome(a.delivery_id, a.subscriber_id, **bounce),  # type: ignore[arg-type]
             Outcome(b.delivery_id, b.subscriber_id, DeliveryStatus.SENT, 250),

@@ -16,8 +16,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
+import pytest
 from sqlmodel import select
 
 from newsletter.core.config import load_settings
@@ -33,14 +36,16 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def slice_proc(project: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+def slice_proc(
+    project: Path, env: dict[str, str], *args: str, stdout: IO[str] | int = subprocess.PIPE
+) -> subprocess.Popen[str]:
     """`slice ARGS` in a process of its own that ignores SIGINT, as a background job does."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SLICE_")}
     config = str(project / "slice.toml")
     return subprocess.Popen(
         [sys.executable, "-c", "from newsletter.cli import app; app()", "--config", config, *args],
         env={**clean, **env},
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=ignore_sigint,
@@ -53,8 +58,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts; killed at the end if a signal failed to stop them."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def wait_listening(port: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a busy machine takes a while to import the web app
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         try:
@@ -66,7 +82,11 @@ def wait_listening(port: int, proc: subprocess.Popen[str]) -> None:
 
 
 def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
-    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, db_url: str
+    project: Path,
+    smtp_environ: dict[str, str],
+    smtp_server: RecordingSMTPServer,
+    db_url: str,
+    started: list[subprocess.Popen[str]],
 ) -> None:
     env = {**smtp_environ, "SLICE_DATABASE_URL": db_url}
     settings = load_settings(config=project / "slice.toml", environ=env)
@@ -75,6 +95,7 @@ def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
         addresses = add_readers(store, 60)
     send_args = ["send", ISSUE, "--rate", "0", "--concurrency", str(CONCURRENCY)]
     proc = slice_proc(project, env, *send_args)
+    started.append(proc)
     deadline = time.monotonic() + 60
     while len(smtp_server.messages) < 12 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
@@ -112,20 +133,38 @@ def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
     assert len(set(ids.values())) == len(addresses)
 
 
-def test_sigterm_stops_dev_smtp_with_sigint_ignored(project: Path, environ: dict[str, str]) -> None:
+def test_sigterm_stops_dev_smtp_with_sigint_ignored(
+    project: Path,
+    environ: dict[str, str],
+    tmp_path: Path,
+    started: list[subprocess.Popen[str]],
+) -> None:
     port = free_port()
-    proc = slice_proc(project, environ, "dev-smtp", "--port", str(port))
-    wait_listening(port, proc)
+    out_file = tmp_path / "dev-smtp.out"
+    with out_file.open("w") as stdout:
+        proc = slice_proc(project, environ, "dev-smtp", "--port", str(port), stdout=stdout)
+    started.append(proc)
+    # its own word that it listens, not a connection to the port: on a busy machine
+    # another program may take that free port first, and a probe would then succeed
+    # while this process is still importing, before its SIGTERM handler is in place
+    deadline = time.monotonic() + 120
+    while "Listening on" not in out_file.read_text():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "dev-smtp never said it was listening"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=15)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "Stopped." in out
+    assert "Stopped." in out_file.read_text()
     assert "Traceback" not in err
 
 
-def test_sigterm_stops_serve_with_sigint_ignored(project: Path, environ: dict[str, str]) -> None:
+def test_sigterm_stops_serve_with_sigint_ignored(
+    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]]
+) -> None:
     port = free_port()
     proc = slice_proc(project, environ, "serve", "--host", "127.0.0.1", "--port", str(port))
+    started.append(proc)
     wait_listening(port, proc)
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=15)

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.cli.base import err, out, state
+from newsletter.cli.base import err, out, plural, state
 from newsletter.cli.stopping import run_stoppable, term_as_interrupt
 from newsletter.core.errors import RelayRefusedError, SendError
 
@@ -139,9 +139,17 @@ def send(
     to: Annotated[
         str | None,
         typer.Option(
-            "--to", metavar="ADDRESS", help="Send one proof copy here; no reader gets it."
+            "--to",
+            metavar="ADDRESS",
+            help="Send one proof copy (subject marked [Proof]) here; no reader gets it.",
         ),
     ] = None,
+    proof: Annotated[
+        bool,
+        typer.Option(
+            "--proof", help="Send one proof copy to --to, by default newsletter.editor_address."
+        ),
+    ] = False,
     rate: Annotated[
         float | None, typer.Option(min=0, help="Messages per second (0: no limit).")
     ] = None,
@@ -152,14 +160,32 @@ def send(
         bool, typer.Option("--retry-failed", help="Try failed and deferred readers again.")
     ] = False,
     status: Annotated[
-        bool, typer.Option("--status", help="Show the delivery ledger of the issue and exit.")
+        bool,
+        typer.Option(
+            "--status",
+            help="Show the delivery ledger of the issue, and the workers sending it now; exit.",
+        ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            help=(
+                "Worker processes sharing this send (one rate and cap for all). More than one "
+                "needs PostgreSQL: with SQLite it is refused, as SQLite lets one process write "
+                "at a time. More `slice send` on other machines against the same database join in."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Send a composed issue to every confirmed subscriber (resumes a stopped send)."""
-    if sum([dry_run_, to is not None, status]) > 1:
-        raise typer.BadParameter("use only one of --dry-run, --to and --status")
+    if sum([dry_run_, to is not None or proof, status]) > 1:
+        raise typer.BadParameter("use only one of --dry-run, --to/--proof and --status")
     app_state = state(ctx)
-    settings = app_state.settings({"send": {"rate": rate, "concurrency": concurrency}})
+    settings = app_state.settings(
+        {"send": {"rate": rate, "concurrency": concurrency, "workers": workers}}
+    )
     console = out()
     from newsletter.send.service import dry_run, issue_status, send_proof
     from newsletter.send.setup import deliverability_warnings
@@ -170,13 +196,25 @@ def send(
 
     if status:
         _print_status(console, issue_status(settings, app_state.store(), issue), issue)
-    elif to is not None:
+    elif to is not None or proof:
+        to = to or settings.newsletter.editor_address
+        if not to:
+            raise SendError(
+                "--proof needs --to ADDRESS, or newsletter.editor_address in slice.toml "
+                "(where proofs go by default)."
+            )
         answer = asyncio.run(send_proof(settings, issue, to))
         console.print(f"Sent a proof of {issue} to {to} (relay said: {answer}).")
     elif dry_run_:
         report = dry_run(settings, app_state.store(), issue)
         signed = "DKIM-signed" if report.signed else "not DKIM-signed: no SLICE_DKIM_KEY"
-        console.print(f"Wrote {report.written} messages to {report.folder} ({signed}).")
+        console.print(f"Wrote {plural(report.written, 'message')} to {report.folder} ({signed}).")
+    elif settings.send.workers > 1:
+        from newsletter.cli.sendworkers import send_with_workers
+
+        send_with_workers(
+            console, err(), settings, app_state.store(), issue, retry_failed=retry_failed
+        )
     else:
         _send(console, settings, app_state.store(), issue, retry_failed=retry_failed)
 
@@ -218,7 +256,7 @@ def _send(
         return
     if report.resumed_in_flight:
         stderr.print(
-            f"Resumed: {report.resumed_in_flight} messages were in flight when the last run "
+            f"Resumed: {plural(report.resumed_in_flight, 'message')} in flight when the last run "
             "stopped; they went again with the same Message-ID."
         )
     t, c = report.tally, report.counts
@@ -253,6 +291,23 @@ def _print_status(console: Console, report: IssueStatusReport, issue: str) -> No
         table.add_row(name, str(count))
     table.add_row("total", str(sum(report.counts.values())))
     console.print(table)
+    if report.workers and report.now is not None:
+        workers = Table(title="Workers sending it now", title_justify="left")
+        for name in ("worker", "host", "pid", "sent", "rate", "last heartbeat"):
+            workers.add_column(name, justify="left" if name in ("worker", "host") else "right")
+        for w in report.workers:
+            age = (report.now - w.heartbeat_at).total_seconds()
+            workers.add_row(
+                w.id,
+                w.host,
+                str(w.pid),
+                str(w.sent),
+                f"{w.rate:.1f}/s",
+                f"{max(0.0, age):.1f}s ago",
+            )
+        console.print(workers)
+    else:
+        console.print("No worker is sending it now.")
     for address, state_, code, error in report.failures:
         console.print(f"{state_} {address}: {code or ''} {error}", highlight=False)
 
@@ -280,20 +335,23 @@ def dev_smtp(
     from newsletter.send.devsmtp import MailSink, SmtpServerThread
 
     server = SmtpServerThread(MailSink(folder=folder, on_message=show), host=host, port=port)
-    try:
-        server.start()
-    except OSError as exc:
-        raise SendError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; pick another port with --port."
-        ) from None
-    console.print(f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops.")
-    try:
-        with term_as_interrupt():
+    # SIGTERM handled before the port opens: a stop that comes right away is still clean
+    with term_as_interrupt():
+        try:
+            try:
+                server.start()
+            except OSError as exc:
+                raise SendError(
+                    f"cannot listen on {host}:{port}: {exc.strerror}; pick another port with --port."
+                ) from None
+            console.print(
+                f"Listening on {host}:{server.port}; messages go to {folder}. Ctrl-C stops."
+            )
             threading.Event().wait()
-    except KeyboardInterrupt:
-        console.print("Stopped.")
-    finally:
-        server.stop()
+        except KeyboardInterrupt:
+            console.print("Stopped.")
+        finally:
+            server.stop()
 
 
 bounces_app = typer.Typer(help="Bounce and complaint reports.", no_args_is_help=True)

@@ -45,8 +45,9 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
 
         def stop() -> None:
             nonlocal stopped
-            stopped = True
-            task.cancel()
+            if not stopped:  # once: a second signal must not cut the cleanup short
+                stopped = True
+                task.cancel()
 
         signals = _stop_signals()
         for sig in signals:

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -107,6 +108,11 @@ class Paper(SQLModel, table=True):
     published_doi: str | None = Field(default=None, index=True)
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     first_seen: datetime = Field(default_factory=utcnow, index=True)
+    # the profile score with the store's IDF, whether it clears the floor, and the
+    # profile it was scored with (m091; kept by newsletter.issue.relevance)
+    relevance: float | None = None
+    on_topic: bool | None = Field(default=None, index=True)
+    relevance_key: str | None = Field(default=None, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -156,6 +162,8 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
+        # a worker's claim reads one issue's open rows in id order (m060)
+        Index("ix_deliveries_issue_status_id", "issue_id", "status", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -184,6 +192,44 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = None
     # how the message came back (m080): "soft", "hard", "complaint", or "" for not at all
     bounce: str = ""
+
+    # the worker sending this row and until when it holds it (see newsletter.send.claims)
+    worker_id: str = ""
+    lease_until: datetime | None = None
+
+
+class SendWorker(SQLModel, table=True):
+    """A running send worker: its heartbeat shows it alive (``slice send --status``)."""
+
+    __tablename__ = "send_workers"
+
+    id: str = Field(primary_key=True)
+    issue_id: str = Field(index=True)
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    sent: int = 0
+    rate: float = 0.0
+
+
+class SendPace(SQLModel, table=True):
+    """The global rate's next free slot (epoch seconds), shared by every worker."""
+
+    __tablename__ = "send_pace"
+
+    name: str = Field(primary_key=True)
+    next_at: float = 0.0
+    seeded: int = 0
+
+
+class SendPaceSecond(SQLModel, table=True):
+    """Slots granted in one second (epoch), counted for the hourly and daily caps."""
+
+    __tablename__ = "send_pace_seconds"
+
+    second: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    granted: int = 0
 
 
 class InboundOutcome(StrEnum):
@@ -295,6 +341,16 @@ class SignupHit(SQLModel, table=True):
     scope: str
     key: str
     at: datetime = Field(index=True)
+
+
+relevance_stats = Table(
+    "relevance_stats",
+    SQLModel.metadata,
+    Column("profile_key", String, primary_key=True),
+    Column("docs", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("df", JSON, nullable=False),
+)  # per profile: the store's document count, total length and term document frequencies
 
 
 def table(model: type[SQLModel]) -> Table:

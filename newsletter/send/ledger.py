@@ -16,23 +16,21 @@ All methods are synchronous and short; the sender runs them on one thread.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import (
     Connection,
-    and_,
-    bindparam,
     func,
     insert,
     literal,
-    or_,
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import DateTime, Integer, String
 
 from newsletter.core.errors import SendError
@@ -85,6 +83,7 @@ class Outcome:
     error: str = ""
     next_attempt_at: datetime | None = None
     suppress: bool = False  # the address bounced: mark the subscriber so
+    message_id: str = ""  # the Message-ID the message went (or would go) with
 
 
 @dataclass(frozen=True)
@@ -115,6 +114,14 @@ class Ledger:
 
     def ensure_issue(self, rendered: RenderedIssue) -> Issue:
         """The issue's row; made from message.json when compose did not record one."""
+        try:
+            return self._ensure_issue(rendered)
+        except IntegrityError:  # another worker made it at the same instant
+            issue = self.issue()
+            assert issue is not None
+            return issue
+
+    def _ensure_issue(self, rendered: RenderedIssue) -> Issue:
         with self.store.write() as session:
             issue = session.get(Issue, self.issue_id)
             if issue is None:
@@ -131,7 +138,11 @@ class Ledger:
     def start(self, now: datetime) -> StartInfo:
         """Freeze the audience (first run) or pick up where a stopped run left off."""
         with self._write() as conn:
-            status = conn.execute(select(I.c.status).where(I.c.id == self.issue_id)).scalar_one()
+            # the issue row, locked: a second worker starting at the same instant waits here,
+            # then sees the snapshot made (on SQLite, BEGIN IMMEDIATE did the same)
+            status = conn.execute(
+                select(I.c.status).where(I.c.id == self.issue_id).with_for_update()
+            ).scalar_one()
             if status == IssueStatus.COMPOSED:
                 columns = ["issue_id", "subscriber_id", "status", "message_id", "attempts"]
                 columns += ["last_error", "created_at", "updated_at"]
@@ -153,20 +164,15 @@ class Ledger:
                     raise SendError(f"issue {self.issue_id} changed status meanwhile; run again.")
                 created = conn.execute(insert(D).from_select(columns, snapshot)).rowcount
                 return StartInfo(created=created, resumed_in_flight=0)
-            # A row a stopped run left 'sending' may or may not have reached the relay.
-            # It goes again (same Message-ID); its attempt was counted when it was claimed.
-            stale = conn.execute(
-                update(D)
-                .where(D.c.issue_id == self.issue_id, D.c.status == DeliveryStatus.SENDING)
-                .values(status=DeliveryStatus.PENDING.value, updated_at=now)
-            ).rowcount
+            # Rows a stopped run left 'sending' are taken back by the worker that starts
+            # next (`Claims.release_dead`): on PostgreSQL other workers may still hold theirs.
             if status == IssueStatus.SENT:
                 conn.execute(
                     update(I)
                     .where(I.c.id == self.issue_id)
                     .values(status=IssueStatus.SENDING.value)
                 )
-            return StartInfo(created=0, resumed_in_flight=stale)
+            return StartInfo(created=0, resumed_in_flight=0)
 
     def finish_if_done(self, now: datetime) -> bool:
         """Mark the issue sent when no row is left open."""
@@ -198,42 +204,6 @@ class Ledger:
             found = {str(status): int(n) for status, n in rows}
         return {s.value: found.get(s.value, 0) for s in DeliveryStatus}
 
-    def due(self, *, after_id: int, now: datetime, limit: int | None = None) -> list[Row]:
-        """The next rows to send, in id order: pending, and deferred ones whose time has come."""
-        query = (
-            select(D.c.id, D.c.subscriber_id, D.c.attempts, S.c.uid, S.c.email, S.c.name)
-            .join(S, S.c.id == D.c.subscriber_id)
-            .where(
-                D.c.issue_id == self.issue_id,
-                D.c.id > after_id,
-                or_(
-                    D.c.status == DeliveryStatus.PENDING,
-                    and_(D.c.status == DeliveryStatus.DEFERRED, D.c.next_attempt_at <= now),
-                ),
-            )
-            .order_by(D.c.id)
-            .limit(limit or self.batch_size)
-        )
-        with self.store.read() as session:
-            return [
-                Row(r.id, r.subscriber_id, r.attempts, Reader(r.uid, r.email, r.name or ""))
-                for r in session.connection().execute(query)
-            ]
-
-    def next_retry_at(self) -> datetime | None:
-        """When the earliest deferred row is due, or None if none is deferred."""
-        with self.store.read() as session:
-            value = (
-                session.connection()
-                .execute(
-                    select(func.min(D.c.next_attempt_at)).where(
-                        D.c.issue_id == self.issue_id, D.c.status == DeliveryStatus.DEFERRED
-                    )
-                )
-                .scalar_one()
-            )
-        return as_utc(value)
-
     def sent_since(self, since: datetime) -> Iterator[datetime]:
         """Send times of every message since ``since`` (all issues): for a quota's window."""
         with self.store.read() as session:
@@ -261,121 +231,6 @@ class Ledger:
             return [(r[0], r[1], r[2], r[3]) for r in session.connection().execute(query)]
 
     # --- changing -------------------------------------------------------
-
-    def claim(
-        self, rows: Sequence[Row], *, now: datetime, message_ids: dict[int, str]
-    ) -> tuple[list[Row], list[Row]]:
-        """Mark rows 'sending' (committed); returns (claimed, skipped).
-
-        A row whose reader is no longer confirmed (unsubscribed, bounced,
-        complained since the snapshot) is marked 'skipped' instead.
-        """
-        if not rows:
-            return [], []
-        ids = [r.delivery_id for r in rows]
-        with self._write() as conn:
-            live = {
-                int(delivery_id): str(status)
-                for delivery_id, status in conn.execute(
-                    select(D.c.id, S.c.status)
-                    .join(S, S.c.id == D.c.subscriber_id)
-                    .where(
-                        D.c.id.in_(ids),
-                        D.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
-                    )
-                )
-            }
-            claimed = [r for r in rows if live.get(r.delivery_id) == SubscriberStatus.CONFIRMED]
-            skipped = [
-                r for r in rows if live.get(r.delivery_id) not in (None, SubscriberStatus.CONFIRMED)
-            ]
-            if claimed:
-                conn.execute(
-                    update(D)
-                    .where(D.c.id == bindparam("b_id"))
-                    .values(
-                        status=DeliveryStatus.SENDING.value,
-                        attempts=D.c.attempts + 1,
-                        message_id=bindparam("b_mid"),
-                        updated_at=now,
-                    ),
-                    [{"b_id": r.delivery_id, "b_mid": message_ids[r.delivery_id]} for r in claimed],
-                )
-            if skipped:
-                conn.execute(
-                    update(D)
-                    .where(D.c.id == bindparam("b_id"))
-                    .values(
-                        status=DeliveryStatus.SKIPPED.value,
-                        last_error=bindparam("b_error"),
-                        updated_at=now,
-                    ),
-                    [
-                        {
-                            "b_id": r.delivery_id,
-                            "b_error": f"reader {live[r.delivery_id]} before their turn",
-                        }
-                        for r in skipped
-                    ],
-                )
-        return claimed, skipped
-
-    def record(self, outcomes: Sequence[Outcome], *, now: datetime) -> None:
-        """Commit what happened to claimed rows (one transaction for the lot)."""
-        if not outcomes:
-            return
-        params: list[dict[str, Any]] = []
-        for o in outcomes:
-            untried = o.status == DeliveryStatus.PENDING
-            params.append(
-                {
-                    "b_id": o.delivery_id,
-                    "b_status": o.status.value,
-                    "b_code": o.code,
-                    "b_error": o.error[:1000],
-                    "b_next": o.next_attempt_at,
-                    "b_sent": now if o.status == DeliveryStatus.SENT else None,
-                    "b_back": 1 if untried else 0,
-                }
-            )
-        suppress = [
-            {"b_sid": o.subscriber_id, "b_reason": f"bounced: {o.code} {o.error}"[:500]}
-            for o in outcomes
-            if o.suppress
-        ]
-        with self._write() as conn:
-            conn.execute(
-                update(D)
-                .where(D.c.id == bindparam("b_id"), D.c.status == DeliveryStatus.SENDING)
-                .values(
-                    status=bindparam("b_status"),
-                    last_code=bindparam("b_code"),
-                    last_error=bindparam("b_error"),
-                    next_attempt_at=bindparam("b_next"),
-                    sent_at=bindparam("b_sent"),
-                    attempts=D.c.attempts - bindparam("b_back", type_=Integer),
-                    updated_at=now,
-                ),
-                params,
-            )
-            if suppress:
-                conn.execute(
-                    update(S)
-                    .where(
-                        S.c.id == bindparam("b_sid"),
-                        # not IN (...): an expanding list cannot be part of an executemany
-                        or_(
-                            S.c.status == SubscriberStatus.CONFIRMED.value,
-                            S.c.status == SubscriberStatus.PENDING.value,
-                        ),
-                    )
-                    .values(
-                        status=SubscriberStatus.BOUNCED.value,
-                        status_reason=bindparam("b_reason"),
-                        updated_at=now,
-                    ),
-                    suppress,
-                )
 
     def retry_failed(self, now: datetime) -> int:
         """Queue failed and deferred rows again with a fresh count of tries."""

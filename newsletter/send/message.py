@@ -30,12 +30,14 @@ from email.utils import format_datetime
 from functools import partial
 
 from newsletter.core.errors import HeaderInjectionError, SendError
+from newsletter.issue.linkcheck import links_in
 from newsletter.issue.outbox import (
     GREETING,
     PLACEHOLDERS,
     UNSUBSCRIBE_URL,
     IssueFolder,
     RenderedIssue,
+    resolve_links,
 )
 from newsletter.readers.addresses import (
     check_header_value,
@@ -176,6 +178,7 @@ class IssueMessage:
         feedback_id: str = "",
     ) -> None:
         self.issue_id = issue_id
+        self.links: list[str] = []  # every link of the message (set by `from_outbox`)
         self._greeting = (greeting, greeting_no_name)
         self.subject = check_header_value(subject, "subject")
         self.signer = signer
@@ -185,7 +188,8 @@ class IssueMessage:
         self._unsubscribe_base = _safe_url(base_url, "web.base_url") + "/unsubscribe/"
         self._mailto = "<mailto:" + _safe_url(unsubscribe_mailto, "unsubscribe_mailto")
         self._mailto += "?subject=unsubscribe%20"
-        self.envelope_from = parse_address(from_address, "newsletter.from_address").addr_spec
+        sender = parse_address(from_address, "newsletter.from_address")
+        self.envelope_from = sender.addr_spec
         if bounce_address:
             self.envelope_from = parse_address(bounce_address, "inbound.bounce_address").addr_spec
         self._verp = verp
@@ -194,10 +198,12 @@ class IssueMessage:
         digest = hashlib.sha256(f"{issue_id}\0{text}\0{html_body}".encode()).hexdigest()
         self.boundary = boundary or "=_slice_" + digest[:24]
 
-        top = [_header("From", from_address), _header("Subject", self.subject)]
+        # Written from the parsed address so a name with RFC 5322 specials is quoted: unquoted,
+        # "Weekly (demo) <a@b>" reads as "Weekly" plus a comment, and mail clients drop "(demo)".
+        top = [_header("From", str(sender)), _header("Subject", self.subject)]
         tail: list[bytes] = []
         if reply_to:
-            tail.append(_header("Reply-To", reply_to))
+            tail.append(_header("Reply-To", str(parse_address(reply_to, "newsletter.reply_to"))))
         tail.append(b"List-Id: " + list_id_value(list_name, list_id).encode("ascii") + b"\r\n")
         if feedback_id:
             label = re.sub(r"[^0-9A-Za-z-]", "-", issue_id)
@@ -230,9 +236,14 @@ class IssueMessage:
 
     @classmethod
     def from_outbox(
-        cls, folder: IssueFolder, headers: ListHeaders, *, signer: DkimSigner | None = None
+        cls,
+        folder: IssueFolder,
+        headers: ListHeaders,
+        *,
+        signer: DkimSigner | None = None,
+        subject_prefix: str = "",
     ) -> IssueMessage:
-        """Read the issue's rendered files and encode them once."""
+        """Read the issue's rendered files, resolve their links, and encode them once."""
         rendered = folder.read_rendered()
         try:
             text = folder.text.read_text(encoding="utf-8")
@@ -241,15 +252,19 @@ class IssueMessage:
             raise SendError(
                 f"{folder.root}: a rendered file is not UTF-8 ({exc.reason}); run `slice compose` again."
             ) from None
+        # the site's links follow the base URL in use now, not the one at compose time
+        base_url = _safe_url(headers.base_url, "web.base_url")
+        text, html_body = resolve_links(text, base_url), resolve_links(html_body, base_url)
+        links = links_in(html_body, text)
         if UNSUBSCRIBE_URL not in html_body or UNSUBSCRIBE_URL not in text:
             raise SendError(
                 f"issue {folder.issue_id} has no unsubscribe link ({UNSUBSCRIBE_URL} missing in "
                 f"email.html or issue.txt); every email must have one: run `slice compose` again."
             )
         key = headers.secret_key
-        return cls(
+        message = cls(
             issue_id=folder.issue_id,
-            subject=rendered.subject,
+            subject=subject_prefix + rendered.subject,
             text=text,
             html_body=html_body,
             from_address=headers.from_address,
@@ -268,6 +283,8 @@ class IssueMessage:
             verp=headers.verp,
             feedback_id=headers.feedback_id,
         )
+        message.links = links
+        return message
 
     # --- per reader -----------------------------------------------------
 

@@ -1,11 +1,12 @@
-"""A send: the ledger, the message, the limiter and a pool of connections, put together.
+"""One worker of a send: claims, a pool of connections, the limiter and the outcome writer.
 
-One dispatcher reads due ledger rows in id order and claims a few at a time
-(committed as ``sending``) as connections free up; each connection takes a
-row, waits for the global rate limiter, sends, and waits until the outcome is
-committed before it takes the next one. Outcomes of all connections are
-committed together (one transaction for whatever finished meanwhile), so the
-database keeps up with the relay without ever lagging behind it.
+A dispatcher claims due rows in large batches (`newsletter.send.claims`) and
+keeps a queue of them filled; each connection takes a row, waits for its slot
+of the rate (shared by every worker when several run), sends, and hands the
+outcome to the writer (`newsletter.send.commit`), which commits outcomes in
+bulk on a short timer. A heartbeat renews the leases on the rows this worker
+holds. DKIM signatures are made on a small thread pool (the hashing and RSA
+release the GIL, so they use a second core).
 """
 
 from __future__ import annotations
@@ -15,147 +16,38 @@ import contextlib
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.core.clock import Clock
 from newsletter.core.errors import RelayRefusedError, StoreError
 from newsletter.core.models import DeliveryStatus
-from newsletter.core.settings import Settings
 from newsletter.core.store import retry_busy
+from newsletter.send.claims import Claims
+from newsletter.send.commit import OutcomeWriter
 from newsletter.send.deliver import Answer, RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger, Outcome, Row, backoff_delay
 from newsletter.send.message import IssueMessage
+from newsletter.send.options import NoEvents, RunTally, SendEvents, SendOptions
+from newsletter.send.pacing import SharedLimiter, SharedPace
 from newsletter.send.ratelimit import DAY, HOUR, RateLimiter
 
 T = TypeVar("T")
-
-
-class SendEvents(Protocol):
-    """What a send reports while it runs (the CLI draws a progress bar from it)."""
-
-    def begin(self, *, total: int, done: int) -> None: ...
-
-    def outcome(self, row: Row, outcome: Outcome, answer: Answer | None) -> None: ...
-
-    def skipped(self, rows: list[Row]) -> None: ...
-
-    def waiting(self, reason: str, until: datetime | None) -> None: ...
-
-
-class NoEvents:
-    def begin(self, *, total: int, done: int) -> None:
-        pass
-
-    def outcome(self, row: Row, outcome: Outcome, answer: Answer | None) -> None:
-        pass
-
-    def skipped(self, rows: list[Row]) -> None:
-        pass
-
-    def waiting(self, reason: str, until: datetime | None) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class SendOptions:
-    """How a send behaves: from settings.send, with the command's flags on top."""
-
-    rate: float = 10.0
-    hourly_cap: int = 0
-    daily_cap: int = 0
-    concurrency: int = 4
-    max_attempts: int = 5
-    retry_base_seconds: float = 30.0
-    reconnect_base_seconds: float = 0.5
-    stop_after_relay_failures: int = 0  # 0: max(5, 2 x concurrency)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> SendOptions:
-        s = settings.send
-        values: dict[str, Any] = {
-            "rate": s.rate,
-            "hourly_cap": s.hourly_cap,
-            "daily_cap": s.daily_cap,
-            "concurrency": s.concurrency,
-            "max_attempts": s.max_attempts,
-            "retry_base_seconds": s.retry_base_seconds,
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    @property
-    def relay_failure_limit(self) -> int:
-        return self.stop_after_relay_failures or max(5, 2 * self.concurrency)
-
-
-@dataclass
-class RunTally:
-    """What this run did (the ledger holds the totals)."""
-
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    skipped: int = 0
-    stopped: str = ""
-    connections: int = 0
-    failures: list[tuple[str, Answer]] = field(default_factory=list)
-
-
-class _GroupCommit:
-    """Commits outcomes from every connection together; each caller waits for its commit."""
-
-    def __init__(self, run_db: Callable[..., Any], ledger: Ledger, clock: Clock) -> None:
-        self._run_db = run_db
-        self._ledger = ledger
-        self._clock = clock
-        self._items: list[tuple[Outcome, asyncio.Future[None]]] = []
-        self._wake = asyncio.Event()
-
-    async def submit(self, outcome: Outcome) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._items.append((outcome, future))
-        self._wake.set()
-        await future
-
-    def take(self) -> list[Outcome]:
-        """Outcomes handed in and not yet picked up for a commit (their callers stop waiting)."""
-        batch, self._items = self._items, []
-        return [outcome for outcome, _ in batch]
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._items = self._items, []
-            if not batch:
-                continue
-            try:
-                await self._run_db(
-                    self._ledger.record, [o for o, _ in batch], now=self._clock.now()
-                )
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+__all__ = ["NoEvents", "RunTally", "SendEvents", "SendOptions", "Sender"]
 
 
 class Sender:
-    """Delivers one issue to the rows of its ledger."""
+    """Delivers one issue to the rows of its ledger, as one worker among any number."""
 
     def __init__(
         self,
         *,
         ledger: Ledger,
+        claims: Claims,
         message: IssueMessage,
         smtp_factory: SmtpFactory,
         where: str,
@@ -163,8 +55,10 @@ class Sender:
         clock: Clock,
         events: SendEvents | None = None,
         rng: random.Random | None = None,
+        pace: SharedPace | None = None,
     ) -> None:
         self.ledger = ledger
+        self.claims = claims
         self.message = message
         self.smtp_factory = smtp_factory
         self.where = where
@@ -172,19 +66,40 @@ class Sender:
         self.clock = clock
         self.events: SendEvents = events or NoEvents()
         self.rng = rng or random.Random()
-        self.limiter = RateLimiter(
-            rate=options.rate,
-            hourly_cap=options.hourly_cap,
-            daily_cap=options.daily_cap,
-            clock=clock,
-        )
-        self.limiter.on_wait = self._cap_wait
+        self.limiter: RateLimiter | SharedLimiter
+        if pace is not None:
+            self.limiter = SharedLimiter(
+                pace, clock=clock, wrap_errors=_store_error, on_wait=self._cap_wait
+            )
+        else:
+            self.limiter = RateLimiter(
+                rate=options.rate,
+                hourly_cap=options.hourly_cap,
+                daily_cap=options.daily_cap,
+                clock=clock,
+            )
+            self.limiter.on_wait = self._cap_wait
         self.tally = RunTally()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slice-ledger")
-        self._slots = 3 * options.concurrency  # rows claimed and not yet finished, at most
+        self._signing = (
+            ThreadPoolExecutor(max_workers=options.sign_threads, thread_name_prefix="slice-dkim")
+            if message.signer is not None
+            else None
+        )
+        self._writer = OutcomeWriter(
+            self._db,
+            claims.record,
+            clock,
+            seconds=options.commit_seconds,
+            rows=options.commit_rows,
+            on_error=self._store_failed,
+        )
         self._relay_failures = 0
         self._stop = asyncio.Event()
         self._fatal: BaseException | None = None
+        self._busy = 0
+        self._quiet = asyncio.Event()
+        self._taken = asyncio.Event()
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -196,11 +111,10 @@ class Sender:
                 self._executor, partial(retry_busy, work, seconds=seconds)
             )
         except (SQLAlchemyError, StoreError) as exc:
-            first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
-            raise StoreError(
-                f"the delivery ledger could not be written ({first}); the send stopped and "
-                "nothing was lost: run the same `slice send` again."
-            ) from exc
+            raise _store_error(exc) from exc
+
+    def _store_failed(self, exc: BaseException) -> None:
+        self._halt(str(exc), exc)
 
     def _halt(self, reason: str, fatal: BaseException | None = None) -> None:
         if not self.tally.stopped:
@@ -211,123 +125,124 @@ class Sender:
     async def run(self) -> RunTally:
         """Send every due row; returns this run's tally. The ledger is left consistent."""
         try:
-            if self.limiter.has_caps:
+            await self._db(self.claims.register, self.clock.now())
+            if isinstance(self.limiter, RateLimiter) and self.limiter.has_caps:
                 since = self.clock.now() - timedelta(
                     seconds=DAY if self.options.daily_cap else HOUR
                 )
-                await self._db(lambda: self.limiter.seed(list(self.ledger.sent_since(since))))
+                await self._db(lambda: self.limiter.seed(list(self.ledger.sent_since(since))))  # type: ignore[union-attr]
             await self._run()
         finally:
-            self._executor.shutdown(wait=True)
+            # every outcome known (the relay's 250s among them) is written before leaving,
+            # also when interrupted: otherwise those readers would get the issue again
+            await asyncio.shield(self._finish())
         if self._fatal is not None:
             raise self._fatal
         return self.tally
 
+    async def _finish(self) -> None:
+        try:
+            if isinstance(self.limiter, SharedLimiter):
+                await self.limiter.close()
+            await self._writer.flush()
+            with contextlib.suppress(StoreError):
+                await self._db(self.claims.unregister)
+        finally:
+            self._executor.shutdown(wait=True)
+            if self._signing is not None:
+                self._signing.shutdown(wait=True)
+
     async def _run(self) -> None:
         n = self.options.concurrency
         queue: asyncio.Queue[Row | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(self._slots)
-        committer = _GroupCommit(self._db, self.ledger, self.clock)
-        commit_task = asyncio.create_task(committer.run())
-        workers = [asyncio.create_task(self._worker(queue, slots, committer)) for _ in range(n)]
+        background = [
+            asyncio.create_task(self._writer.run()),
+            asyncio.create_task(self._heartbeat()),
+        ]
+        connections = [asyncio.create_task(self._connection(queue)) for _ in range(n)]
         try:
-            await self._dispatch(queue, slots, n)
-            for _ in workers:
+            await self._dispatch(queue)
+            for _ in connections:
                 queue.put_nowait(None)
-            await asyncio.gather(*workers)
+            await asyncio.gather(*connections)
         except asyncio.CancelledError:
-            # Interrupted (Ctrl-C): messages in flight stay 'sending' and go again on the
-            # next run; rows still waiting for a connection go back untried.
+            # Interrupted (Ctrl-C, SIGTERM): messages on the wire stay 'sending' and go
+            # again on the next run; rows still waiting for a connection go back untried.
             self._halt("interrupted")
-            for task in workers:
+            for task in connections:
                 task.cancel()
             # Python 3.11's wait_for (inside aiosmtplib) can swallow a cancellation that
-            # arrives as the relay answers; such a worker goes on, sees the stop, and
+            # arrives as the relay answers; such a connection goes on, sees the stop, and
             # leaves at its sentinel instead of waiting for a row forever.
-            for _ in workers:
+            for _ in connections:
                 queue.put_nowait(None)
-            await asyncio.gather(*workers, return_exceptions=True)
-            waiting = [row for row in _drain(queue) if row is not None]
-            untried = [self._untried(row, "the send was interrupted") for row in waiting]
-            # outcomes the relay already gave (a 250 among them) are written before leaving,
-            # or those readers would get the issue again on the next run
-            known = committer.take()
-            await asyncio.shield(
-                self._db(self.ledger.record, known + untried, now=self.clock.now())
-            )
+            await asyncio.gather(*connections, return_exceptions=True)
             raise
         finally:
-            commit_task.cancel()
-            await asyncio.gather(commit_task, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            for row in _drain(queue):
+                if row is not None:
+                    self._writer.add(self._untried(row, "the send stopped before this message"))
 
-    async def _dispatch(
-        self, queue: asyncio.Queue[Row | None], slots: asyncio.Semaphore, n: int
-    ) -> None:
-        cursor = 0
-        while not self._stop.is_set():
-            rows = await self._db(self.ledger.due, after_id=cursor, now=self.clock.now())
-            if not rows:
-                if not await self._wait_for_more(queue, slots, n):
-                    return
-                cursor = 0
-                continue
-            i = 0
-            while i < len(rows) and not self._stop.is_set():
-                # claim in groups: wait until a connection's worth of slots is free,
-                # then take every free slot (fewer, larger ledger transactions)
-                want = min(n, len(rows) - i)
-                taken = 0
-                while taken < want:
-                    await slots.acquire()
-                    taken += 1
-                while taken < len(rows) - i and not slots.locked():
-                    await slots.acquire()
-                    taken += 1
-                if self._stop.is_set():
-                    for _ in range(taken):
-                        slots.release()
-                    return
-                chunk = rows[i : i + taken]
-                i += taken
-                cursor = chunk[-1].delivery_id
-                ids = {r.delivery_id: self.message.message_id(r.reader.uid) for r in chunk}
-                claim = asyncio.ensure_future(
-                    self._db(self.ledger.claim, chunk, now=self.clock.now(), message_ids=ids)
+    async def _heartbeat(self) -> None:
+        every = max(0.2, self.options.lease_seconds / 3)
+        last_sent, last_at = 0, self.clock.monotonic()
+        while True:
+            await asyncio.sleep(every)  # real time: leases are real time for other workers
+            now_mono = self.clock.monotonic()
+            rate = (self.tally.sent - last_sent) / max(1e-6, now_mono - last_at)
+            last_sent, last_at = self.tally.sent, now_mono
+            try:
+                await self._db(
+                    self.claims.heartbeat, self.clock.now(), sent=self.tally.sent, rate=rate
                 )
-                try:
-                    claimed, skipped = await asyncio.shield(claim)
-                except asyncio.CancelledError:
-                    # Interrupted while the claim ran in its thread: it still commits, so
-                    # queue what it claimed; the interrupt hands queued rows back as untried.
-                    with contextlib.suppress(Exception):
-                        for row in (await claim)[0]:
-                            queue.put_nowait(row)
-                    raise
-                for _ in range(len(chunk) - len(claimed)):
-                    slots.release()
-                if skipped:
-                    self.tally.skipped += len(skipped)
-                    self.events.skipped(skipped)
-                for row in claimed:
-                    queue.put_nowait(row)
+            except StoreError as exc:
+                self._halt(str(exc), exc)
+                return
 
-    async def _wait_for_more(
-        self, queue: asyncio.Queue[Row | None], slots: asyncio.Semaphore, n: int
-    ) -> bool:
-        """Nothing due now: wait for rows in flight, then for the next retry. False when done."""
-        for _ in range(self._slots):  # every claimed row has finished when all slots are back
-            await slots.acquire()
-        for _ in range(self._slots):
-            slots.release()
+    async def _dispatch(self, queue: asyncio.Queue[Row | None]) -> None:
+        size = self.options.claim_size
+        low = max(2 * self.options.concurrency, size // 4)
+        while not self._stop.is_set():
+            while queue.qsize() > low and not self._stop.is_set():
+                self._taken.clear()
+                await self._taken.wait()
+            if self._stop.is_set():
+                return
+            claimed, skipped = await self._db(self.claims.claim, size, now=self.clock.now())
+            if skipped:
+                self.tally.skipped += len(skipped)
+                self.events.skipped(skipped)
+            for row in claimed:
+                queue.put_nowait(row)
+            if not claimed and not skipped and not await self._wait_for_more(queue):
+                return
+
+    async def _wait_for_more(self, queue: asyncio.Queue[Row | None]) -> bool:
+        """Nothing to claim now: wait for rows in flight, retries and other workers. False when done."""
+        while not queue.empty() or self._busy:
+            self._quiet.clear()
+            await self._quiet.wait()
+        await self._writer.flush()
         if self._stop.is_set():
             return False
-        if await self._db(self.ledger.due, after_id=0, now=self.clock.now(), limit=1):
+        now = self.clock.now()
+        await self._db(self.claims.release_dead, now)
+        left = await self._db(self.claims.open_rows, now)
+        if left.due:
             return True
-        retry_at = await self._db(self.ledger.next_retry_at)
-        if retry_at is None:
+        wake: list[datetime] = []
+        if left.next_retry_at is not None:
+            wake.append(left.next_retry_at)
+            self.events.waiting("retry", left.next_retry_at)
+        if left.held_elsewhere:  # other workers are sending: finish together, or take over
+            poll = now + timedelta(seconds=min(1.0, self.options.lease_seconds / 3))
+            wake.append(min(poll, left.lease_ends or poll))
+        if not wake:
             return False
-        self.events.waiting("retry", retry_at)
-        delay = (retry_at - self.clock.now()).total_seconds()
+        delay = (min(wake) - now).total_seconds()
         waits = [
             asyncio.create_task(self._stop.wait()),
             asyncio.create_task(self.clock.wait(delay)),
@@ -340,12 +255,12 @@ class Sender:
         self.events.waiting("", None)
         return not self._stop.is_set()
 
-    async def _worker(
-        self, queue: asyncio.Queue[Row | None], slots: asyncio.Semaphore, committer: _GroupCommit
-    ) -> None:
+    async def _connection(self, queue: asyncio.Queue[Row | None]) -> None:
         connection = RelayConnection(self.smtp_factory, where=self.where)
         try:
             while (row := await queue.get()) is not None:
+                self._taken.set()
+                self._busy += 1
                 try:
                     answer: Answer | None = None
                     outcome = self._untried(row, "the send stopped before this message")
@@ -356,19 +271,21 @@ class Sender:
                         except RelayRefusedError as exc:
                             self._halt(str(exc))
                             outcome = self._untried(row, str(exc))
-                    await committer.submit(outcome)  # committed before the next message
+                    self._writer.add(outcome)
                     self._count(row, outcome, answer)
-                except StoreError as exc:  # the ledger cannot be written: stop everything
-                    self._halt(str(exc), exc)
                 finally:
-                    slots.release()
+                    self._busy -= 1
+                    if not self._busy and queue.empty():
+                        self._quiet.set()
         finally:
             self.tally.connections += connection.opened
             await connection.close()
 
     async def _attempt(self, connection: RelayConnection, row: Row) -> Answer:
         await self.limiter.acquire()
-        data = await self.message.render_wire(row.reader, now=self.clock.now())
+        data = await self.message.render_wire(
+            row.reader, now=self.clock.now(), executor=self._signing
+        )
         answer = await connection.send(
             self.message.envelope_sender(row.delivery_id), row.reader.email, data, wire=True
         )
@@ -396,9 +313,13 @@ class Sender:
         self.events.waiting(reason, self.clock.now() + timedelta(seconds=seconds))
 
     def _untried(self, row: Row, why: str) -> Outcome:
-        return Outcome(row.delivery_id, row.subscriber_id, DeliveryStatus.PENDING, None, why)
+        d, s, mid = row.delivery_id, row.subscriber_id, self.message.message_id(row.reader.uid)
+        return Outcome(d, s, DeliveryStatus.PENDING, None, why, message_id=mid)
 
     def _outcome(self, row: Row, answer: Answer) -> Outcome:
+        return replace(self._judge(row, answer), message_id=self.message.message_id(row.reader.uid))
+
+    def _judge(self, row: Row, answer: Answer) -> Outcome:
         d, s = row.delivery_id, row.subscriber_id
         if answer.kind == "sent":
             return Outcome(d, s, DeliveryStatus.SENT, answer.code)
@@ -437,3 +358,13 @@ def _drain(queue: asyncio.Queue[Row | None]) -> list[Row | None]:
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
+
+
+def _store_error(exc: BaseException) -> BaseException:
+    if not isinstance(exc, SQLAlchemyError | StoreError):
+        return exc
+    first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+    return StoreError(
+        f"the delivery ledger could not be written ({first}); the send stopped and "
+        "nothing was lost: run the same `slice send` again."
+    )

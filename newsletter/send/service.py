@@ -16,7 +16,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import make_msgid
@@ -30,12 +30,16 @@ from newsletter.core.errors import SendError, StoreError
 from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus, table
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.issue.linkcheck import is_local_host as private_host
+from newsletter.issue.linkcheck import local_links
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
 from newsletter.readers.subscribers import Subscribers
+from newsletter.send.claims import Claims, LiveWorker, live_workers, new_worker_id
 from newsletter.send.deliver import RelayConnection, SmtpFactory
 from newsletter.send.ledger import Ledger
 from newsletter.send.message import IssueMessage, Reader
+from newsletter.send.pacing import SharedPace
 from newsletter.send.run import NoEvents, RunTally, Sender, SendEvents, SendOptions
 from newsletter.send.setup import is_local_host, issue_message
 from newsletter.send.smtp import smtp_client
@@ -92,6 +96,8 @@ class IssueStatusReport:
     counts: dict[str, int]
     failures: list[tuple[str, str, int | None, str]]
     confirmed: int
+    workers: list[LiveWorker] = field(default_factory=list)
+    now: datetime | None = None
 
 
 def _load(settings: Settings, issue_id: str) -> tuple[IssueFolder, IssueMessage, bool]:
@@ -148,12 +154,15 @@ def _relay_name(settings: Settings) -> str:
     return f"{settings.smtp.host}:{settings.smtp.port}"
 
 
-def check_public_links(settings: Settings) -> None:
-    """Refuse to mail real readers links that point at this machine, or that are not https.
+def check_public_links(settings: Settings, links: Sequence[str] = ()) -> None:
+    """Refuse to mail real readers links that point at this machine or a private network,
+    or that are not https.
 
     With the relay on this machine (``slice dev-smtp``, the demo) a local
     ``web.base_url`` is fine; through a real relay every unsubscribe link would
-    lead nowhere, which breaks the one-click promise and bulk-mail law.
+    lead nowhere, which breaks the one-click promise and bulk-mail law. ``links``
+    are those of the message as it would be sent (`IssueMessage.links`): a link
+    an editor pasted into issue.json is checked too.
     """
     base = urlsplit(settings.web.base_url)
     link_host = base.hostname or ""
@@ -163,12 +172,94 @@ def check_public_links(settings: Settings) -> None:
             "must be https (RFC 8058), and receivers drop unsubscribe links that are not; "
             "serve `slice serve` behind https and set SLICE_BASE_URL=https://..."
         )
-    if is_local_host(link_host) and not is_local_host(settings.smtp.host):
+    if is_local_host(settings.smtp.host):
+        return  # this machine's relay: a developer's setup, local links are fine
+    if private_host(link_host):
         raise SendError(
             f"web.base_url is {settings.web.base_url}, so the unsubscribe and browser links "
-            f"would point at the reader's own machine; set SLICE_BASE_URL to the public URL "
-            f"of `slice serve` before sending through {_relay_name(settings)}."
+            f"would not reach readers (they need a public https:// address); set SLICE_BASE_URL "
+            f"to the public URL of `slice serve` before sending through {_relay_name(settings)}."
         )
+    bad = local_links(list(links))
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise SendError(
+            f"the issue links to {bad[0]}{more}, a loopback or private address readers cannot "
+            "reach; fix the link in issue.json and run `slice compose` again."
+        )
+
+
+def is_postgres(store: Store) -> bool:
+    return store.engine.dialect.name == "postgresql"
+
+
+@contextlib.contextmanager
+def _one_writer(store: Store, folder: IssueFolder) -> Iterator[None]:
+    """On SQLite one `slice send` per issue; PostgreSQL takes any number of workers."""
+    if is_postgres(store):
+        yield
+    else:
+        with _send_lock(folder):
+            yield
+
+
+def prepare_send(
+    settings: Settings,
+    store: Store,
+    folder: IssueFolder,
+    issue_id: str,
+    *,
+    clock: Clock,
+    retry_failed: bool,
+) -> SendReport:
+    """Freeze the audience (or resume); ``already_sent`` when there is nothing to send."""
+    ledger = Ledger(store, issue_id)
+    report = SendReport(issue_id=issue_id)
+    issue = ledger.ensure_issue(folder.read_rendered())
+    if retry_failed:
+        report.retried = ledger.retry_failed(clock.now())
+    if issue.status == IssueStatus.SENT and not report.retried:
+        report.already_sent = True
+        report.sent_at = issue.sent_at
+        report.counts = ledger.counts()
+        return report
+    if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
+        raise _no_readers()
+    # unsubscribes `slice serve` spooled while the database was busy count before the snapshot
+    Subscribers(settings, store).apply_spooled()
+    report.created = ledger.start(clock.now()).created
+    return report
+
+
+def prepare_workers(
+    settings: Settings, store: Store, issue_id: str, *, workers: int, retry_failed: bool
+) -> SendReport:
+    """Before `workers` processes send one issue: checks, and the audience frozen once."""
+    if workers > 1 and not is_postgres(store):
+        raise SendError(
+            f"--workers {workers} needs PostgreSQL: SQLite lets one process write at a time; "
+            "set database.url to a postgresql:// URL, or send with one worker."
+        )
+    check_public_links(settings)
+    folder, _message, signed = _load(settings, issue_id)
+    report = prepare_send(
+        settings, store, folder, issue_id, clock=SystemClock(), retry_failed=retry_failed
+    )
+    report.signed = signed
+    return report
+
+
+def finish_workers(store: Store, issue_id: str) -> SendReport:
+    """After the workers: the issue marked sent when nothing is left, and the ledger's counts."""
+    ledger = Ledger(store, issue_id)
+    report = SendReport(issue_id=issue_id)
+    report.finished = ledger.finish_if_done(SystemClock().now())
+    report.counts = ledger.counts()
+    return report
+
+
+def ledger_counts(store: Store, issue_id: str) -> dict[str, int]:
+    return Ledger(store, issue_id).counts()
 
 
 async def send_issue(
@@ -182,36 +273,47 @@ async def send_issue(
     clock: Clock | None = None,
     events: SendEvents | None = None,
     rng: random.Random | None = None,
+    prepared: bool = False,
 ) -> SendReport:
-    """Send an issue to its frozen audience, resuming a stopped send. Safe to run again."""
+    """Send an issue to its frozen audience, resuming a stopped send. Safe to run again.
+
+    On PostgreSQL any number of these may run at once, on one machine or several:
+    they share the ledger, the rate and the caps. ``prepared``: the audience is
+    already frozen (a worker started by ``slice send --workers N``).
+    """
     started = time.monotonic()
     check_public_links(settings)
     clock = clock or SystemClock()
     options = options or SendOptions.from_settings(settings)
     folder, message, signed = _load(settings, issue_id)
+    check_public_links(settings, message.links)
     ledger = Ledger(store, issue_id)
-    report = SendReport(issue_id=issue_id, signed=signed)
-    with _send_lock(folder):
-        issue = ledger.ensure_issue(folder.read_rendered())
-        if retry_failed:
-            report.retried = ledger.retry_failed(clock.now())
-        if issue.status == IssueStatus.SENT and not report.retried:
-            report.already_sent = True
-            report.sent_at = issue.sent_at
-            report.counts = ledger.counts()
+    with _one_writer(store, folder):
+        report = SendReport(issue_id=issue_id)
+        if not prepared:
+            report = prepare_send(
+                settings, store, folder, issue_id, clock=clock, retry_failed=retry_failed
+            )
+        report.signed = signed
+        if report.already_sent:
             return report
-        if issue.status == IssueStatus.COMPOSED and _confirmed(store) == 0:
-            raise _no_readers()
-        await asyncio.to_thread(Subscribers(settings, store).apply_spooled)
-        info = ledger.start(clock.now())
-        report.created, report.resumed_in_flight = info.created, info.resumed_in_flight
+        claims = Claims(
+            store, issue_id, worker_id=new_worker_id(), lease_seconds=options.lease_seconds
+        )
+        # rows a stopped run left 'sending' may or may not have reached the relay: they go
+        # again, with the same Message-ID (on SQLite no other worker can hold any)
+        report.resumed_in_flight = claims.release_dead(clock.now(), everyone=not is_postgres(store))
         counts = ledger.counts()
         (events or NoEvents()).begin(
             total=sum(counts.values()),
             done=sum(v for k, v in counts.items() if k in ("sent", "failed", "skipped")),
         )
+        shared = is_postgres(store) and (
+            options.rate > 0 or options.hourly_cap or options.daily_cap
+        )
         sender = Sender(
             ledger=ledger,
+            claims=claims,
             message=message,
             smtp_factory=smtp_factory or (lambda: smtp_client(settings)),
             where=_relay_name(settings),
@@ -219,6 +321,15 @@ async def send_issue(
             clock=clock,
             events=events,
             rng=rng,
+            pace=SharedPace(
+                store,
+                rate=options.rate,
+                hourly_cap=options.hourly_cap,
+                daily_cap=options.daily_cap,
+                block_seconds=0.05,
+            )
+            if shared
+            else None,
         )
         upkeep = asyncio.create_task(_apply_spool_while_sending(settings, store))
         try:
@@ -319,7 +430,7 @@ async def send_proof(
     """Send one proof copy to ``address``; the ledger is untouched. Returns the relay's answer."""
     clock = clock or SystemClock()
     to = parse_address(address, "--to address")
-    _folder, message, _signed = _load(settings, issue_id)
+    message = issue_message(settings, IssueFolder.of(settings.outbox_dir, issue_id), proof=True)
     reader = Reader(uid="proof", email=to.addr_spec, name=to.display_name)
     data = message.render(reader, now=clock.now(), message_id=make_msgid(domain=message.domain))
     connection = RelayConnection(
@@ -337,13 +448,18 @@ async def send_proof(
     return answer.describe()
 
 
-def issue_status(settings: Settings, store: Store, issue_id: str) -> IssueStatusReport:
+def issue_status(
+    settings: Settings, store: Store, issue_id: str, *, clock: Clock | None = None
+) -> IssueStatusReport:
     """The ledger counts of an issue, and its latest failures."""
     IssueFolder.of(settings.outbox_dir, issue_id)  # checks the id's form
     ledger = Ledger(store, issue_id)
+    now = (clock or SystemClock()).now()
     return IssueStatusReport(
         issue=ledger.issue(),
         counts=ledger.counts(),
         failures=ledger.failures(),
         confirmed=_confirmed(store),
+        workers=live_workers(store, issue_id, now=now, lease_seconds=settings.send.lease_seconds),
+        now=now,
     )

@@ -1,8 +1,9 @@
 """The web side (`slice serve`): signup, confirm, unsubscribe, and the public archive.
 
 `create_app` builds the FastAPI app from settings and a store; each part adds
-its routes as a router of its own module (`signup`, `confirm`, `archive`).
-While it runs, a task sends the queued confirmation and welcome emails
+its routes as a router of its own module (`signup`, `confirm`, `archive`);
+`issuecopy` puts the web copy of an issue inside the site's frame. While it
+runs, a task sends the queued confirmation and welcome emails
 (`newsletter.readers.mailqueue`), retrying while the relay is down.
 
 Every template rendered by the app can use these globals, so the signup form
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
@@ -195,6 +196,13 @@ def create_app(
     app.state.page_cache = PageCache(app.state.store.engine)
     app.state.trusted_proxies = parse_proxies(settings.web.trusted_proxies)
     templates.globals["newsletter"] = settings.newsletter
+    # a stored (UTC) moment as the editor's local date, for the dates readers see
+    zone = settings.newsletter.tz
+
+    def local(moment: datetime) -> datetime:
+        return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(zone)
+
+    templates.filters["local"] = local
     # one way to write a date on every page, the same as the emails (newsletter.issue.cards)
     templates.filters["date_label"] = date_label
     templates.filters["range_label"] = range_label

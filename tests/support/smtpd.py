@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -38,6 +39,7 @@ class FaultySink(MailSink):
     drop_after_data: set[str] = field(default_factory=set)
     connections: int = 0
     attempts: list[list[str]] = field(default_factory=list)
+    mail_times: list[float] = field(default_factory=list)  # time.monotonic() of each MAIL
 
     async def handle_EHLO(
         self,
@@ -59,6 +61,7 @@ class FaultySink(MailSink):
         address: str,
         mail_options: list[str],
     ) -> str:
+        self.mail_times.append(time.monotonic())
         if self.refuse_all:
             return self.refuse_all
         envelope.mail_from = address
@@ -129,8 +132,6 @@ class RecordingSMTPServer(SmtpServerThread):
         ]
 
     def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        import time
-
         end = time.monotonic() + timeout
         while len(self.handler.messages) < count and time.monotonic() < end:
             time.sleep(0.01)
