@@ -151,6 +151,30 @@ def test_headers_mime_and_line_lengths(
     assert "DKIM-Signature" not in msg  # no key configured
 
 
+def test_a_sender_name_with_parentheses_reaches_the_reader_whole(
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer
+) -> None:
+    """Unquoted, "Weekly (demo)" is a name plus an RFC 5322 comment and clients show "Weekly"."""
+    news = {
+        "from_address": "Radiology AI Weekly (demo) <weekly@example.org>",
+        "reply_to": "Editors (replies read) <editors@example.org>",
+    }
+    settings = load_settings(
+        config=project / "slice.toml", environ=smtp_environ, overrides={"newsletter": news}
+    )
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store)
+        add_reader(store, "ada@example.com", "Ada Lovelace")
+        send(settings, store)
+    (received,) = smtp_server.messages
+    msg = parse(received.data)
+    # what a mail client shows: the whole name, the same as the confirmation email's sender
+    assert msg["From"].addresses[0].display_name == "Radiology AI Weekly (demo)"
+    assert msg["From"].addresses[0].addr_spec == "weekly@example.org"
+    assert msg["Reply-To"].addresses[0].display_name == "Editors (replies read)"
+    assert received.mail_from.endswith("@example.org")
+
+
 def test_message_id_is_the_same_on_every_attempt_and_differs_per_reader(
     smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
 ) -> None:

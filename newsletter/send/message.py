@@ -187,7 +187,8 @@ class IssueMessage:
         self._unsubscribe_base = _safe_url(base_url, "web.base_url") + "/unsubscribe/"
         self._mailto = "<mailto:" + _safe_url(unsubscribe_mailto, "unsubscribe_mailto")
         self._mailto += "?subject=unsubscribe%20"
-        self.envelope_from = parse_address(from_address, "newsletter.from_address").addr_spec
+        sender = parse_address(from_address, "newsletter.from_address")
+        self.envelope_from = sender.addr_spec
         if bounce_address:
             self.envelope_from = parse_address(bounce_address, "inbound.bounce_address").addr_spec
         self._verp = verp
@@ -196,10 +197,12 @@ class IssueMessage:
         digest = hashlib.sha256(f"{issue_id}\0{text}\0{html_body}".encode()).hexdigest()
         self.boundary = boundary or "=_slice_" + digest[:24]
 
-        top = [_header("From", from_address), _header("Subject", self.subject)]
+        # Written from the parsed address so a name with RFC 5322 specials is quoted: unquoted,
+        # "Weekly (demo) <a@b>" reads as "Weekly" plus a comment, and mail clients drop "(demo)".
+        top = [_header("From", str(sender)), _header("Subject", self.subject)]
         tail: list[bytes] = []
         if reply_to:
-            tail.append(_header("Reply-To", reply_to))
+            tail.append(_header("Reply-To", str(parse_address(reply_to, "newsletter.reply_to"))))
         tail.append(b"List-Id: " + list_id_value(list_name, list_id).encode("ascii") + b"\r\n")
         if feedback_id:
             label = re.sub(r"[^0-9A-Za-z-]", "-", issue_id)
