@@ -5,14 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import Result
 
 from newsletter.core.store import Store
-from newsletter.readers.subscribers import IMPORT_CHUNK
+from newsletter.readers.subscribers import IMPORT_CHUNK, Subscribers
 from tests.signup_support import rows
 from tests.support.smtpd import RecordingSMTPServer
 
 Run = Callable[..., Result]
+CHUNK = 50
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 50 rows instead of the default: a list longer than one chunk is the point,
+    and each row of it is a confirmation email to send."""
+    assert CHUNK < IMPORT_CHUNK
+    defaults = Subscribers.import_stream.__kwdefaults__
+    assert defaults is not None and defaults["chunk"] == IMPORT_CHUNK
+    monkeypatch.setitem(defaults, "chunk", CHUNK)
 
 
 def test_a_list_longer_than_a_chunk_is_imported_merged_and_mailed_whole(
@@ -22,7 +34,7 @@ def test_a_list_longer_than_a_chunk_is_imported_merged_and_mailed_whole(
     tmp_path: Path,
     smtp_server: RecordingSMTPServer,
 ) -> None:
-    count = IMPORT_CHUNK + 200
+    count = CHUNK + 200
     path = tmp_path / "list.csv"
     lines = ["email,name", "first@example.org,"]  # its name comes in a later chunk
     lines += [f"person{n}@example.com,Person {n}" for n in range(count)]
@@ -50,12 +62,12 @@ def test_a_file_that_breaks_after_the_first_chunk_imports_nothing(
     smtp_server: RecordingSMTPServer,
 ) -> None:
     path = tmp_path / "list.csv"
-    good = "".join(f"person{n}@example.com,Person {n}\n" for n in range(IMPORT_CHUNK + 10))
+    good = "".join(f"person{n}@example.com,Person {n}\n" for n in range(CHUNK + 10))
     path.write_bytes(
         b"email,name\n" + good.encode() + "björn@example.org,Björn\n".encode("latin-1")
     )
     result = run_cli("subscribers", "import", str(path), env=smtp_environ)
     assert result.exit_code == 1
-    line = IMPORT_CHUNK + 12
+    line = CHUNK + 12
     assert f"is not UTF-8 text (byte 0xf6 on line {line})" in result.stderr
     assert rows(store) == [] and smtp_server.messages == []

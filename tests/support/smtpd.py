@@ -8,6 +8,7 @@ Faults are set per recipient or for the next N messages:
     server.delay = 0.5             # answer DATA slowly
     server.refuse_all = "421 4.7.0 Go away"
     server.rcpt_delay = 0.02       # every RCPT answers after 20 ms, as a busy relay does
+    server.rcpt_waiting            # how many RCPTs that delay holds right now
     server.greylist.add("carol@example.org")       # 451 at RCPT the first time only
     server.drop_after_data.add("dan@example.org")  # takes the body, then hangs up, once
 """
@@ -40,6 +41,7 @@ class FaultySink(MailSink):
     connections: int = 0
     attempts: list[list[str]] = field(default_factory=list)
     mail_times: list[float] = field(default_factory=list)  # time.monotonic() of each MAIL
+    rcpt_waiting: int = 0  # RCPTs held by rcpt_delay right now
 
     async def handle_EHLO(
         self,
@@ -77,7 +79,11 @@ class FaultySink(MailSink):
         _rcpt_options: list[str],
     ) -> str:
         if self.rcpt_delay:
-            await asyncio.sleep(self.rcpt_delay)
+            self.rcpt_waiting += 1
+            try:
+                await asyncio.sleep(self.rcpt_delay)
+            finally:
+                self.rcpt_waiting -= 1
         reply = self.rcpt_replies.get(address.lower())
         if reply:
             return reply
