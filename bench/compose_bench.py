@@ -10,13 +10,16 @@
 2. Times selection (BM25 over title + abstract) of `--candidates` invented papers,
    and training the editor model on 300 past choices.
 3. Times one whole `compose_issue` (store read, select, render, atomic write).
+4. `bench/editor_learning.py`: compose with ``--papers`` (10,000) realistic papers in one
+   week and ``--weeks`` (104) weeks of the editor's choices on record, against the old
+   paths measured in the same run (ORM read, full-batch training); then the editor
+   model's precision on held-back weeks, with and without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import random
 import re
 import statistics
 import sys
@@ -28,52 +31,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from editor_learning import learning, scale
 from mjml import mjml2html
 from premailer import Premailer
+from realistic import Generator
 
 import newsletter.issue.render as render_module
+from newsletter.core.config import load_settings
 from newsletter.core.models import Paper
 from newsletter.core.project import init_project
 from newsletter.core.store import Store
+from newsletter.issue import relevance
 from newsletter.issue.choices import Choice, EditorModel
 from newsletter.issue.compose import compose_issue
 from newsletter.issue.htmlmail import render_mjml
-from newsletter.issue.scoring import Profile, tokens
+from newsletter.issue.scoring import tokens
 from newsletter.issue.select import SelectOptions, select
 from newsletter.issue.window import week_window
 from tests.composedata import WEEK, add_papers, project_settings
 from tests.test_compose_render import ten_papers
 
-WORDS = [
-    "deep",
-    "learning",
-    "radiology",
-    "CT",
-    "MRI",
-    "segmentation",
-    "mammography",
-    "foundation",
-    "model",
-    "ultrasound",
-    "transformer",
-    "cohort",
-    "patients",
-    "accuracy",
-    "detection",
-    "nodule",
-    "lesion",
-    "screening",
-    "clinical",
-    "outcome",
-    "reader",
-    "study",
-    "dataset",
-    "validation",
-    "external",
-    "multicentre",
-    "prospective",
-    "retrospective",
-]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
@@ -90,6 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--candidates", type=int, default=2000)
+    parser.add_argument("--papers", type=int, default=10_000, help="papers in the scale week")
+    parser.add_argument("--weeks", type=int, default=104, help="weeks of editor choices")
+    parser.add_argument("--skip-scale", action="store_true", help="only the MJML part")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,19 +121,17 @@ def main() -> None:
           f"media-query !important {bool(rule.search(default))}; "
           f"ours: {mine.startswith('<!doctype html>')}, {bool(rule.search(mine))}")  # fmt: skip
 
-    rng = random.Random(7)
-    papers = [
-        Paper(id=i, title=" ".join(rng.choices(WORDS, k=10)), abstract=" ".join(rng.choices(WORDS, k=220)),
-              source=rng.choice(["arxiv", "pubmed", "medrxiv"]), published=date(2026, 5, 25 + i % 7))
-        for i in range(1, args.candidates + 1)
-    ]  # fmt: skip
-    profile = Profile.from_settings(
-        {"deep learning": 2, "radiolog*": 1.5, "CT": 1, "MRI": 1, "foundation model": 2},
-        ["veterinary"],
-        0.05,
-    )
+    gen = Generator(7)
+    papers = []
+    for i in range(1, args.candidates + 1):
+        fake = gen.paper()
+        papers.append(Paper(id=i, title=fake.title, abstract=fake.abstract, source=fake.source,
+                            published=date(2026, 5, 25 + i % 7)))  # fmt: skip
+    vocabulary = {w for p in papers for w in tokens(p.title + " " + p.abstract)}
+    profile = relevance.profile_of(load_settings(config=ROOT / "slice.toml", environ={}))
     sel = timed(lambda: select(papers, week_window(WEEK), profile, options=SelectOptions()), 5)
-    print(f"select {args.candidates} candidates: p50 {sel[0]:.0f} ms")
+    print(f"select {args.candidates} realistic candidates ({len(vocabulary):,}-word vocabulary, "
+          f"{len(profile.terms)} profile terms): p50 {sel[0]:.0f} ms")  # fmt: skip
     history = [
         Choice(tokens(p.title + " " + p.abstract), i % 3 == 0, 2.0)
         for i, p in enumerate(papers[:300])
@@ -162,6 +141,10 @@ def main() -> None:
     print(
         f"whole compose_issue (10 papers, SQLite): p50 {compose_ms[0]:.1f} ms  p95 {compose_ms[1]:.1f} ms"
     )
+
+    if not args.skip_scale:
+        scale(papers=args.papers, weeks=args.weeks)
+        learning(weeks=args.weeks)
 
 
 if __name__ == "__main__":

@@ -120,9 +120,13 @@ def phase(name: str, path: Path, db: Path) -> dict[str, float]:
     seconds = time.perf_counter() - start
     if longest is None and name in ("ingest", "reingest", "old"):
         longest = seconds * 1000  # older code: the whole file was one write transaction
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the read-ahead parser
     return {
         "records": count,
         "seconds": seconds,
+        "cpu_parent": own.ru_utime + own.ru_stime,
+        "cpu_child": kids.ru_utime + kids.ru_stime,
         "peak_rss_mb": max_rss_mb(),
         "start_rss_mb": start_rss,
         "longest_write_ms": longest if longest is not None else -1,
@@ -180,7 +184,8 @@ def main() -> None:
         base = figures["lxml"]
         print(
             f"\n{'phase':<10} {'records':>8} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} "
-            f"{'time x lxml':>12} {'RSS x lxml':>11} {'longest write ms':>17}"
+            f"{'time x lxml':>12} {'RSS x lxml':>11} {'longest write ms':>17} "
+            f"{'CPU s (parent+child)':>21}"
         )
         for name, fig in figures.items():
             rate = fig["records"] / fig["seconds"]
@@ -189,11 +194,19 @@ def main() -> None:
                 f"{name:<10} {int(fig['records']):>8} {fig['seconds']:>8.2f} {rate:>10.0f} "
                 f"{fig['peak_rss_mb']:>12.0f} {fig['seconds'] / base['seconds']:>12.1f} "
                 f"{fig['peak_rss_mb'] / base['peak_rss_mb']:>11.2f} "
-                f"{(f'{longest:.0f}' if longest >= 0 else '-'):>17}"
+                f"{(f'{longest:.0f}' if longest >= 0 else '-'):>17} "
+                f"{fig['cpu_parent']:>11.1f}+{fig['cpu_child']:<9.1f}"
             )
         if "old" in figures:
             speedup = figures["old"]["seconds"] / figures["ingest"]["seconds"]
             print(f"\ningest vs the old tree's ingest, same file, same run: {speedup:.2f}x faster")
+            old, new = figures["old"], figures["ingest"]
+            print(
+                f"CPU: old {old['cpu_parent']:.1f} s in one process; new {new['cpu_parent']:.1f} s "
+                f"storing + {new['cpu_child']:.1f} s parsing alongside (the longer of the two "
+                f"bounds the time on an idle 2-core machine: "
+                f"{old['cpu_parent'] / max(new['cpu_parent'], new['cpu_child']):.2f}x)"
+            )
         print(
             f"\npython + imports alone: ~{min(f['start_rss_mb'] for f in figures.values()):.0f} MB RSS; "
             f"database after ingest: {db.stat().st_size / 1e6:.1f} MB"

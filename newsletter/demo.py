@@ -27,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -44,6 +44,7 @@ from newsletter.core.errors import NewsletterError, ProjectExistsError
 from newsletter.core.project import init_project
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.core.timezone import machine_zone
 from newsletter.issue.compose import ComposeResult, compose_issue, window_from_options
 from newsletter.papers.ingest import IngestResult, ingest_files
 from newsletter.send.devsmtp import MailSink, Received, SmtpServerThread
@@ -292,7 +293,8 @@ def run_demo(
     progress: Callable[[str], None] = lambda _step: None,
 ) -> DemoReport:
     """Run the whole loop in a new demo project; returns what happened. Leaves nothing running."""
-    today = today or date.today()
+    # the editor's today (the new project's timezone: the machine's), as `slice compose` reads it
+    today = today or datetime.now(UTC).astimezone(machine_zone()).date()
     if folder is not None and (folder / "slice.toml").exists():
         raise ProjectExistsError(
             f"{folder} already holds a Slice project; give `slice demo` a new folder, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from typer.testing import CliRunner, Result
 
 from newsletter.cli import app
@@ -46,23 +47,31 @@ def settings(project: Path, environ: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
+def store(settings: Settings, migrated_sqlite: Path) -> Iterator[Store]:
     """A fresh SQLite database file in the project, migrated."""
+    _place_migrated(settings.database_url, migrated_sqlite)
     with Store.open(settings.database_url) as opened:
         yield opened
 
 
-def _fresh_postgres() -> Iterator[str]:
-    if not PG_ADMIN_URL:
-        pytest.skip("PostgreSQL tests need SLICE_TEST_DATABASE_URL (set by .ci/run)")
+def _pg_admin_url() -> URL:
     admin_url = make_url(PG_ADMIN_URL)
     if admin_url.drivername in ("postgresql", "postgres"):
         admin_url = admin_url.set(drivername="postgresql+psycopg")
+    return admin_url
+
+
+def _fresh_postgres(template: str | None = None) -> Iterator[str]:
+    """A new database of its own for one test: empty, or a copy of ``template``."""
+    if not PG_ADMIN_URL:
+        pytest.skip("PostgreSQL tests need SLICE_TEST_DATABASE_URL (set by .ci/run)")
+    admin_url = _pg_admin_url()
     name = f"slice_t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    copy_of = f' TEMPLATE "{template}"' if template else ""
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"{copy_of}'))
     except Exception as exc:
         admin.dispose()
         pytest.skip(
@@ -76,13 +85,64 @@ def _fresh_postgres() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file with every migration applied, made once per run.
+
+    A test that wants a migrated store gets a copy of it: copying the file takes
+    a millisecond, migrating a new one a good part of a second on a busy machine.
+    """
+    path = tmp_path_factory.mktemp("migrated") / "slice.db"
+    Store.open(f"sqlite:///{path}").dispose()
+    # the last connection closed checkpoints the WAL into the file and removes it
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres() -> Iterator[str]:
+    """The name of a PostgreSQL database with every migration applied, made once per run.
+
+    Each test's migrated database is created from it (CREATE DATABASE ... TEMPLATE).
+    """
+    for url in _fresh_postgres():
+        with Store.open(url):
+            pass  # migrated, and disconnected: a template must have no sessions
+        name = make_url(url).database
+        assert name is not None
+        yield name
+
+
+def _place_migrated(url: str, template: Path) -> None:
+    """Put a copy of the migrated ``template`` where ``url`` (a SQLite URL) has no file yet."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    target = Path(parsed.database)
+    if parsed.database == ":memory:" or target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, target)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each backend: a SQLite file, and PostgreSQL when configured."""
+    """An empty database of each backend: a SQLite file, and PostgreSQL when configured.
+
+    For `any_store` it is already migrated (a copy of the migrated template),
+    which is what `any_store` would make of it anyway.
+    """
+    migrated = "any_store" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db' / 'slice.db'}"
+        url = f"sqlite:///{tmp_path / 'db' / 'slice.db'}"
+        if migrated:
+            _place_migrated(url, request.getfixturevalue("migrated_sqlite"))
+        yield url
     else:
-        yield from _fresh_postgres()
+        if not PG_ADMIN_URL:
+            pytest.skip("PostgreSQL tests need SLICE_TEST_DATABASE_URL (set by .ci/run)")
+        template = request.getfixturevalue("migrated_postgres") if migrated else None
+        yield from _fresh_postgres(template)
 
 
 @pytest.fixture
@@ -152,7 +212,8 @@ def csettings(project: Path, environ: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def cstore(csettings: Settings) -> Iterator[Store]:
+def cstore(csettings: Settings, migrated_sqlite: Path) -> Iterator[Store]:
     """The compose tests' database, migrated."""
+    _place_migrated(csettings.database_url, migrated_sqlite)
     with Store.open(csettings.database_url) as opened:
         yield opened

@@ -107,18 +107,7 @@ def check(browser: Browser, name: str, width: int) -> list[str]:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize(
-    "colors",
-    [
-        "light",
-        pytest.param(
-            "dark",
-            # the dark colours of the email's top line are issue 14's other part (branch
-            # "stories"; with its templates axe finds nothing): drop this mark once it is merged
-            marks=pytest.mark.xfail(reason="dark-mode colours of the email's top line"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("colors", ["light", "dark"])
 def test_the_email_has_no_serious_violations(
     site: Site, browser: Browser, width: int, colors: str
 ) -> None:

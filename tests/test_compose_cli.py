@@ -152,8 +152,7 @@ def test_a_rerun_tells_about_papers_fetched_since(
     assert result.exit_code == 0
     new_id = late["Deep learning MRI radiology foundation model"]
     assert (
-        f"1 newer candidate(s) are not in issue.json ({new_id}); add one with --pin ID"
-        in result.stderr
+        f"1 newer candidate is not in issue.json ({new_id}); add one with --pin ID" in result.stderr
     )
     assert run_cli("compose", "--week", WEEK, "--pin", str(new_id)).exit_code == 0
     issue = json.loads((project / "outbox" / WEEK / "issue.json").read_text())
@@ -165,7 +164,7 @@ def test_a_message_near_gmails_clipping_size_is_a_warning(
 ) -> None:
     toml = project / "slice.toml"
     toml.write_text(toml.read_text().replace("max_papers = 6", "max_papers = 60\nabstract_chars = 20000").replace(
-        "per_source_cap = 3", "per_source_cap = 60"))  # fmt: skip
+        "per_source_cap = 3", "per_source_cap = 60").replace("[profile]", "[profile]\nmin_score = 0"))  # fmt: skip
     with Store.open(load_settings(config=toml, environ=environ).database_url) as store:
         add_papers(store, [{"title": f"Deep learning CT study {i}", "authors": ["A B"], "abstract": "Deep learning CT. " * 150,
                             "source": "pubmed", "kind": "paper", "published": date(2026, 5, 27)} for i in range(40)])  # fmt: skip

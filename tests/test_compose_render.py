@@ -13,7 +13,7 @@ import pytest
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.compose import compose_issue
-from newsletter.issue.outbox import GREETING, UNSUBSCRIBE_URL
+from newsletter.issue.outbox import GREETING, UNSUBSCRIBE_URL, resolve_links
 from newsletter.issue.render import plus_line
 from newsletter.issue.window import week_window
 from tests.composedata import NOW, STRUCTURED, WEEK, add_papers
@@ -29,6 +29,8 @@ def links(html: str) -> list[str]:
 
 
 def assert_links_absolute(html: str) -> None:
+    """Every link absolute once the base URL is resolved (as send and the archive do)."""
+    html = resolve_links(html, "https://weekly.example.org")
     doc = lxml.html.fromstring(html)
     ids = set(doc.xpath("//@id"))
     found = links(html)

@@ -244,7 +244,7 @@ def test_bad_input_gets_one_line(
 def test_conflicting_flags_are_a_usage_error(run_cli: Run) -> None:
     result = run_cli("send", ISSUE, "--dry-run", "--to", "a@example.org")
     assert result.exit_code == 2
-    assert "use only one of --dry-run, --to and --status" in result.output
+    assert "use only one of --dry-run, --to/--proof and --status" in result.output
 
 
 def test_dkim_key_problems_are_one_line(

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 from sqlmodel import select
@@ -35,14 +36,16 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def slice_proc(project: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+def slice_proc(
+    project: Path, env: dict[str, str], *args: str, stdout: IO[str] | int = subprocess.PIPE
+) -> subprocess.Popen[str]:
     """`slice ARGS` in a process of its own that ignores SIGINT, as a background job does."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SLICE_")}
     config = str(project / "slice.toml")
     return subprocess.Popen(
         [sys.executable, "-c", "from newsletter.cli import app; app()", "--config", config, *args],
         env={**clean, **env},
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=ignore_sigint,
@@ -131,16 +134,25 @@ def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
 
 
 def test_sigterm_stops_dev_smtp_with_sigint_ignored(
-    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]]
+    project: Path, environ: dict[str, str], tmp_path: Path, started: list[subprocess.Popen[str]]
 ) -> None:
     port = free_port()
-    proc = slice_proc(project, environ, "dev-smtp", "--port", str(port))
+    out_file = tmp_path / "dev-smtp.out"
+    with out_file.open("w") as stdout:
+        proc = slice_proc(project, environ, "dev-smtp", "--port", str(port), stdout=stdout)
     started.append(proc)
-    wait_listening(port, proc)
+    # its own word that it listens, not a connection to the port: on a busy machine
+    # another program may take that free port first, and a probe would then succeed
+    # while this process is still importing, before its SIGTERM handler is in place
+    deadline = time.monotonic() + 120
+    while "Listening on" not in out_file.read_text():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "dev-smtp never said it was listening"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=15)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "Stopped." in out
+    assert "Stopped." in out_file.read_text()
     assert "Traceback" not in err
 
 

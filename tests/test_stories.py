@@ -177,6 +177,19 @@ def test_an_untouched_draft_stays_a_draft_and_is_not_redrafted(
     assert len(again.unreviewed) == 2
 
 
+def test_a_draft_of_a_paper_no_longer_featured_is_not_counted(
+    csettings: Settings, cstore: Store
+) -> None:
+    add_papers(cstore)
+    result = compose(csettings, cstore)
+    issue = json.loads(result.folder.selection.read_text())
+    issue["papers"][1]["featured"] = False
+    result.folder.selection.write_text(json.dumps(issue))
+    again = compose(csettings, cstore)
+    assert again.unreviewed == [issue["papers"][0]["id"]]
+    assert again.folder.email_html.read_text().count("The details:") == 1  # one story left
+
+
 def test_drafts_can_be_turned_off(csettings: Settings, cstore: Store) -> None:
     add_papers(cstore)
     csettings.stories.drafts = False

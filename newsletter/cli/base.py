@@ -96,3 +96,8 @@ class SliceGroup(TyperGroup):
             app_state = ctx.find_object(AppState)
             if app_state is not None:
                 app_state.close()
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """ "1 paper", "2 papers", "0 papers" (``many`` for irregular words)."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.cli.base import err, out, state
+from newsletter.cli.base import err, out, plural, state
 
 if TYPE_CHECKING:  # the selector and renderer load when a command runs, not for --help
     from newsletter.issue.compose import ComposeResult
@@ -92,9 +92,12 @@ def register(app: typer.Typer) -> None:
         app_state = state(ctx)
         settings = app_state.settings()
         now = datetime.now(UTC)
+        from newsletter.core.timezone import local_today
         from newsletter.issue.compose import compose_issue, window_from_options
 
-        window = window_from_options(week=week, since=since, until=until, today=now.date())
+        # the editor's week: Monday 06:00 in Tokyo is still Sunday in UTC
+        today = local_today(now, settings.newsletter.tz)
+        window = window_from_options(week=week, since=since, until=until, today=today)
         result = compose_issue(
             settings,
             app_state.store(),
@@ -107,6 +110,7 @@ def register(app: typer.Typer) -> None:
         )
         if explain:
             out().print(explain_table(result))
+            out().print(result.selection.floor_summary())
             if result.model_terms:
                 learned = ", ".join(f"{w} {c:+.2f}" for w, c in result.model_terms)
                 out().print(
@@ -117,11 +121,12 @@ def register(app: typer.Typer) -> None:
         if not result.reselected and result.not_in_issue:
             ids = " ".join(str(i) for i in result.not_in_issue)
             kept += (
-                f"\n{len(result.not_in_issue)} newer candidate(s) are not in issue.json ({ids}); "
+                f"\n{plural(len(result.not_in_issue), 'newer candidate')} "
+                f"{'is' if len(result.not_in_issue) == 1 else 'are'} not in issue.json ({ids}); "
                 "add one with --pin ID, or start over with --reselect."
             )
         err().print(
-            f"Issue #{result.issue.number}: {result.rendered.message.paper_count} papers, "
+            f"Issue #{result.issue.number}: {plural(result.rendered.message.paper_count, 'paper')}, "
             f"email.html {size:.1f} KB{kept}\n"
             f"Subject: {result.rendered.message.subject}\n"
             f"Review {result.folder.email_html}, edit {result.folder.selection}, then "

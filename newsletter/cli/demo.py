@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from newsletter.cli.base import err, out, state
+from newsletter.cli.base import err, out, plural, state
 
 if TYPE_CHECKING:  # the demo pulls in every part; load it only when it runs
     from newsletter.demo import DemoReport
@@ -33,7 +33,7 @@ def describe(report: DemoReport, *, program: str = "slice") -> list[str]:
         f"Demo newsletter in {root}",
         f"  1. ingested {ingest.new} sample papers from {_where(report.papers_file, root)} "
         f"({len(ingest.rejected)} rejected)",
-        f"  2. composed issue {report.issue_id} ({report.compose.rendered.message.paper_count} papers): "
+        f"  2. composed issue {report.issue_id} ({plural(report.compose.rendered.message.paper_count, 'paper')}): "
         f"{report.compose.rendered.message.subject}",
         "  3. subscribed "
         + ", ".join(r.email for r in report.readers)

@@ -8,11 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from newsletter.cli.base import err, out, state
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
+from newsletter.cli.base import err, out, plural, state
 
 
 def register(app: typer.Typer) -> None:
@@ -62,7 +58,7 @@ def register(app: typer.Typer) -> None:
         drafts = sum(1 for r in rows if r.status == "draft")
         if drafts:
             err().print(
-                f"{_count(drafts, 'draft')}: a draft's number (in brackets) is the one it gets "
+                f"{plural(drafts, 'draft')}: a draft's number (in brackets) is the one it gets "
                 "if it is the next to go out; `slice discard ISSUE` removes a draft."
             )
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
-from datetime import date
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,6 +25,8 @@ from newsletter.core.errors import SomeSourcesFailed
 from newsletter.papers.formats import FORMATS
 
 if TYPE_CHECKING:  # ingest and the sources load when a command runs, not for --help
+    from newsletter.core.settings import Settings
+    from newsletter.core.store import Store
     from newsletter.papers.ingest import IngestResult
 
 
@@ -138,19 +141,20 @@ def fetch(
     """
     app = state(ctx)
     settings = app.settings()
+    from newsletter.core.timezone import local_today
     from newsletter.papers.fetch import fetch_window, run_fetch, select_sources
 
     window = fetch_window(
         since=_date(since, "--since"),
         until=_date(until, "--until"),
-        today=date.today(),
+        today=local_today(datetime.now(UTC), settings.newsletter.tz),
         lookback_days=settings.fetch.lookback_days,
     )
     select_sources(settings, source or ())  # a bad option stops here, before any request
     store = app.store()
     import httpx
 
-    with Bars() as bars, httpx.Client() as client:
+    with Bars() as bars, httpx.Client() as client, _scored_after(settings, store):
         report = run_fetch(
             settings,
             store,
@@ -162,6 +166,18 @@ def fetch(
             on_done=bars.done,
         )
     _report(report.results, f"Fetched {window.since} to {window.until}", "source(s)")
+
+
+@contextlib.contextmanager
+def _scored_after(settings: Settings, store: Store) -> Iterator[None]:
+    """Score the papers just stored against the profile (the archive lists on-topic ones),
+    even when some sources or files failed and the others were stored."""
+    try:
+        yield
+    finally:
+        from newsletter.issue.relevance import refresh_store
+
+        refresh_store(settings, store)
 
 
 def ingest(
@@ -179,8 +195,9 @@ def ingest(
     """Store papers from local files; the format is detected from each file's content."""
     if format is not None and format not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
-    store = state(ctx).store()
-    with Bars() as bars:
+    app_state = state(ctx)
+    store = app_state.store()
+    with Bars() as bars, _scored_after(app_state.settings(), store):
         from newsletter.papers.ingest import ingest_files
 
         results = ingest_files(

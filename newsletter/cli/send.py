@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.cli.base import err, out, state
+from newsletter.cli.base import err, out, plural, state
 from newsletter.cli.stopping import run_stoppable, term_as_interrupt
 from newsletter.core.errors import RelayRefusedError, SendError
 
@@ -139,9 +139,17 @@ def send(
     to: Annotated[
         str | None,
         typer.Option(
-            "--to", metavar="ADDRESS", help="Send one proof copy here; no reader gets it."
+            "--to",
+            metavar="ADDRESS",
+            help="Send one proof copy (subject marked [Proof]) here; no reader gets it.",
         ),
     ] = None,
+    proof: Annotated[
+        bool,
+        typer.Option(
+            "--proof", help="Send one proof copy to --to, by default newsletter.editor_address."
+        ),
+    ] = False,
     rate: Annotated[
         float | None, typer.Option(min=0, help="Messages per second (0: no limit).")
     ] = None,
@@ -172,8 +180,8 @@ def send(
     ] = None,
 ) -> None:
     """Send a composed issue to every confirmed subscriber (resumes a stopped send)."""
-    if sum([dry_run_, to is not None, status]) > 1:
-        raise typer.BadParameter("use only one of --dry-run, --to and --status")
+    if sum([dry_run_, to is not None or proof, status]) > 1:
+        raise typer.BadParameter("use only one of --dry-run, --to/--proof and --status")
     app_state = state(ctx)
     settings = app_state.settings(
         {"send": {"rate": rate, "concurrency": concurrency, "workers": workers}}
@@ -188,13 +196,19 @@ def send(
 
     if status:
         _print_status(console, issue_status(settings, app_state.store(), issue), issue)
-    elif to is not None:
+    elif to is not None or proof:
+        to = to or settings.newsletter.editor_address
+        if not to:
+            raise SendError(
+                "--proof needs --to ADDRESS, or newsletter.editor_address in slice.toml "
+                "(where proofs go by default)."
+            )
         answer = asyncio.run(send_proof(settings, issue, to))
         console.print(f"Sent a proof of {issue} to {to} (relay said: {answer}).")
     elif dry_run_:
         report = dry_run(settings, app_state.store(), issue)
         signed = "DKIM-signed" if report.signed else "not DKIM-signed: no SLICE_DKIM_KEY"
-        console.print(f"Wrote {report.written} messages to {report.folder} ({signed}).")
+        console.print(f"Wrote {plural(report.written, 'message')} to {report.folder} ({signed}).")
     elif settings.send.workers > 1:
         from newsletter.cli.sendworkers import send_with_workers
 
@@ -242,7 +256,7 @@ def _send(
         return
     if report.resumed_in_flight:
         stderr.print(
-            f"Resumed: {report.resumed_in_flight} messages were in flight when the last run "
+            f"Resumed: {plural(report.resumed_in_flight, 'message')} in flight when the last run "
             "stopped; they went again with the same Message-ID."
         )
     t, c = report.tally, report.counts

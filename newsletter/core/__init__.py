@@ -9,4 +9,5 @@
 - `clock`: `Clock`, `SystemClock`, `FakeClock`, and `Spacing` (evenly spaced events)
 - `project`: `init_project`, the folders and slice.toml of `slice init`
 - `weeks`: ISO weeks, read one way everywhere (`--week` of papers and compose)
+- `timezone`: the editor's time zone, what "this week" and readers' dates mean
 """

@@ -28,6 +28,7 @@ CONFIG_NAME = "slice.toml"
 ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "SLICE_DATABASE_URL": ("database", "url"),
     "SLICE_BASE_URL": ("web", "base_url"),
+    "SLICE_TIMEZONE": ("newsletter", "timezone"),
     "SLICE_SMTP_HOST": ("smtp", "host"),
     "SLICE_SMTP_PORT": ("smtp", "port"),
     "SLICE_SMTP_USERNAME": ("smtp", "username"),

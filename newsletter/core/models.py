@@ -108,6 +108,11 @@ class Paper(SQLModel, table=True):
     published_doi: str | None = Field(default=None, index=True)
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     first_seen: datetime = Field(default_factory=utcnow, index=True)
+    # the profile score with the store's IDF, whether it clears the floor, and the
+    # profile it was scored with (m091; kept by newsletter.issue.relevance)
+    relevance: float | None = None
+    on_topic: bool | None = Field(default=None, index=True)
+    relevance_key: str | None = Field(default=None, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -157,6 +162,8 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
+        # a worker's claim reads one issue's open rows in id order (m060)
+        Index("ix_deliveries_issue_status_id", "issue_id", "status", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -283,6 +290,16 @@ issue_choices = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Index("ix_issue_choices_paper", "paper_id"),
 )
+
+
+relevance_stats = Table(
+    "relevance_stats",
+    SQLModel.metadata,
+    Column("profile_key", String, primary_key=True),
+    Column("docs", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("df", JSON, nullable=False),
+)  # per profile: the store's document count, total length and term document frequencies
 
 
 def table(model: type[SQLModel]) -> Table:

@@ -48,6 +48,10 @@ def _toml_line(key: str, value: Any) -> str:
         value = str(value)
     if isinstance(value, dict) and not value:
         return f"{key} = {{}}"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        # one line, so that the whole setting is commented out by one "# "
+        inner = ", ".join(tomli_w.dumps({"v": v}).strip()[len("v = ") :] for v in value)
+        return f"{key} = [{inner}]"
     return tomli_w.dumps({key: value}).strip()
 
 

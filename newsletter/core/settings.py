@@ -8,7 +8,7 @@ what each setting is.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +55,7 @@ class NewsletterSettings(Section):
         description="The sender's postal address, printed in every email's footer (bulk-mail law asks for it).",
     )
     editor_address: str = Field(
-        "", description="Where `slice send --to` proofs go when no address is given."
+        "", description="Where `slice send --proof` proofs go when no --to address is given."
     )
     greeting: str = Field(
         "Good morning, {name},",
@@ -86,6 +86,28 @@ class NewsletterSettings(Section):
         if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
             raise ValueError("use letters, digits, '.', '_' or '-' only (at most 64)")
         return value
+
+    timezone: str = Field(
+        "",
+        description="The editor's time zone (IANA name, e.g. Asia/Tokyo; env SLICE_TIMEZONE); "
+        "empty: the machine's. The week compose picks, the days fetch asks for and the dates "
+        "readers see are in it; stored timestamps stay UTC.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from newsletter.core.timezone import zone
+
+        zone(value)  # a ValueError names the zone
+        return value.strip()
+
+    @property
+    def tz(self) -> tzinfo:
+        """The editor's zone (`newsletter.core.timezone.zone`)."""
+        from newsletter.core.timezone import zone
+
+        return zone(self.timezone)
 
 
 class PathSettings(Section):
@@ -133,6 +155,11 @@ class WebSettings(Section):
         10,
         ge=0,
         description="Confirmation emails one IP address can cause through the form per hour; 0 for no limit.",
+    )
+    archive_on_topic_only: bool = Field(
+        True,
+        description="The public archive lists only papers that clear the relevance floor "
+        "([profile] min_score and required); the editor sees every paper with `slice papers`.",
     )
 
     @field_validator("base_url")
@@ -249,6 +276,18 @@ class InboundSettings(Section):
 
 class ComposeSettings(Section):
     max_papers: int = Field(10, ge=1, description="Papers in an issue.")
+    dated_sources: list[str] = Field(
+        default_factory=lambda: ["arxiv", "pubmed", "medrxiv", "biorxiv"],
+        description="Sources whose publication dates are reliable: their papers are candidates "
+        "in the week they were published. Papers of other sources count from when they were "
+        "first seen.",
+    )
+    late_days: int = Field(
+        28,
+        ge=0,
+        description="A paper first seen in the window (from a source not in dated_sources) is a "
+        "candidate only if it was published at most this many days before the window.",
+    )
     per_source_cap: int = Field(6, ge=1, description="At most this many papers from one source.")
     featured: int = Field(2, ge=0, description="How many top papers render as featured stories.")
     abstract_chars: int = Field(
@@ -297,6 +336,18 @@ class ProfileSettings(Section):
         3.0,
         ge=0,
         description="Most points the editor's past choices can add to or take from a paper.",
+    )
+    min_score: float = Field(
+        1.0,
+        ge=0,
+        description="The relevance floor: a paper is a candidate when its matching profile "
+        "terms' weights (a term in the abstract only counts half) add up to this; a thin week "
+        "gives a short issue.",
+    )
+    required: list[str] = Field(
+        default_factory=list,
+        description="The floor's topic: a paper must contain at least one of these terms "
+        '(e.g. ["radiolog*", "CT", "MRI"]); empty: any profile term will do.',
     )
 
 

@@ -12,4 +12,7 @@
   web copy and plain text
 - `outbox`: `IssueFolder` and `RenderedIssue`, the contract between compose and send
 - `lifecycle`: an issue's life: draft -> sending -> sent, or a draft discarded
+- `candidates`: the week's candidates, read as plain rows
+- `relevance`: the relevance floor: each paper's profile score and on-topic flag
+- `linkcheck`: links that would lead a reader nowhere (loopback and private hosts)
 """

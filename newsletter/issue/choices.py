@@ -13,7 +13,10 @@ that let a model learn from pins alone or from removals alone.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,8 +24,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select
 from sqlmodel import Session
 
-from newsletter.core.models import Paper, issue_choices, utcnow
-from newsletter.issue.scoring import paper_tokens
+from newsletter.core.models import Issue, IssueStatus, Paper, issue_choices, table, utcnow
+from newsletter.issue.scoring import text_tokens
+
+I = table(Issue)  # noqa: E741
 
 CHOICES = ("pinned", "excluded", "kept", "passed")
 # How much each kind of choice counts when training (pins and removals are what the editor did).
@@ -55,17 +60,61 @@ def recorded(session: Session, issue_id: str | None = None) -> list[RecordedChoi
     return [RecordedChoice(*row) for row in session.execute(query.order_by("issue_id", "paper_id"))]
 
 
-def training_set(session: Session, *, except_issue: str) -> list[Choice]:
-    """The editor's past choices (other issues than ``except_issue``) as training examples."""
+# The history the editor model learns from: the last HISTORY_ISSUES issues, each
+# issue's choices weighing half as much every HALF_LIFE issues back. Two years of
+# weekly choices then train as fast as one, and last month's taste counts most.
+HISTORY_ISSUES = 52
+HALF_LIFE = 26
+
+
+def history(session: Session, *, except_issue: str) -> list[tuple[str, int, str, int]]:
+    """(issue, paper, choice, age in issues) of the newest `HISTORY_ISSUES` issues' choices."""
+    conn = session.connection()
+    recent = [
+        str(row[0])
+        for row in conn.execute(
+            select(I.c.id)
+            .where(I.c.id != except_issue, I.c.status != IssueStatus.DISCARDED.value)
+            .order_by(I.c.window_start.desc(), I.c.id.desc())
+            .limit(HISTORY_ISSUES)
+        )
+    ]
+    age = {issue_id: n for n, issue_id in enumerate(recent)}
     query = (
-        select(Paper, issue_choices.c.choice)
-        .join(issue_choices, issue_choices.c.paper_id == Paper.id)  # type: ignore[arg-type]
-        .where(issue_choices.c.issue_id != except_issue)
+        select(issue_choices.c.issue_id, issue_choices.c.paper_id, issue_choices.c.choice)
+        .where(issue_choices.c.issue_id.in_(recent))
+        .order_by(issue_choices.c.issue_id, issue_choices.c.paper_id)
     )
+    return [(str(i), int(p), str(c), age[str(i)]) for i, p, c in conn.execute(query)]
+
+
+def history_key(rows: Sequence[tuple[str, int, str, int]]) -> str:
+    """Names a history: the same key, the same trained model."""
+    text = f"{HISTORY_ISSUES}/{HALF_LIFE}/" + ";".join(f"{i},{p},{c},{a}" for i, p, c, a in rows)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def training_set(session: Session, *, except_issue: str) -> list[Choice]:
+    """The editor's past choices (other issues than ``except_issue``) as training examples.
+
+    Read as plain rows (title and abstract only), from the newest `HISTORY_ISSUES`
+    issues, with weights decayed by the issue's age.
+    """
+    rows = history(session, except_issue=except_issue)
+    P = table(Paper)
+    texts = {
+        int(pid): (title, abstract)
+        for pid, title, abstract in session.connection().execute(
+            select(P.c.id, P.c.title, P.c.abstract).where(P.c.id.in_({r[1] for r in rows}))
+        )
+    }
     out: list[Choice] = []
-    for paper, choice in session.execute(query):
+    for _issue, pid, choice, age in rows:
+        if pid not in texts:
+            continue
         wanted = choice in ("pinned", "kept")
-        out.append(Choice(paper_tokens(paper), wanted, WEIGHTS[choice]))
+        decay = 0.5 ** (age / HALF_LIFE)
+        out.append(Choice(text_tokens(*texts[pid]), wanted, WEIGHTS[choice] * decay))
     return out
 
 
@@ -93,10 +142,10 @@ class Choice:
 class EditorModel:
     """Logistic regression on TF-IDF features of past pins (wanted) and removals (not wanted).
 
-    Written by hand on sparse dicts: a few hundred examples of a few hundred words
-    each train in milliseconds, and pulling numpy or scikit-learn into the install
-    for this alone would outweigh the model. L2-regularized, trained by full-batch
-    gradient descent, so the same history always gives the same model.
+    Written by hand on sparse dicts: a bounded history (`HISTORY_ISSUES`) of a few
+    hundred words per example trains in a fraction of a second by SGD, and pulling
+    numpy or scikit-learn into the install for this alone would outweigh the model.
+    L2-regularized; the same history always gives the same model.
     """
 
     def __init__(self, idf: dict[str, float], coef: dict[str, float], bias: float, examples: int):
@@ -114,35 +163,51 @@ class EditorModel:
 
     @classmethod
     def train(
-        cls, choices: Sequence[Choice], *, epochs: int = 200, rate: float = 0.5, l2: float = 0.02
+        cls, choices: Sequence[Choice], *, epochs: int = 12, rate: float = 0.5, l2: float = 0.002
     ) -> EditorModel | None:
-        """A model, or None when the history cannot teach anything (no wanted or no unwanted)."""
+        """A model, or None when the history cannot teach anything (no wanted or no unwanted).
+
+        Stochastic gradient descent over the examples in a fixed shuffled order (the
+        same history always gives the same model), a dozen passes with a falling rate:
+        a year of weekly choices trains in a fraction of a second where 200 full-batch
+        epochs took seconds. Words seen in one example only are left out: they cannot
+        generalise, and they are most of the vocabulary.
+        """
         if not any(c.wanted for c in choices) or all(c.wanted for c in choices):
             return None
         df: Counter[str] = Counter()
         for c in choices:
             df.update(set(c.words))
         n = len(choices)
-        idf = {w: math.log((1 + n) / (1 + d)) + 1 for w, d in df.items()}
-        xs = [cls.features(c.words, idf) for c in choices]
-        ys = [1.0 if c.wanted else 0.0 for c in choices]
-        ws = [c.weight for c in choices]
-        total = sum(ws)
+        idf = {w: math.log((1 + n) / (1 + d)) + 1 for w, d in df.items() if d > 1}
+        xs = [list(cls.features(c.words, idf).items()) for c in choices]
+        mean_weight = sum(c.weight for c in choices) / n
         coef: dict[str, float] = {}
         bias = 0.0
-        for _ in range(epochs):
-            grad: dict[str, float] = {}
-            grad_bias = 0.0
-            for x, y, w in zip(xs, ys, ws, strict=True):
-                z = bias + sum(coef.get(k, 0.0) * v for k, v in x.items())
-                err = (_sigmoid(z) - y) * w / total
-                grad_bias += err
-                for k, v in x.items():
-                    grad[k] = grad.get(k, 0.0) + err * v
-            for k in set(grad) | set(coef):
-                coef[k] = coef.get(k, 0.0) - rate * (grad.get(k, 0.0) + l2 * coef.get(k, 0.0))
-            bias -= rate * grad_bias
+        order = list(range(n))
+        shuffle = random.Random(n)
+        for epoch in range(epochs):
+            shuffle.shuffle(order)
+            step = rate / (1 + epoch)
+            for i in order:
+                x, c = xs[i], choices[i]
+                z = bias + sum(coef.get(k, 0.0) * v for k, v in x)
+                err = (_sigmoid(z) - (1.0 if c.wanted else 0.0)) * c.weight / mean_weight
+                bias -= step * err
+                for k, v in x:
+                    w = coef.get(k, 0.0)
+                    coef[k] = w - step * (err * v + l2 * w)
         return cls(idf, coef, bias, n)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"idf": self.idf, "coef": self.coef, "bias": self.bias, "examples": self.examples}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> EditorModel:
+        data = json.loads(text)
+        return cls(data["idf"], data["coef"], float(data["bias"]), int(data["examples"]))
 
     def probability(self, words: Sequence[str]) -> float:
         x = self.features(words, self.idf)

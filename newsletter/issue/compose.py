@@ -10,33 +10,35 @@ template leaves the previous render as it was.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, or_
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.core.errors import ComposeError, MjmlError, NoPapersError, TemplateError
 from newsletter.core.models import Issue, Paper, utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
-from newsletter.issue import choices, lifecycle
+from newsletter.issue import choices, lifecycle, relevance
+from newsletter.issue.candidates import candidates_by_id, load_candidates
 from newsletter.issue.choices import EditorModel
 from newsletter.issue.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
 from newsletter.issue.outbox import UNSUBSCRIBE_URL, IssueFolder
 from newsletter.issue.render import Rendered, render_issue
-from newsletter.issue.scoring import Profile
-from newsletter.issue.select import Selection, SelectOptions, dedupe
+from newsletter.issue.scoring import PaperText
+from newsletter.issue.select import Selection, SelectOptions
 from newsletter.issue.select import select as select_papers
 from newsletter.issue.stories import DraftReport, fill_drafts, unreviewed
-from newsletter.issue.window import Window, in_window
+from newsletter.issue.window import Window
 from newsletter.papers.links import has_direct_link
 from newsletter.papers.text import plain_text
 
-__all__ = ["ComposeResult", "compose_issue", "load_candidates"]
+__all__ = ["ComposeResult", "compose_issue"]
 
 # Gmail clips an HTML part over 102 KB (with headers and the text part counted); warn early.
 CLIP_WARNING_BYTES = 90 * 1024
@@ -54,6 +56,7 @@ class ComposeResult:
     reselected: bool
     model_terms: list[tuple[str, float]] = field(default_factory=list)
     sent_elsewhere: list[int] = field(default_factory=list)  # dropped from the kept draft
+    max_papers: int = 10
     drafts: DraftReport = field(default_factory=DraftReport)
     unlinked: list[int] = field(default_factory=list)
 
@@ -82,6 +85,12 @@ class ComposeResult:
                 f"removed paper(s) {ids} from this draft: an issue sent since carried them "
                 "(pin one with --pin ID to keep it anyway)."
             )
+        short = sum(1 for s in self.selection.ranked if s.status == "off-topic")
+        if short and len(self.selection.chosen) < self.max_papers:
+            out.append(
+                f"a short issue: {self.selection.floor_summary()} "
+                "(--explain lists them; the profile's min_score and required set the floor)"
+            )
         if not self.issue.papers:
             out.append(
                 f"the issue lists no papers: none of the {len(self.selection.ranked)} candidates "
@@ -103,33 +112,35 @@ class ComposeResult:
         return [s.paper_id for s in self.selection.chosen if s.paper_id not in listed]
 
 
-def load_candidates(session: Session, window: Window) -> list[Paper]:
-    """Papers published, or first seen, in the window; one entry per work."""
-    first = datetime.combine(window.start, time.min, tzinfo=UTC)
-    after = datetime.combine(window.end + timedelta(days=1), time.min, tzinfo=UTC)
-    query = select(Paper).where(
-        or_(
-            col(Paper.published).between(window.start, window.end),
-            (col(Paper.first_seen) >= first) & (col(Paper.first_seen) < after),
-        )
-    )
-    papers = [p for p in session.exec(query.order_by(col(Paper.id))) if in_window(p, window)]
-    version_ids = {p.published_version_id for p in papers if p.published_version_id is not None}
-    versions = {
-        p.id: p
-        for p in session.exec(select(Paper).where(col(Paper.id).in_(version_ids)))
-        if p.id is not None
-    }
-    return dedupe(papers, versions)
-
-
 def _editor_model(session: Session, issue_id: str, settings: Settings) -> EditorModel | None:
+    """The model of the editor's past choices; trained once per history, then cached.
+
+    The cache (outbox/.cache/editor-model.json) is keyed by the history itself, so
+    composing the same week again reuses it and a new choice anywhere retrains.
+    """
     if not settings.profile.learn_from_editor:
         return None
-    examples = choices.training_set(session, except_issue=issue_id)
-    if not any(c.weight >= choices.WEIGHTS["pinned"] for c in examples):
+    rows = choices.history(session, except_issue=issue_id)
+    if not any(choice in ("pinned", "excluded") for _i, _p, choice, _a in rows):
         return None  # only the profile's own picks on record: nothing the editor taught
-    return EditorModel.train(examples)
+    key = choices.history_key(rows)
+    cache = settings.outbox_dir / ".cache" / "editor-model.json"
+    try:
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return EditorModel.from_json(saved["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or an unreadable one: train
+    model = EditorModel.train(choices.training_set(session, except_issue=issue_id))
+    if model is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "model": model.to_json()}), encoding="utf-8")
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+    return model
 
 
 def _check_ids(session: Session, ids: Sequence[int], flag: str) -> None:
@@ -143,7 +154,7 @@ def _check_ids(session: Session, ids: Sequence[int], flag: str) -> None:
         )
 
 
-def _entry(paper: Paper, score: float, *, featured: bool) -> PaperEntry:
+def _entry(paper: PaperText, score: float, *, featured: bool) -> PaperEntry:
     assert paper.id is not None
     return PaperEntry(
         id=paper.id, score=round(score, 3), title=plain_text(paper.title)[:200], featured=featured
@@ -373,6 +384,8 @@ def compose_issue(
             f"paper {min(clash)} is both pinned and excluded; drop one of the two flags."
         )
 
+    profile = relevance.profile_of(settings)
+    relevance.refresh_store(settings, store)  # score the papers stored since the last run
     with store.read() as session:
         row = session.get(Issue, issue_id)
         if row is not None and row.status not in lifecycle.REWRITABLE:
@@ -387,7 +400,14 @@ def compose_issue(
             if folder.selection.is_file() and not reselect
             else None
         )
-        candidates = load_candidates(session, window)
+        stats = relevance.load_stats(session.connection(), profile)
+        candidates = load_candidates(
+            session,
+            window,
+            dated_sources=settings.compose.dated_sources,
+            late_days=settings.compose.late_days,
+            zone=settings.newsletter.tz,
+        )
         earlier = lifecycle.used_papers(session.connection(), issue_id)
         candidates = [p for p in candidates if p.id not in earlier or p.id in pins]
         gone: list[int] = []
@@ -405,13 +425,9 @@ def compose_issue(
                 "or choose another window with --week or --since/--until."
             )
         pinned_all = [*pins, *(existing.pinned if existing else [])]
-        extra = [p for p in session.exec(select(Paper).where(col(Paper.id).in_(pinned_all)))]
         known = {p.id for p in candidates}
-        candidates += [p for p in extra if p.id not in known]
+        candidates += [p for p in candidates_by_id(session, pinned_all) if p.id not in known]
         model = _editor_model(session, issue_id, settings)
-        profile = Profile.from_settings(
-            settings.profile.terms, settings.profile.exclude, settings.profile.recency_weight
-        )
         options = SelectOptions(
             max_papers=limit,
             per_source_cap=settings.compose.per_source_cap,
@@ -419,7 +435,9 @@ def compose_issue(
             excludes=tuple(dict.fromkeys([*excludes, *(existing.excluded if existing else [])])),
             editor_weight=settings.profile.editor_weight,
         )
-        selection = select_papers(candidates, window, profile, options=options, editor=model)
+        selection = select_papers(
+            candidates, window, profile, options=options, editor=model, stats=stats
+        )
         number = lifecycle.next_number(session.connection())
         if existing is not None:
             issue = _apply_overrides(
@@ -485,6 +503,7 @@ def compose_issue(
         drafts=drafts,
         unlinked=[e.id for e in issue.papers if not has_direct_link(papers[e.id])],
         sent_elsewhere=gone,
+        max_papers=limit,
     )
 
 

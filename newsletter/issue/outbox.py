@@ -5,7 +5,8 @@
 - ``issue.json``    the editable selection (compose reads it back and keeps edits)
 - ``message.json``  what compose rendered last (see `RenderedIssue`): subject, preheader,
                     number, dates; ``send`` takes the subject from here, not from issue.json
-- ``email.html``    the email's HTML, with per-reader placeholders
+- ``email.html``    the email's HTML, with per-reader placeholders and the base URL as
+                    ``BASE_URL`` (so links follow SLICE_BASE_URL at send time)
 - ``issue.txt``     the plain-text part, with per-reader placeholders
 - ``issue.html``    the web copy: no reader's data, no placeholders
 - ``dry-run/``      ``slice send --dry-run`` writes one .eml per reader here
@@ -32,8 +33,16 @@ FIRST_NAME = "__SLICE_FIRST_NAME__"  # the reader's first name, or the fallback 
 GREETING = "__SLICE_GREETING__"
 PLACEHOLDERS = (UNSUBSCRIBE_URL, FIRST_NAME, GREETING)
 PLACEHOLDER_MARK = "__SLICE_"
+# The site's base URL, the same for every reader: resolved when the message is built
+# at send time (and when the archive serves the web copy), never frozen at compose time.
+BASE_URL = "__SLICE_BASE_URL__"
 
 ISSUE_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
+
+
+def resolve_links(text: str, base_url: str) -> str:
+    """The outbox's links made absolute with the base URL in use now."""
+    return text.replace(BASE_URL, base_url.rstrip("/"))
 
 
 def strip_placeholders(text: str) -> str:
@@ -52,7 +61,7 @@ class RenderedIssue:
     date: str  # ISO date printed on the issue
     window_start: str  # ISO date
     window_end: str  # ISO date
-    web_url: str  # absolute URL of the web copy (/issues/<id>)
+    web_url: str  # the web copy's link: BASE_URL + /issues/<id> (see `resolve_links`)
     paper_count: int
     rendered_at: str  # ISO timestamp
     greeting: str = "Good morning, {name},"  # {name}: the reader's first name

@@ -35,6 +35,7 @@ from newsletter.issue.cards import (
 from newsletter.issue.htmlmail import render_mjml
 from newsletter.issue.issuefile import ITEM_KINDS, IssueFile
 from newsletter.issue.outbox import (
+    BASE_URL,
     FIRST_NAME,
     GREETING,
     UNSUBSCRIBE_URL,
@@ -187,7 +188,7 @@ def build_context(
         or _header_safe(default_subject(cards, cfg.subject_chars))
         or (f"{settings.newsletter.name} #{issue.number}")
     )
-    base = settings.web.base_url
+    base = BASE_URL  # resolved at send time: the outbox holds no absolute URL of the site
     web_url = f"{base}/issues/{issue.id}"
     intro_text = one_line(strip_placeholders(issue.intro))
     plus = plus_line({k: len(v) for k, v in sections.items()}, len(rest))
@@ -309,7 +310,7 @@ def render_issue(
     html_env.finalize = _braces_safe
     text_env = template_environment(project if project.is_dir() else None)
     context = build_context(settings, issue, papers=papers, preprints=preprints)
-    base = settings.web.base_url
+    base = BASE_URL
     email = {
         **context,
         "web": False,

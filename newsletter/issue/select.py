@@ -20,14 +20,28 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from newsletter.core.models import Paper
 from newsletter.issue.choices import EditorModel
-from newsletter.issue.scoring import Doc, Profile, Scored, ScorePart, bm25_scores, tokens
+from newsletter.issue.scoring import (
+    CorpusStats,
+    Doc,
+    PaperText,
+    Profile,
+    Scored,
+    ScorePart,
+    bm25_scores,
+    tokens,
+)
 from newsletter.issue.window import Window
 from newsletter.papers.text import plain_text
 
 # --- selection ----------------------------------------------------------------
+
+P = TypeVar("P", bound=PaperText)
+
+# statuses of the candidates that cleared the floor (chosen or not)
+PASSED = frozenset({"selected", "pinned", "below", "capped", "candidate"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,28 @@ class Selection:
     chosen: list[Scored]
     learned_from: int = 0  # past editor choices the model was trained on
 
+    def floor_summary(self) -> str:
+        """How many candidates cleared the relevance floor, and why the rest did not."""
+        passed = sum(1 for s in self.ranked if s.status in PASSED)
+        why: Counter[str] = Counter()
+        for s in self.ranked:
+            if s.status == "off-topic":
+                why[
+                    "matched none of the required terms"
+                    if s.reason.startswith("off-topic")
+                    else "scored below min_score"
+                ] += 1
+            elif s.status == "unmatched":
+                why["matched no profile term"] += 1
+            elif s.status == "excluded":
+                why["were excluded (profile or editor)"] += 1
+        rest = "; ".join(f"{n} {reason}" for reason, n in why.most_common())
+        total = len(self.ranked)
+        line = (
+            f"{passed} of {total} candidate{'s' if total != 1 else ''} cleared the relevance floor"
+        )
+        return f"{line}: {rest}." if rest else f"{line}."
+
     def explain_rows(self) -> list[dict[str, object]]:
         """What --explain prints: every candidate, its status, score and the parts of it."""
         return [
@@ -66,10 +102,10 @@ class Selection:
         ]
 
 
-def dedupe(papers: Iterable[Paper], journal_versions: Mapping[int, Paper]) -> list[Paper]:
+def dedupe(papers: Iterable[P], journal_versions: Mapping[int, P]) -> list[P]:
     """One entry per work: a preprint with a journal version is replaced by that version."""
     seen: set[int] = set()
-    out: list[Paper] = []
+    out: list[P] = []
     for paper in papers:
         shown = paper
         if (
@@ -85,21 +121,27 @@ def dedupe(papers: Iterable[Paper], journal_versions: Mapping[int, Paper]) -> li
 
 
 def select(
-    papers: Sequence[Paper],
+    papers: Sequence[PaperText],
     window: Window,
     profile: Profile,
     *,
     options: SelectOptions,
     editor: EditorModel | None = None,
+    stats: CorpusStats | None = None,
 ) -> Selection:
-    """Rank ``papers`` (already limited to the window and de-duplicated) and choose the issue."""
+    """Rank ``papers`` (already limited to the window and de-duplicated) and choose the issue.
+
+    ``stats`` are the whole store's (IDF); without them the candidates' own are used.
+    A paper below the profile's floor (``min_score``, ``required``) is not chosen, even
+    when the issue is left short; a pin overrides the floor.
+    """
     docs = {
         p.id: (tokens(plain_text(p.title)), tokens(plain_text(p.abstract)))
         for p in papers
         if p.id is not None
     }
     indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
-    relevance = bm25_scores(profile, docs, indexed)
+    relevance = bm25_scores(profile, docs, indexed, stats=stats)
     ranked: list[Scored] = []
     for paper in papers:
         if paper.id is None:
@@ -127,6 +169,10 @@ def select(
             scored.status, scored.reason = "excluded", f'profile excludes "{hits[0]}"'
         elif profile.terms and not relevance[paper.id] and paper.id not in options.pins:
             scored.status, scored.reason = "unmatched", "matches no profile term"
+        elif paper.id not in options.pins:
+            why = profile.off_topic(title_doc, abstract_doc)
+            if why:
+                scored.status, scored.reason = "off-topic", why
         ranked.append(scored)
     ranked.sort(key=lambda s: (-s.score, -s.paper.published.toordinal(), s.paper_id))
 

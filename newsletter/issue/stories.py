@@ -381,5 +381,6 @@ def _drafted(
 
 
 def unreviewed(issue: IssueFile) -> list[int]:
-    """Papers whose story is still a draft nobody has edited or accepted."""
-    return [e.id for e in issue.papers if e.draft is not None]
+    """Featured papers whose story is still a draft nobody has edited or accepted (a paper
+    no longer featured does not show its story, so its draft waits unseen)."""
+    return [e.id for e in issue.papers if e.draft is not None and e.featured]

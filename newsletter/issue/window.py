@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
-from newsletter.core.models import Paper
 from newsletter.core.weeks import parse_iso_week
 
 
@@ -46,15 +45,3 @@ def last_complete_week(today: date) -> Window:
     this_monday = today - timedelta(days=today.weekday())
     start = this_monday - timedelta(days=7)
     return Window(start, start + timedelta(days=6))
-
-
-def in_window(paper: Paper, window: Window) -> bool:
-    """Published in the window, or first seen in it (a late-indexed paper still gets its week)."""
-    if window.contains(paper.published):
-        return True
-    seen = paper.first_seen
-    return (
-        isinstance(seen, datetime)
-        and window.contains(seen.date())
-        and paper.published < window.start
-    )

@@ -2,11 +2,16 @@
 
 Parsing a PubMed file (XML, text hygiene, MathML) takes about as long as
 validating and storing its records, and Python runs one of them at a time per
-process. For a file over `READ_AHEAD_BYTES` the parse runs in a child process
-(``spawn``, so no lock or thread of this process is copied) that sends records
-in batches through a bounded queue: memory stays flat, and both halves run at
-once on two cores. Smaller files are read in this process, where starting a
-child would cost more than it saves.
+process. For a file over `READ_AHEAD_BYTES` the parse runs in a child process,
+``python -m newsletter.papers.readahead FILE [FORMAT]``, which writes the records
+to its stdout in pickled batches: the pipe's own back-pressure keeps memory
+flat, and both halves run at once on two cores. Smaller files are read in this
+process, where starting a child would cost more than it saves.
+
+A plain child process rather than `multiprocessing`: its ``spawn`` start method
+re-runs the caller's main script, which breaks any script that calls ingest
+without an ``if __name__ == "__main__"`` guard. The pickles come only from that
+child, which runs this package's code on the file the caller named.
 
 A parse error in the child is raised here, in the order the records came, as
 if the file had been read in this process; stopping early (an error while
@@ -15,18 +20,19 @@ storing) ends the child.
 
 from __future__ import annotations
 
-import multiprocessing
-import queue as queues
+import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
-from newsletter.core.errors import ParseError
+from newsletter.core.errors import NewsletterError, ParseError
 from newsletter.papers.sources.base import PaperRecord
 
 READ_AHEAD_BYTES = 4_000_000
-BATCH = 250  # records per message from the child
-_WAIT_SECONDS = 1.0  # how often the parent checks that the child is still alive
+BATCH = 250  # records per pickled batch
 
 
 def read_records(path: Path, fmt: str | None = None) -> Iterator[PaperRecord]:
@@ -44,20 +50,24 @@ def read_records(path: Path, fmt: str | None = None) -> Iterator[PaperRecord]:
 
 
 def _read_ahead(path: Path, fmt: str | None) -> Iterator[PaperRecord]:
-    context = multiprocessing.get_context("spawn")
-    channel: Any = context.Queue(maxsize=8)
-    child = context.Process(target=_parse, args=(path, fmt, channel), daemon=True)
-    child.start()
+    # the child sees the modules this process sees, however it was started
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    child = subprocess.Popen(  # noqa: S603 - this interpreter, this module, the caller's file
+        [sys.executable, "-m", __name__, str(path), fmt or ""],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert child.stdout is not None
     try:
         while True:
             try:
-                kind, payload = channel.get(timeout=_WAIT_SECONDS)
-            except queues.Empty:
-                if not child.is_alive():
-                    raise ParseError(
-                        f"{path}: the process reading it stopped unexpectedly"
-                    ) from None
-                continue
+                kind, payload = pickle.load(child.stdout)  # noqa: S301 - from our own child
+            except (EOFError, pickle.UnpicklingError):
+                code = child.wait()
+                raise ParseError(
+                    f"{path}: the process reading it stopped unexpectedly (exit status {code})"
+                ) from None
             if kind == "records":
                 yield from payload
             elif kind == "error":
@@ -65,30 +75,43 @@ def _read_ahead(path: Path, fmt: str | None) -> Iterator[PaperRecord]:
             else:
                 return
     finally:
-        if child.is_alive():
-            child.terminate()
-        child.join()
-        channel.close()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        child.stdout.close()
 
 
-def _parse(path: Path, fmt: str | None, channel: Any) -> None:
-    """The child: parse ``path`` and send its records, then "done" or the error."""
-    from newsletter.core.errors import NewsletterError
+def _send(out: BinaryIO, kind: str, payload: object) -> None:
+    pickle.dump((kind, payload), out, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def main(argv: list[str]) -> int:
+    """The child: parse the file and send its records, then "done" or the error."""
     from newsletter.papers.sources.files import read_file
 
+    path, fmt = Path(argv[0]), (argv[1] if len(argv) > 1 and argv[1] else None)
+    out = sys.stdout.buffer
     batch: list[PaperRecord] = []
     try:
         for record in read_file(path, fmt):
             batch.append(record)
             if len(batch) >= BATCH:
-                channel.put(("records", batch))
+                _send(out, "records", batch)
                 batch = []
         if batch:
-            channel.put(("records", batch))
-        channel.put(("done", None))
+            _send(out, "records", batch)
+        _send(out, "done", None)
+    except BrokenPipeError:  # the parent stopped reading (it failed to store): nothing to do
+        return 0
     except NewsletterError as exc:
         if batch:
-            channel.put(("records", batch))
-        channel.put(("error", exc))
+            _send(out, "records", batch)
+        _send(out, "error", ParseError(str(exc)))
     except Exception as exc:  # a bug in a parser: still one clear line in the parent
-        channel.put(("error", ParseError(f"{path}: {exc.__class__.__name__}: {exc}")))
+        _send(out, "error", ParseError(f"{path}: {exc.__class__.__name__}: {exc}"))
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -27,7 +27,7 @@ from datetime import date
 from typing import Any, Literal, cast
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, bindparam, column, func, literal_column, select, table
+from sqlalchemy import Select, bindparam, column, func, literal_column, or_, select, table
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 from sqlmodel import Session, col
@@ -355,8 +355,8 @@ def _order(params: SearchParams) -> tuple[Any, ...]:
     return (col(Paper.published).desc(), col(Paper.id).desc())
 
 
-def _has_filters(params: SearchParams) -> bool:
-    return bool(params.source or params.kind or params.since or params.until)
+def _has_filters(params: SearchParams, on_topic_only: bool = False) -> bool:
+    return bool(params.source or params.kind or params.since or params.until or on_topic_only)
 
 
 @dataclass(frozen=True)
@@ -388,7 +388,11 @@ class _Index:
 
 
 def _word_search(
-    session: Session, params: SearchParams, parsed: ParsedQuery, result: SearchPage
+    session: Session,
+    params: SearchParams,
+    parsed: ParsedQuery,
+    result: SearchPage,
+    on_topic_only: bool = False,
 ) -> list[int]:
     """Count the matches of a search with words into ``result``; return the page's ids.
 
@@ -402,8 +406,8 @@ def _word_search(
     index = _Index.of(parsed, dialect)
     matching = select(index.id).where(index.match)
     paper_id = _walk_date_index(col(Paper.id), dialect)
-    if _has_filters(params):
-        kept = _filtered(select(col(Paper.id)), params, dialect)
+    if _has_filters(params, on_topic_only):
+        kept = _filtered(select(col(Paper.id)), params, dialect, on_topic_only)
         chosen = kept.where(paper_id.in_(matching))
         count = select(func.count()).select_from(chosen.subquery())
         matching = matching.where(index.id.in_(kept))
@@ -449,10 +453,15 @@ def _walk_date_index(column: Any, dialect: str) -> ColumnElement[Any]:
     return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
 
 
-def _filtered(stmt: Select[Any], params: SearchParams, dialect: str = "") -> Select[Any]:
+def _filtered(
+    stmt: Select[Any], params: SearchParams, dialect: str = "", on_topic_only: bool = False
+) -> Select[Any]:
     def c(column: Any) -> ColumnElement[Any]:
         return _walk_date_index(column, dialect)
 
+    if on_topic_only:
+        # papers scored off-topic stay out of the public archive (not yet scored: shown)
+        stmt = stmt.where(or_(col(Paper.on_topic).is_(None), col(Paper.on_topic).is_(True)))
     if params.source:
         stmt = stmt.where(c(col(Paper.source)) == params.source)
     if params.kind:
@@ -464,8 +473,14 @@ def _filtered(stmt: Select[Any], params: SearchParams, dialect: str = "") -> Sel
     return stmt
 
 
-def search_papers(session: Session, params: SearchParams) -> SearchPage:
-    """One page of the papers that match ``params``, in the order asked for."""
+def search_papers(
+    session: Session, params: SearchParams, *, on_topic_only: bool = False
+) -> SearchPage:
+    """One page of the papers that match ``params``, in the order asked for.
+
+    ``on_topic_only`` leaves out the papers scored below the relevance floor (the
+    public archive; `newsletter.issue.relevance` scores them).
+    """
     parsed, notes = parse_query(params.q)
     if params.q and parsed.empty:
         if not notes:
@@ -473,7 +488,7 @@ def search_papers(session: Session, params: SearchParams) -> SearchPage:
         return SearchPage(params=params, papers=[], total=0, notes=notes)
     result = SearchPage(params=params, papers=[], total=0, notes=notes, searched=not parsed.empty)
     if parsed.empty:
-        ids = _filtered(select(col(Paper.id)), params)
+        ids = _filtered(select(col(Paper.id)), params, "", on_topic_only)
         result.total = int(session.scalar(select(func.count()).select_from(ids.subquery())) or 0)
         page_ids = []
         if result.total and not result.beyond_last:
@@ -481,7 +496,7 @@ def search_papers(session: Session, params: SearchParams) -> SearchPage:
             ordered = ids.order_by(*_order(params)).limit(params.per_page).offset(offset)
             page_ids = [int(i) for i in session.scalars(ordered)]
     else:
-        page_ids = _word_search(session, params, parsed, result)
+        page_ids = _word_search(session, params, parsed, result, on_topic_only)
     if (
         result.total == 0
         and not parsed.empty

@@ -3,6 +3,10 @@
 - `service`: `send_issue`, `dry_run`, `send_proof`, `issue_status`
 - `ledger`: the delivery ledger, one row per (issue, reader), committed step by step
 - `run`: `Sender`, the dispatcher and the pool of connections
+- `options`: `SendOptions`, `SendEvents` and `RunTally`: how a send behaves and reports
+- `claims`: a worker's hold on ledger rows: batch claims, leases, heartbeat
+- `commit`: outcomes written in bulk, on a short timer or a row count
+- `pacing`: one rate and one pair of caps for every worker, kept in the database
 - `message`: `IssueMessage`, the issue encoded once and filled in per reader
 - `dkim`: `DkimSigner`
 - `deliver`: `RelayConnection` and what each relay answer means

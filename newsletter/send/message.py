@@ -30,12 +30,14 @@ from email.utils import format_datetime, formataddr
 from functools import partial
 
 from newsletter.core.errors import HeaderInjectionError, SendError
+from newsletter.issue.linkcheck import links_in
 from newsletter.issue.outbox import (
     GREETING,
     PLACEHOLDERS,
     UNSUBSCRIBE_URL,
     IssueFolder,
     RenderedIssue,
+    resolve_links,
 )
 from newsletter.readers.addresses import (
     check_header_value,
@@ -175,6 +177,7 @@ class IssueMessage:
         feedback_id: str = "",
     ) -> None:
         self.issue_id = issue_id
+        self.links: list[str] = []  # every link of the message (set by `from_outbox`)
         self._greeting = (greeting, greeting_no_name)
         self.subject = check_header_value(subject, "subject")
         self.signer = signer
@@ -229,9 +232,14 @@ class IssueMessage:
 
     @classmethod
     def from_outbox(
-        cls, folder: IssueFolder, headers: ListHeaders, *, signer: DkimSigner | None = None
+        cls,
+        folder: IssueFolder,
+        headers: ListHeaders,
+        *,
+        signer: DkimSigner | None = None,
+        subject_prefix: str = "",
     ) -> IssueMessage:
-        """Read the issue's rendered files and encode them once."""
+        """Read the issue's rendered files, resolve their links, and encode them once."""
         rendered = folder.read_rendered()
         try:
             text = folder.text.read_text(encoding="utf-8")
@@ -240,15 +248,19 @@ class IssueMessage:
             raise SendError(
                 f"{folder.root}: a rendered file is not UTF-8 ({exc.reason}); run `slice compose` again."
             ) from None
+        # the site's links follow the base URL in use now, not the one at compose time
+        base_url = _safe_url(headers.base_url, "web.base_url")
+        text, html_body = resolve_links(text, base_url), resolve_links(html_body, base_url)
+        links = links_in(html_body, text)
         if UNSUBSCRIBE_URL not in html_body or UNSUBSCRIBE_URL not in text:
             raise SendError(
                 f"issue {folder.issue_id} has no unsubscribe link ({UNSUBSCRIBE_URL} missing in "
                 f"email.html or issue.txt); every email must have one: run `slice compose` again."
             )
         key = headers.secret_key
-        return cls(
+        message = cls(
             issue_id=folder.issue_id,
-            subject=rendered.subject,
+            subject=subject_prefix + rendered.subject,
             text=text,
             html_body=html_body,
             from_address=headers.from_address,
@@ -267,6 +279,8 @@ class IssueMessage:
             verp=headers.verp,
             feedback_id=headers.feedback_id,
         )
+        message.links = links
+        return message
 
     # --- per reader -----------------------------------------------------
 

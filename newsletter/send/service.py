@@ -16,7 +16,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import make_msgid
@@ -30,6 +30,8 @@ from newsletter.core.errors import SendError, StoreError
 from newsletter.core.models import Issue, IssueStatus, Subscriber, SubscriberStatus, table
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.issue.linkcheck import is_local_host as private_host
+from newsletter.issue.linkcheck import local_links
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.addresses import parse_address
 from newsletter.readers.subscribers import Subscribers
@@ -152,12 +154,15 @@ def _relay_name(settings: Settings) -> str:
     return f"{settings.smtp.host}:{settings.smtp.port}"
 
 
-def check_public_links(settings: Settings) -> None:
-    """Refuse to mail real readers links that point at this machine, or that are not https.
+def check_public_links(settings: Settings, links: Sequence[str] = ()) -> None:
+    """Refuse to mail real readers links that point at this machine or a private network,
+    or that are not https.
 
     With the relay on this machine (``slice dev-smtp``, the demo) a local
     ``web.base_url`` is fine; through a real relay every unsubscribe link would
-    lead nowhere, which breaks the one-click promise and bulk-mail law.
+    lead nowhere, which breaks the one-click promise and bulk-mail law. ``links``
+    are those of the message as it would be sent (`IssueMessage.links`): a link
+    an editor pasted into issue.json is checked too.
     """
     base = urlsplit(settings.web.base_url)
     link_host = base.hostname or ""
@@ -167,11 +172,20 @@ def check_public_links(settings: Settings) -> None:
             "must be https (RFC 8058), and receivers drop unsubscribe links that are not; "
             "serve `slice serve` behind https and set SLICE_BASE_URL=https://..."
         )
-    if is_local_host(link_host) and not is_local_host(settings.smtp.host):
+    if is_local_host(settings.smtp.host):
+        return  # this machine's relay: a developer's setup, local links are fine
+    if private_host(link_host):
         raise SendError(
             f"web.base_url is {settings.web.base_url}, so the unsubscribe and browser links "
-            f"would point at the reader's own machine; set SLICE_BASE_URL to the public URL "
-            f"of `slice serve` before sending through {_relay_name(settings)}."
+            f"would not reach readers (they need a public https:// address); set SLICE_BASE_URL "
+            f"to the public URL of `slice serve` before sending through {_relay_name(settings)}."
+        )
+    bad = local_links(list(links))
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise SendError(
+            f"the issue links to {bad[0]}{more}, a loopback or private address readers cannot "
+            "reach; fix the link in issue.json and run `slice compose` again."
         )
 
 
@@ -272,6 +286,7 @@ async def send_issue(
     clock = clock or SystemClock()
     options = options or SendOptions.from_settings(settings)
     folder, message, signed = _load(settings, issue_id)
+    check_public_links(settings, message.links)
     ledger = Ledger(store, issue_id)
     with _one_writer(store, folder):
         report = SendReport(issue_id=issue_id)
@@ -415,7 +430,7 @@ async def send_proof(
     """Send one proof copy to ``address``; the ledger is untouched. Returns the relay's answer."""
     clock = clock or SystemClock()
     to = parse_address(address, "--to address")
-    _folder, message, _signed = _load(settings, issue_id)
+    message = issue_message(settings, IssueFolder.of(settings.outbox_dir, issue_id), proof=True)
     reader = Reader(uid="proof", email=to.addr_spec, name=to.display_name)
     data = message.render(reader, now=clock.now(), message_id=make_msgid(domain=message.domain))
     connection = RelayConnection(

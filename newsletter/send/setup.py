@@ -51,9 +51,17 @@ def list_headers(settings: Settings) -> ListHeaders:
     )
 
 
-def issue_message(settings: Settings, folder: IssueFolder) -> IssueMessage:
-    """The composed issue in ``folder``, encoded once, signed when a key is configured."""
-    return IssueMessage.from_outbox(folder, list_headers(settings), signer=dkim_signer(settings))
+def issue_message(settings: Settings, folder: IssueFolder, *, proof: bool = False) -> IssueMessage:
+    """The composed issue in ``folder``, encoded once, signed when a key is configured.
+
+    A proof's subject starts with "[Proof] ", so that nobody mistakes it for the send.
+    """
+    return IssueMessage.from_outbox(
+        folder,
+        list_headers(settings),
+        signer=dkim_signer(settings),
+        subject_prefix="[Proof] " if proof else "",
+    )
 
 
 def is_local_host(host: str) -> bool:

@@ -1,7 +1,8 @@
 """The web side (`slice serve`): signup, confirm, unsubscribe, and the public archive.
 
 `create_app` builds the FastAPI app from settings and a store; each part adds
-its routes as a router of its own module (`signup`, `archive`).
+its routes as a router of its own module (`signup`, `archive`); `issuecopy`
+puts the web copy of an issue inside the site's frame.
 
 Every template rendered by the app can use these globals, so the signup form
 partial (``web/_signup.html``) works on any page that includes it:
@@ -17,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -145,6 +147,13 @@ def create_app(
     )
     app.state.signup_limiter = signup.SignupLimiter(settings.web.signups_per_ip_per_hour, clock)
     templates.globals["newsletter"] = settings.newsletter
+    # a stored (UTC) moment as the editor's local date, for the dates readers see
+    zone = settings.newsletter.tz
+
+    def local(moment: datetime) -> datetime:
+        return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(zone)
+
+    templates.filters["local"] = local
     # one way to write a date on every page, the same as the emails (newsletter.issue.cards)
     templates.filters["date_label"] = date_label
     templates.filters["range_label"] = range_label

@@ -20,7 +20,13 @@ from sqlmodel import Session, col, select
 from newsletter.core.errors import IssueNotFoundError
 from newsletter.core.models import Issue, IssueStatus, Paper, utcnow
 from newsletter.core.settings import Settings
-from newsletter.issue.outbox import FIRST_NAME, UNSUBSCRIBE_URL, IssueFolder, RenderedIssue
+from newsletter.issue.outbox import (
+    FIRST_NAME,
+    UNSUBSCRIBE_URL,
+    IssueFolder,
+    RenderedIssue,
+    resolve_links,
+)
 from newsletter.papers.links import paper_link
 from newsletter.papers.search import (
     PER_PAGE_CHOICES,
@@ -118,7 +124,10 @@ def papers(request: Request) -> Response:
         # a submitted form sends every field, empty or not: point at the short URL to share
         return RedirectResponse(request.url.path + canonical.rstrip("?"), status_code=303)
     with _session(request) as session:
-        page: SearchPage = search_papers(session, params)
+        settings: Settings = request.app.state.settings
+        page: SearchPage = search_papers(
+            session, params, on_topic_only=settings.web.archive_on_topic_only
+        )
         sources = known_sources(session)
         any_papers = bool(page.total) or session.scalar(select(Paper.id).limit(1)) is not None
     if params.source and params.source not in sources:
@@ -182,6 +191,7 @@ def issue_page(request: Request, issue_id: str) -> HTMLResponse:
         return _render(request, "web/issue_missing.html", 404, issue_id=issue.id, reason="files")
     # The web copy has no placeholders; should one slip in, it gets no reader's value.
     html = html.replace(UNSUBSCRIBE_URL, f"{settings.web.base_url}/").replace(FIRST_NAME, "there")
+    html = resolve_links(html, settings.web.base_url)  # the outbox holds no absolute site URL
     return _render(request, "web/issue.html", issue=issue, copy=framed(html))
 
 
