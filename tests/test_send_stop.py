@@ -16,9 +16,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import pytest
 from sqlmodel import select
 
 from newsletter.core.config import load_settings
@@ -56,6 +58,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts; killed at the end if a signal failed to stop them."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def wait_listening(port: int, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 120  # a busy machine takes a while to import the web app
     while time.monotonic() < deadline:
@@ -69,7 +82,11 @@ def wait_listening(port: int, proc: subprocess.Popen[str]) -> None:
 
 
 def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
-    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, db_url: str
+    project: Path,
+    smtp_environ: dict[str, str],
+    smtp_server: RecordingSMTPServer,
+    db_url: str,
+    started: list[subprocess.Popen[str]],
 ) -> None:
     env = {**smtp_environ, "SLICE_DATABASE_URL": db_url}
     settings = load_settings(config=project / "slice.toml", environ=env)
@@ -78,6 +95,7 @@ def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
         addresses = add_readers(store, 60)
     send_args = ["send", ISSUE, "--rate", "0", "--concurrency", str(CONCURRENCY)]
     proc = slice_proc(project, env, *send_args)
+    started.append(proc)
     deadline = time.monotonic() + 60
     while len(smtp_server.messages) < 12 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
@@ -116,12 +134,16 @@ def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
 
 
 def test_sigterm_stops_dev_smtp_with_sigint_ignored(
-    project: Path, environ: dict[str, str], tmp_path: Path
+    project: Path,
+    environ: dict[str, str],
+    tmp_path: Path,
+    started: list[subprocess.Popen[str]],
 ) -> None:
     port = free_port()
     out_file = tmp_path / "dev-smtp.out"
     with out_file.open("w") as stdout:
         proc = slice_proc(project, environ, "dev-smtp", "--port", str(port), stdout=stdout)
+    started.append(proc)
     # its own word that it listens, not a connection to the port: on a busy machine
     # another program may take that free port first, and a probe would then succeed
     # while this process is still importing, before its SIGTERM handler is in place
@@ -137,9 +159,12 @@ def test_sigterm_stops_dev_smtp_with_sigint_ignored(
     assert "Traceback" not in err
 
 
-def test_sigterm_stops_serve_with_sigint_ignored(project: Path, environ: dict[str, str]) -> None:
+def test_sigterm_stops_serve_with_sigint_ignored(
+    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]]
+) -> None:
     port = free_port()
     proc = slice_proc(project, environ, "serve", "--host", "127.0.0.1", "--port", str(port))
+    started.append(proc)
     wait_listening(port, proc)
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=15)

@@ -1,8 +1,7 @@
 """`slice send ISSUE --workers N`: N worker processes on this machine share one send.
 
 The audience is frozen once, here; each worker is a `send_issue` in a process
-of its own (a fresh interpreter: several cores for the SMTP client, the
-ledger and DKIM), claiming rows from the same PostgreSQL ledger and taking its
+of its own (several cores for the SMTP client, the ledger and DKIM), claiming rows from the same PostgreSQL ledger and taking its
 slots of the one rate from the database. This process draws the progress from
 the ledger and, on Ctrl-C or SIGTERM, stops the workers the same way.
 """
@@ -74,9 +73,13 @@ def send_with_workers(
         return
     before = ledger_counts(store, issue)
     options = SendOptions.from_settings(settings)
-    spawn = multiprocessing.get_context("spawn")
+    # forked, not spawned: a worker starts with everything already imported (a fresh
+    # interpreter takes seconds to import the sender, longer on a busy machine); no thread
+    # runs yet here, and the database connections are closed so none is shared
+    store.engine.dispose()
+    fork = multiprocessing.get_context("fork")
     workers: list[BaseProcess] = [
-        spawn.Process(target=_worker, args=(settings, issue, options), name=f"slice-send-{i + 1}")
+        fork.Process(target=_worker, args=(settings, issue, options), name=f"slice-send-{i + 1}")
         for i in range(n)
     ]
     interrupted = False
