@@ -27,6 +27,7 @@ _.finalize
 _.get_timestamp
 _.host_name
 _.should_exit
+_.format_commands  # click calls it to list a group's commands (newsletter/cli/base.py)
 _.nullable  # SQLAlchemy reads a Column's (tests/test_schema.py sets one wrong on purpose)
 
 # uvicorn imports the app factory by name (`slice serve --workers N`)

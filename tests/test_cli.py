@@ -46,6 +46,18 @@ def test_root_help_lists_commands() -> None:
             assert path[0] in result.stdout
 
 
+@pytest.mark.parametrize("group", [[], ["subscribers"], ["bounces"]], ids=lambda p: " ".join(p))
+def test_command_lists_show_each_summary_whole(group: list[str]) -> None:
+    """The list of commands wraps each one's first sentence rather than cutting it with '...'."""
+    result = CliRunner().invoke(app, [*group, "--help"], terminal_width=80)
+    assert result.exit_code == 0
+    commands = result.stdout.split("Commands:", 1)[1]
+    assert "..." not in commands
+    if not group:
+        assert "store them\n               (one record per work)." in commands
+    assert max(len(line) for line in commands.splitlines()) <= 80
+
+
 HEAVY = ("httpx", "feedparser", "aiosmtpd", "aiosmtplib", "pydantic", "sqlalchemy", "fastapi")
 _LOADED_BY_HELP = """
 import sys

@@ -122,6 +122,9 @@ def test_slice_demo_command(tmp_path: Path, run_cli: Callable[..., Result]) -> N
     assert f"Demo newsletter in {target}" in out
     assert "sent 2026-W" in out or "sent 20" in out
     assert f"{target}/outbox/" in out and "email.html" in out and "issue.html" in out
+    # the outbox files keep their placeholders; the output says where the filled-in copies are
+    assert "(a template: each reader's copy fills in the __SLICE_…__ marks)" in out
+    assert "(as readers see it: http://127.0.0.1:8000/issues/2026-W" in out
     assert f"slice --config {target / 'slice.toml'} serve" in out
     assert "3 sent" in out
 

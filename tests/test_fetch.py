@@ -412,9 +412,7 @@ def test_cli_fetch_one_source_fails_the_others_are_kept(
     assert [c.strip() for c in row.split("│")[2:8]] == ["2", "2", "0", "0", "0", "0"]
     assert "pubmed-ai" in result.stdout and "failed" in result.stdout
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith(
-        "Error: 1 source(s) failed; the others were stored: source 'pubmed-ai': "
-    )
+    assert error.startswith("Error: 1 source failed; the others were stored: source 'pubmed-ai': ")
     assert "answered HTTP 404" in error
     assert "arxiv-imaging" in result.stderr  # the progress lines
     listed = run_cli("papers", "--source", "arxiv-imaging", "--json")

@@ -284,7 +284,7 @@ def test_cli_ingest_shows_the_table_and_fails_for_a_bad_file(
     assert "Rejected: file:week.xml: PMID 41000004: no title" in result.stderr
     assert "file:week.xml (done)" in result.stderr and "file:notes.txt (failed)" in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: 1 file(s) failed; the others were stored: ")
+    assert last.startswith("Error: 1 file failed; the others were stored: ")
     assert "notes.txt: unknown format" in last
     listed = run_cli("papers", "--json")
     assert {p["pmid"] for p in json.loads(listed.stdout)} == {"41000001", "41000002", "41000003"}
@@ -292,7 +292,7 @@ def test_cli_ingest_shows_the_table_and_fails_for_a_bad_file(
 
 def test_cli_ingest_format_option(run_cli: Callable[..., Result]) -> None:
     result = run_cli("ingest", "--format", "pubmed", str(HERE / "medrxiv_page.json"))
-    assert result.exit_code == 1 and "Error: 1 file(s) failed" in result.stderr
+    assert result.exit_code == 1 and "Error: 1 file failed" in result.stderr
     bad = run_cli("ingest", "--format", "word", str(HERE / "papers.csv"))
     assert bad.exit_code == 2
 
@@ -315,7 +315,8 @@ def test_cli_papers_filters(run_cli: Callable[..., Result]) -> None:
     by_source = run_cli("papers", "--source", "medrxiv", "--json")
     assert len(json.loads(by_source.stdout)) == 2
     table = run_cli("papers", "--source", "editor")
-    assert table.exit_code == 0 and "CSV paper one" in table.stdout and "1 paper(s)" in table.stdout
+    assert table.exit_code == 0 and "CSV paper one" in table.stdout and "1 paper" in table.stdout
+    assert "1 papers" not in table.stdout  # the title counts in words: "1 paper", "2 papers"
     bad = run_cli("papers", "--week", "2025-24")
     assert bad.exit_code == 1
     assert (

@@ -69,7 +69,7 @@ def test_add_sends_the_confirmation_email(
 
 
 def test_add_confirmed_records_the_consent_and_sends_nothing(
-    cli: Run, smtp_server: RecordingSMTPServer, store: Store
+    cli: Run, smtp_server: RecordingSMTPServer, store: Store, tmp_path: Path
 ) -> None:
     result = cli("add", "bob@example.org", "--confirmed")
     assert result.exit_code == 0
@@ -79,6 +79,9 @@ def test_add_confirmed_records_the_consent_and_sends_nothing(
         ("confirmed", "cli-consent-held")
     ]
     assert "already confirmed" in cli("add", "bob@example.org").stdout
+    # the export's count is in words: "1 subscriber", never "1 subscribers"
+    wrote = cli("export", "--output", str(tmp_path / "one.csv"))
+    assert wrote.exit_code == 0 and wrote.stderr.startswith("Wrote 1 subscriber to ")
 
 
 @pytest.mark.parametrize(
@@ -250,8 +253,11 @@ def test_export_round_trips_and_guards_formulas(cli: Run, store: Store, tmp_path
     assert table[0]["consent_source"] == "import-consent-held" and table[0]["confirmed_at"]
 
     out = tmp_path / "out.csv"
-    assert cli("export", "--status", "confirmed", "--output", str(out)).exit_code == 0
+    wrote = cli("export", "--status", "confirmed", "--output", str(out))
+    assert wrote.exit_code == 0 and wrote.stderr.startswith("Wrote 5 subscribers to ")
     assert out.read_text(encoding="utf-8") == exported.stdout
+    wrote = cli("export", "--status", "unsubscribed", "--output", str(tmp_path / "none.csv"))
+    assert wrote.stderr.startswith("Wrote 0 subscribers to ")
 
     # into a fresh list: the same people and names come back
     before = {(s.email, s.name) for s in rows(store)}

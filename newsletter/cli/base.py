@@ -16,6 +16,8 @@ from typer.core import TyperGroup
 from newsletter.core.errors import NewsletterError
 
 if TYPE_CHECKING:  # settings (pydantic) and the store (SQLAlchemy) load when a command runs
+    from typer._click import Context, HelpFormatter  # Typer's own copy of click
+
     from newsletter.core.settings import Settings
     from newsletter.core.store import Store
 
@@ -79,7 +81,25 @@ def state(ctx: typer.Context) -> AppState:
     return obj
 
 
-class SliceGroup(TyperGroup):
+class WholeHelpGroup(TyperGroup):
+    """A group whose command list shows each command's whole first sentence, wrapped.
+
+    Click cuts it to the width left on one line and ends it with "...", which left most
+    of `slice --help` reading "Create a new newsletter project: slice.toml, templates/,...".
+    """
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class SliceGroup(WholeHelpGroup):
     """The root group: turns every NewsletterError into one line and exit status 1."""
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]

@@ -41,8 +41,12 @@ def describe(report: DemoReport, *, program: str = "slice") -> list[str]:
         f"  4. sent {report.issue_id} to {report.send.audience} readers: {counts}",
         "",
         "Where to look:",
+        # both files keep placeholders (__SLICE_...__) that a send or the archive fills in:
+        # say so, or a newcomer opening them takes "__SLICE_GREETING__" for a bug
         f"  the email as composed   {folder.email_html}",
+        "                          (a template: each reader's copy fills in the __SLICE_…__ marks)",
         f"  the web copy            {folder.web_html}",
+        f"                          (as readers see it: http://127.0.0.1:8000/issues/{report.issue_id})",
         f"  what the readers got    {report.mailbox}/ ({len(report.received)} .eml files: "
         f"{len(issue_mail)} issues, the rest confirmation and welcome emails)",
     ]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from newsletter.cli.base import err, out, state
+from newsletter.cli.base import err, out, plural, state
 from newsletter.cli.stopping import term_as_interrupt
 from newsletter.core.errors import SendError
 
@@ -95,7 +95,7 @@ def _drain(settings: Settings, store: Store) -> None:
         else ""
     )
     console.print(
-        f"Drained {len(report.results)} messages from {conf.imap_folder} at "
+        f"Drained {plural(len(report.results), 'message')} from {conf.imap_folder} at "
         f"{conf.imap_host}: {counts}{big}.",
         highlight=False,
     )

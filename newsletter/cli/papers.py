@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from newsletter.cli.base import err, out, state
+from newsletter.cli.base import err, out, plural, state
 from newsletter.core.errors import SomeSourcesFailed
 from newsletter.papers.formats import FORMATS
 
@@ -82,7 +82,7 @@ def _report(results: Sequence[IngestResult], title: str, what: str) -> None:
     if failed:
         kept = "; the others were stored" if len(failed) < len(results) else ""
         reasons = "; ".join(str(r.error).rstrip(".") for r in failed)
-        raise SomeSourcesFailed(f"{len(failed)} {what} failed{kept}: {reasons}")
+        raise SomeSourcesFailed(f"{plural(len(failed), what)} failed{kept}: {reasons}")
 
 
 class Bars:
@@ -165,7 +165,7 @@ def fetch(
             on_progress=bars.move,
             on_done=bars.done,
         )
-    _report(report.results, f"Fetched {window.since} to {window.until}", "source(s)")
+    _report(report.results, f"Fetched {window.since} to {window.until}", "source")
 
 
 @contextlib.contextmanager
@@ -203,7 +203,7 @@ def ingest(
         results = ingest_files(
             store, files, fmt=format, on_start=bars.start, on_progress=bars.move, on_done=bars.done
         )
-    _report(results, "Ingested", "file(s)")
+    _report(results, "Ingested", "file")
 
 
 def papers(
@@ -232,7 +232,7 @@ def papers(
     if as_json:
         typer.echo(json.dumps([as_record(p) for p in found], ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"{len(found)} paper(s)", title_justify="left")
+    table = Table(title=plural(len(found), "paper"), title_justify="left")
     # "id" is the number `slice compose --pin/--exclude` take; the identifier says where it is from
     table.add_column("id", justify="right", no_wrap=True)
     for column in ("published", "source", "kind", "title", "identifier"):

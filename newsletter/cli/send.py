@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.cli.base import err, out, plural, state
+from newsletter.cli.base import WholeHelpGroup, err, out, plural, state
 from newsletter.cli.stopping import run_stoppable, term_as_interrupt
 from newsletter.core.errors import RelayRefusedError, SendError
 
@@ -264,7 +264,7 @@ def _send(
     console.print(
         f"Issue {issue}: sent {t.sent}, deferred {t.deferred}, failed {t.failed} "
         f"({t.suppressed} suppressed), skipped {t.skipped} in {report.elapsed:.1f}s "
-        f"({rate:.1f}/s over {t.connections} connections"
+        f"({rate:.1f}/s over {plural(t.connections, 'connection')}"
         f"{', DKIM-signed' if report.signed else ''})."
     )
     console.print(
@@ -354,7 +354,9 @@ def dev_smtp(
             server.stop()
 
 
-bounces_app = typer.Typer(help="Bounce and complaint reports.", no_args_is_help=True)
+bounces_app = typer.Typer(
+    cls=WholeHelpGroup, help="Bounce and complaint reports.", no_args_is_help=True
+)
 
 
 @bounces_app.command("import")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import Progress
 
-from newsletter.cli.base import err, out, state
+from newsletter.cli.base import WholeHelpGroup, err, out, plural, state
 
 if TYPE_CHECKING:  # the subscriber library and its database load when a command runs
     from newsletter.core.models import Subscriber
@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the subscriber library and its database load when a command
 
 subscribers_app = typer.Typer(
     name="subscribers",
+    cls=WholeHelpGroup,
     help="Add, import, export, list and remove subscribers.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -205,7 +206,7 @@ def export(
         return
     with output.open("w", encoding="utf-8", newline="") as fh:
         count = write_export(subscribers, fh)
-    err().print(f"Wrote {count} subscribers to {output}.", markup=False)
+    err().print(f"Wrote {plural(count, 'subscriber')} to {output}.", markup=False)
 
 
 @subscribers_app.command("list")
