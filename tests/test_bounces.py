@@ -48,7 +48,7 @@ def statuses(store: Store) -> dict[str, str]:
 
 EXPECTED_SUMMARY = (
     "Read 11 messages: 2 bounced, 2 complaints, 1 unsubscribed, 0 already suppressed, "
-    "1 soft bounces (counted), 4 ignored (no valid token), 1 automatic replies, "
+    "1 soft bounce (counted), 4 ignored (no valid token), 1 automatic reply, "
     "0 not bounce reports, 0 unreadable."
 )
 
@@ -136,6 +136,7 @@ def test_one_eml_file(store: Store, readers: list[str], sent: Sent, tmp_path: Pa
     report = import_bounces(store, path, secret_key=TEST_SECRET)
     assert report.bounced == [readers[1]]
     assert statuses(store)[readers[1]] == "bounced"
+    assert report.lines()[-1].startswith("Read 1 message: 1 bounced, 0 complaints, ")
 
 
 def test_unsubscribed_reader_who_bounces_stays_unsubscribed(

@@ -101,6 +101,16 @@ def test_awkward_papers_do_not_overflow(browser: Browser, stress: Path, width: i
     assert page_width(browser) == (width, width), f"horizontal overflow; see {shot}"
 
 
+def test_the_preview_reads_as_a_reader_sees_it(browser: Browser, stress: Path) -> None:
+    browser.viewport(640, 800)
+    browser.open(stress.with_name("preview.html").as_uri())
+    browser.screenshot(OUTPUT / "compose-preview-640.png")
+    text = str(browser.js("document.body.innerText"))
+    assert "Good morning, Sam," in text
+    hrefs = browser.js("[...document.links].map(a => a.getAttribute('href')).join(' ')")
+    assert "__SLICE_" not in text + str(hrefs)
+
+
 def test_dark_mode_turns_the_sheet_dark(browser: Browser, golden: dict[str, Path]) -> None:
     browser.viewport(375, 800, mobile=True)
     browser.send(

@@ -12,7 +12,7 @@ from typer.testing import Result
 
 from newsletter.core.config import load_settings
 from newsletter.core.store import Store
-from tests.composedata import WEEK, add_papers, project_settings
+from tests.composedata import PAPERS, WEEK, add_papers, project_settings
 
 
 @pytest.fixture
@@ -93,6 +93,17 @@ def test_bad_input_is_one_line_and_exit_1(
     )
 
 
+def test_one_stored_paper_is_counted_in_the_singular(
+    run_cli: Callable[..., Result], project: Path, environ: dict[str, str]
+) -> None:
+    settings = project_settings(project, environ)
+    with Store.open(settings.database_url) as store:
+        add_papers(store, [{**PAPERS[0], "title": "A lone paper"}])
+    result = run_cli("compose", "--week", "2026-W30")
+    assert result.exit_code == 1
+    assert "; 1 paper is stored in all." in result.stderr
+
+
 def test_custom_window_gets_its_own_issue(
     run_cli: Callable[..., Result], project: Path, stored: dict[str, int]
 ) -> None:
@@ -137,7 +148,24 @@ def test_open_shows_the_email_in_a_browser(
     monkeypatch.setattr("webbrowser.open", open_)
     result = run_cli("compose", "--week", WEEK, "--open")
     assert result.exit_code == 0, result.output
-    assert opened == [(project / "outbox" / WEEK / "email.html").resolve().as_uri()]
+    assert opened == [(project / "outbox" / WEEK / "preview.html").resolve().as_uri()]
+
+
+def test_the_email_to_review_is_filled_in_for_a_sample_reader(
+    run_cli: Callable[..., Result], project: Path, stored: dict[str, int]
+) -> None:
+    # email.html keeps the per-reader marks a send fills in; the editor is sent to a copy
+    # that reads as a reader sees it
+    result = run_cli("compose", "--week", WEEK)
+    assert result.exit_code == 0, result.output
+    preview = project / "outbox" / WEEK / "preview.html"
+    assert f"Review {preview}, edit" in " ".join(result.stderr.split())
+    html = preview.read_text(encoding="utf-8")
+    assert "__SLICE_" not in html
+    assert "Good morning, Sam," in html
+    assert 'href="https://weekly.example.org/issues/' in html
+    assert 'href="#unsubscribe-link-preview"' in html
+    assert "__SLICE_GREETING__" in (project / "outbox" / WEEK / "email.html").read_text()
 
 
 def test_a_rerun_tells_about_papers_fetched_since(

@@ -7,6 +7,7 @@ one timeout test, which needs a real slow answer.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from datetime import date
@@ -455,3 +456,19 @@ def test_cli_fetch_bad_options(run_cli: Callable[..., Result], project: Path) ->
     )
     bad_date = run_cli("fetch", "--since", "June")
     assert bad_date.exit_code == 2
+
+
+def test_the_progress_line_counts_records_in_the_singular_and_plural() -> None:
+    from rich.console import Console
+
+    from newsletter.cli.papers import Bars
+
+    bars = Bars()
+    shown = Console(file=io.StringIO(), width=120, record=True)
+    for count in (0, 1, 2):
+        bars.start(f"source{count}")
+        bars.move(f"source{count}", count)
+    shown.print(bars.progress.get_renderable())
+    lines = shown.export_text().splitlines()
+    for line, words in zip(lines, ("0 records", "1 record ", "2 records"), strict=True):
+        assert words in line

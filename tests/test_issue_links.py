@@ -158,6 +158,21 @@ def test_proof_goes_to_the_editor_by_default_marked_as_a_proof(
     ).subject.startswith("[Proof]")
 
 
+def test_send_never_reads_the_preview(
+    project: Path, smtp_environ: dict[str, str], run_cli: Run
+) -> None:
+    _compose_with_local_base(project, smtp_environ)
+    folder = project / "outbox" / WEEK
+    assert "Good morning, Sam," in (folder / "preview.html").read_text(encoding="utf-8")
+    (folder / "preview.html").write_text("edited by hand: not for readers", encoding="utf-8")
+    result = run_cli("send", WEEK, "--dry-run", env=smtp_environ)
+    assert result.exit_code == 0, result.output
+    (eml,) = (folder / "dry-run").glob("*.eml")
+    html = parse(eml.read_bytes()).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Good morning, Ada," in html and "Sam" not in html
+    assert "not for readers" not in html
+
+
 def test_counts_read_right_for_one(
     project: Path, smtp_environ: dict[str, str], run_cli: Run
 ) -> None:

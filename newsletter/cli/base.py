@@ -14,6 +14,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from newsletter.core.errors import NewsletterError
+from newsletter.core.words import plural as plural  # the CLI's commands import it from here
 
 if TYPE_CHECKING:  # settings (pydantic) and the store (SQLAlchemy) load when a command runs
     from typer._click import Context, HelpFormatter  # Typer's own copy of click
@@ -116,8 +117,3 @@ class SliceGroup(WholeHelpGroup):
             app_state = ctx.find_object(AppState)
             if app_state is not None:
                 app_state.close()
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    """ "1 paper", "2 papers", "0 papers" (``many`` for irregular words)."""
-    return f"{n} {one if n == 1 else (many or one + 's')}"

@@ -85,7 +85,11 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         open_: Annotated[
-            bool, typer.Option("--open", help="Open the rendered email in a browser.")
+            bool,
+            typer.Option(
+                "--open",
+                help="Open the email's preview (filled in for a sample reader) in a browser.",
+            ),
         ] = False,
     ) -> None:
         """Select the window's papers and render the issue into outbox/<issue>/; prints the issue id."""
@@ -129,7 +133,7 @@ def register(app: typer.Typer) -> None:
             f"Issue #{result.issue.number}: {plural(result.rendered.message.paper_count, 'paper')}, "
             f"email.html {size:.1f} KB{kept}\n"
             f"Subject: {result.rendered.message.subject}\n"
-            f"Review {result.folder.email_html}, edit {result.folder.selection}, then "
+            f"Review {result.folder.preview}, edit {result.folder.selection}, then "
             f"`slice send {result.issue_id} --dry-run`."
         )
         if result.unreviewed:
@@ -142,5 +146,5 @@ def register(app: typer.Typer) -> None:
         for warning in result.warnings:
             err().print(f"Warning: {warning}", style="yellow")
         if open_:
-            webbrowser.open(result.folder.email_html.resolve().as_uri())
+            webbrowser.open(result.folder.preview.resolve().as_uri())
         typer.echo(result.issue_id)

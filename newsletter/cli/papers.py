@@ -93,7 +93,7 @@ class Bars:
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.fields[n]} records"),
+            TextColumn("{task.fields[counted]}"),
             TimeElapsedColumn(),
             console=err(),
         )
@@ -107,10 +107,10 @@ class Bars:
         self.progress.stop()
 
     def start(self, name: str) -> None:
-        self.tasks[name] = self.progress.add_task(name, total=None, n=0)
+        self.tasks[name] = self.progress.add_task(name, total=None, counted=plural(0, "record"))
 
     def move(self, name: str, count: int) -> None:
-        self.progress.update(self.tasks[name], n=count)
+        self.progress.update(self.tasks[name], counted=plural(count, "record"))
 
     def done(self, result: IngestResult) -> None:
         status = "failed" if result.error else "done"
@@ -118,7 +118,7 @@ class Bars:
             self.tasks[result.origin],
             total=1,
             completed=1,
-            n=result.fetched,
+            counted=plural(result.fetched, "record"),
             description=f"{result.origin} ({status})",
         )
 

@@ -24,11 +24,12 @@ from newsletter.core.errors import ComposeError, MjmlError, NoPapersError, Templ
 from newsletter.core.models import Issue, Paper, utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.core.words import plural
 from newsletter.issue import choices, lifecycle, relevance
 from newsletter.issue.candidates import candidates_by_id, load_candidates
 from newsletter.issue.choices import EditorModel
 from newsletter.issue.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
-from newsletter.issue.outbox import UNSUBSCRIBE_URL, IssueFolder
+from newsletter.issue.outbox import UNSUBSCRIBE_URL, IssueFolder, preview_html
 from newsletter.issue.render import Rendered, render_issue
 from newsletter.issue.scoring import PaperText
 from newsletter.issue.select import Selection, SelectOptions
@@ -420,7 +421,8 @@ def compose_issue(
         if not candidates and existing is None:
             total = session.exec(select(func.count()).select_from(Paper)).one()
             raise NoPapersError(
-                f"no papers published or first seen in {window}; {total} papers are stored in all. "
+                f"no papers published or first seen in {window}; {plural(total, 'paper')} "
+                f"{'is' if total == 1 else 'are'} stored in all. "
                 "Fetch papers with `slice fetch`, "
                 "or choose another window with --week or --since/--until."
             )
@@ -486,6 +488,9 @@ def compose_issue(
         _write_atomically(
             {
                 folder.email_html: rendered.email_html,
+                folder.preview: preview_html(
+                    rendered.email_html, rendered.message, settings.web.base_url
+                ),
                 folder.text: rendered.text,
                 folder.web_html: rendered.web_html,
                 folder.message: rendered.message.to_json(),

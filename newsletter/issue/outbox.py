@@ -9,6 +9,8 @@
                     ``BASE_URL`` (so links follow SLICE_BASE_URL at send time)
 - ``issue.txt``     the plain-text part, with per-reader placeholders
 - ``issue.html``    the web copy: no reader's data, no placeholders
+- ``preview.html``  email.html filled in for a sample reader, for the editor to look at;
+                    never sent (send reads only email.html and issue.txt)
 - ``dry-run/``      ``slice send --dry-run`` writes one .eml per reader here
 
 The issue is rendered once; at send time each reader's values replace the
@@ -19,6 +21,7 @@ alone. Text from papers never contains them (compose removes the marker).
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -43,6 +46,25 @@ ISSUE_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 def resolve_links(text: str, base_url: str) -> str:
     """The outbox's links made absolute with the base URL in use now."""
     return text.replace(BASE_URL, base_url.rstrip("/"))
+
+
+# What preview.html shows in a reader's place: a sample name, and an unsubscribe link
+# that goes nowhere (each reader's real link is signed for them at send time).
+PREVIEW_FIRST_NAME = "Sam"
+PREVIEW_UNSUBSCRIBE_URL = "#unsubscribe-link-preview"
+
+
+def preview_html(email_html: str, message: RenderedIssue, base_url: str) -> str:
+    """email.html as a sample reader sees it: every placeholder filled, links absolute."""
+    greeting = message.greeting.replace("{name}", PREVIEW_FIRST_NAME)
+    values = {
+        GREETING: greeting,
+        FIRST_NAME: PREVIEW_FIRST_NAME,
+        UNSUBSCRIBE_URL: PREVIEW_UNSUBSCRIBE_URL,
+    }
+    for mark, value in values.items():
+        email_html = email_html.replace(mark, html.escape(value))
+    return resolve_links(email_html, base_url)
 
 
 def strip_placeholders(text: str) -> str:
@@ -105,6 +127,10 @@ class IssueFolder:
     @property
     def email_html(self) -> Path:
         return self.root / "email.html"
+
+    @property
+    def preview(self) -> Path:
+        return self.root / "preview.html"
 
     @property
     def text(self) -> Path:

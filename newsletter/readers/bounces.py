@@ -40,6 +40,7 @@ from newsletter.core.models import (
     utcnow,
 )
 from newsletter.core.store import Store
+from newsletter.core.words import plural
 from newsletter.readers.reports import Finding, classify
 from newsletter.readers.tokens import Tokens
 
@@ -291,11 +292,13 @@ class BounceReport:
         out += [f"ignored {what}" for what in self.ignored]
         out += [f"unreadable {what}" for what in self.unreadable]
         out.append(
-            f"Read {self.messages} messages: {len(self.bounced)} bounced, "
-            f"{len(self.complained)} complaints, {len(self.unsubscribed)} unsubscribed, "
-            f"{self.already} already suppressed, {self.soft} soft bounces (counted), "
-            f"{len(self.ignored)} ignored (no valid token), {self.auto_replies} automatic "
-            f"replies, {self.not_reports} not bounce reports, {len(self.unreadable)} unreadable."
+            f"Read {plural(self.messages, 'message')}: {len(self.bounced)} bounced, "
+            f"{plural(len(self.complained), 'complaint')}, {len(self.unsubscribed)} unsubscribed, "
+            f"{self.already} already suppressed, {plural(self.soft, 'soft bounce')} (counted), "
+            f"{len(self.ignored)} ignored (no valid token), "
+            f"{plural(self.auto_replies, 'automatic reply', 'automatic replies')}, "
+            f"{plural(self.not_reports, 'not a bounce report', 'not bounce reports')}, "
+            f"{len(self.unreadable)} unreadable."
         )
         return out
 
