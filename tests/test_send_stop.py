@@ -103,7 +103,14 @@ def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
     # the relay now stalls every next message at RCPT: each connection has had its last
     # message answered (250) a moment ago and holds one more on the wire when SIGTERM lands
     smtp_server.rcpt_delay = 30.0
-    time.sleep(1.0)
+    # wait until every connection holds its next message at RCPT: by then the relay
+    # has answered all it will answer (a fixed pause could end before a busy machine
+    # got there, and a message answered after it would look sent without a reply)
+    deadline = time.monotonic() + 60
+    while smtp_server.rcpt_waiting < CONCURRENCY:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{smtp_server.rcpt_waiting} RCPTs held"
+        time.sleep(0.01)
     received = {m.rcpt_tos[0] for m in smtp_server.messages}
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=30)

@@ -29,7 +29,6 @@ from newsletter.issue.cards import (
     editor_html,
     long_date,
     make_card,
-    one_line,
     range_label,
 )
 from newsletter.issue.htmlmail import render_mjml
@@ -44,6 +43,7 @@ from newsletter.issue.outbox import (
 )
 from newsletter.issue.stories import headline_from_title
 from newsletter.issue.templating import PACKAGE_TEMPLATES, template_environment
+from newsletter.papers.text import one_line
 
 EMAIL_TEMPLATE = "email/issue.mjml"
 TEXT_TEMPLATE = "email/issue.txt"

@@ -119,6 +119,12 @@ def bound_nesting(fragment: str, depth: int = MAX_NESTING) -> str:
 # --- whitespace, paragraphs, headings --------------------------------------
 
 
+def one_line(text: str, limit: int | None = None) -> str:
+    """Every run of whitespace, line breaks included, as one space; cut to `limit` characters."""
+    joined = " ".join(str(text).split())
+    return joined if limit is None else joined[:limit]
+
+
 def collapse(text: str) -> str:
     """Hard wraps and runs of whitespace become single spaces; blank lines stay paragraph breaks."""
     paragraphs = re.split(r"\n\s*\n", text.strip())

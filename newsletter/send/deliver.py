@@ -26,7 +26,7 @@ from typing import Literal
 import aiosmtplib
 
 from newsletter.core.errors import RelayRefusedError
-from newsletter.send.smtp import one_line, setup_problem
+from newsletter.send.smtp import answer_line, setup_problem
 
 Kind = Literal["sent", "soft", "hard", "reject", "relay"]
 SmtpFactory = Callable[[], aiosmtplib.SMTP]
@@ -59,7 +59,7 @@ def classify_data_5xx(text: str) -> Kind:
 def classify(exc: BaseException, stage: str) -> Answer:
     """What an exception from aiosmtplib means for the message being sent."""
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        code, text = exc.code, one_line(exc.message)
+        code, text = exc.code, answer_line(exc.message)
         if code == 421 or isinstance(exc, aiosmtplib.SMTPSenderRefused | aiosmtplib.SMTPHeloError):
             return Answer("relay", code, text, stage)
         if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
@@ -75,7 +75,7 @@ def classify(exc: BaseException, stage: str) -> Answer:
         return Answer("soft", None, f"timed out waiting for the relay ({stage})", stage)
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
         return Answer("soft", None, f"the relay closed the connection ({stage})", stage)
-    return Answer("soft", None, one_line(f"{exc.__class__.__name__}: {exc}"), stage)
+    return Answer("soft", None, answer_line(f"{exc.__class__.__name__}: {exc}"), stage)
 
 
 def fast_data_ready(client: aiosmtplib.SMTP) -> bool:
@@ -161,8 +161,8 @@ class RelayConnection:
             if problem is not None:  # a setting to fix: no message can go, stop at once
                 raise RelayRefusedError(f"{problem}.") from None
             if isinstance(exc, aiosmtplib.SMTPResponseException):
-                return Answer("relay", exc.code, one_line(exc.message), "connect")
-            return Answer("relay", None, one_line(str(exc)) or "cannot connect", "connect")
+                return Answer("relay", exc.code, answer_line(exc.message), "connect")
+            return Answer("relay", None, answer_line(str(exc)) or "cannot connect", "connect")
         self._client = client
         self.opened += 1
         return None
@@ -210,7 +210,7 @@ class RelayConnection:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await self.close()
             return classify(exc, stage)
-        return Answer("sent", response.code, one_line(response.message), "data")
+        return Answer("sent", response.code, answer_line(response.message), "data")
 
     async def _reset(self, answer: Answer) -> None:
         """After a refused step, clear the envelope (or drop a connection the relay is closing)."""

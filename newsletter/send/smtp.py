@@ -14,6 +14,7 @@ import ssl
 import aiosmtplib
 
 from newsletter.core.settings import Settings
+from newsletter.papers.text import one_line
 
 
 def smtp_client(settings: Settings) -> aiosmtplib.SMTP:
@@ -90,6 +91,6 @@ def setup_problem(exc: BaseException, where: str) -> str | None:
     return None
 
 
-def one_line(text: str) -> str:
+def answer_line(text: str) -> str:
     """A relay's answer on one line, at most 500 characters."""
-    return " ".join(str(text).split())[:500]
+    return one_line(text, 500)
