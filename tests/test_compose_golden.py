@@ -31,7 +31,7 @@ def test_rendered_file_matches_golden(rendered: dict[str, str], name: str) -> No
 def test_golden_issue_reads_like_the_weekly(rendered: dict[str, str]) -> None:
     text = rendered["issue.txt"]
     order = [
-        "Radiology AI Weekly · Issue #1 · June 1, 2026",
+        "Radiology AI Weekly · Issue #1 · Jun 1, 2026",
         "__SLICE_GREETING__",
         "Which of these do you expect in your reading room first?",
         "Here's what you need to know this week:",

@@ -110,10 +110,6 @@ def range_label(start: date, end: date) -> str:
     return f"{start:%b} {start.day} – {end.day}, {end.year}"
 
 
-def long_date(day: date) -> str:
-    return f"{day:%B} {day.day}, {day.year}"
-
-
 def _visible_cut(fragment: str, limit: int) -> tuple[str, bool]:
     """Cut an HTML fragment after at most ``limit`` visible characters, at a sentence end if
     one is near, else at a word. Returns the cut fragment and whether anything was cut."""

@@ -26,8 +26,8 @@ from newsletter.core.models import Paper
 from newsletter.core.settings import Settings
 from newsletter.issue.cards import (
     PaperCard,
+    date_label,
     editor_html,
-    long_date,
     make_card,
     range_label,
 )
@@ -207,7 +207,7 @@ def build_context(
         "issue": {
             "id": issue.id,
             "number": issue.number,
-            "date": long_date(issue.date),
+            "date": date_label(issue.date),  # "Nov 30, 2026", as the site writes dates
             "window": range_label(issue.window.start, issue.window.end),
             "subject": subject,
             "preheader": preheader,
