@@ -45,6 +45,8 @@ def describe(report: DemoReport, *, program: str = "slice") -> list[str]:
         # say so, or a newcomer opening them takes "__SLICE_GREETING__" for a bug
         f"  the email as composed   {folder.email_html}",
         "                          (a template: each reader's copy fills in the __SLICE_…__ marks)",
+        f"  the email, filled in    {folder.preview}",
+        "                          (as a sample reader sees it; never sent)",
         f"  the web copy            {folder.web_html}",
         f"                          (as readers see it: http://127.0.0.1:8000/issues/{report.issue_id})",
         f"  what the readers got    {report.mailbox}/ ({len(report.received)} .eml files: "
