@@ -358,7 +358,7 @@ def test_confirmation_email_on_a_misconfigured_relay_says_what_to_fix(
     assert line.startswith(
         "Error: ann@example.org is pending, but its confirmation email was not sent: " + problem
     ), line
-    assert line.endswith("Run the same command again to retry."), line
+    assert line.endswith("Run the same command again to retry now."), line
     assert relay.server.messages == []
     assert ledger(project, env)[1] == ["pending"]
 

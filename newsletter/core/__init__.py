@@ -10,4 +10,5 @@
 - `project`: `init_project`, the folders and slice.toml of `slice init`
 - `weeks`: ISO weeks, read one way everywhere (`--week` of papers and compose)
 - `timezone`: the editor's time zone, what "this week" and readers' dates mean
+- `words`: counted words in what a person reads ("1 paper", "2 papers")
 """

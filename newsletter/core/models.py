@@ -291,6 +291,15 @@ issue_choices = Table(
     Index("ix_issue_choices_paper", "paper_id"),
 )
 
+# Counters that triggers keep (m071): ``papers`` goes up with every change to the papers
+# table, so each `slice serve` worker knows when its cached archive pages are stale.
+slice_counters = Table(
+    "slice_counters",
+    SQLModel.metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
 
 class MailKind(StrEnum):
     CONFIRM = "confirm"
@@ -324,7 +333,7 @@ class QueuedMail(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
     lease_until: datetime | None = None  # a sender has claimed it until then
-    last_error: str = ""
+    last_error: str = Field(default="", sa_type=Text)
 
 
 class SignupHit(SQLModel, table=True):

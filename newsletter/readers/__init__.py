@@ -9,4 +9,5 @@
 - `spool`: unsubscribes kept in a file while the database cannot take them, applied later
 - `bounces`: `Inbound`, bounces, complaints and emailed unsubscribes applied to the list
 - `reports`: what one inbound message is, and whom its evidence points at
+- `mailqueue`: the queued confirmation and welcome emails, sent with retries
 """

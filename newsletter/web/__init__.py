@@ -4,7 +4,10 @@
 its routes as a router of its own module (`signup`, `confirm`, `archive`);
 `issuecopy` puts the web copy of an issue inside the site's frame. While it
 runs, a task sends the queued confirmation and welcome emails
-(`newsletter.readers.mailqueue`), retrying while the relay is down.
+(`newsletter.readers.mailqueue`), retrying while the relay is down. `pages`
+holds what the signup and link pages share, `limits` the signup limits kept in
+the database, `bodylimit` the cap on request bodies by bytes received, and
+`pagecache` the archive pages kept until the papers change.
 
 Every template rendered by the app can use these globals, so the signup form
 partial (``web/_signup.html``) works on any page that includes it:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 _COMMON = [
-    "CREATE TABLE slice_counters (name VARCHAR(40) PRIMARY KEY, value BIGINT NOT NULL)",
+    "CREATE TABLE slice_counters (name VARCHAR(40) NOT NULL PRIMARY KEY, value BIGINT NOT NULL)",
     "INSERT INTO slice_counters (name, value) VALUES ('papers', 0)",
 ]
 
