@@ -14,14 +14,16 @@ import threading
 import time
 from collections import OrderedDict
 
-from sqlalchemy import text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
+
+from newsletter.core.models import slice_counters
 
 MAX_AGE = 60.0  # seconds
 MAX_PAGES = 128
 MAX_PAGE_BYTES = 512 * 1024
 
-_VERSION = text("SELECT value FROM slice_counters WHERE name = 'papers'")
+_VERSION = select(slice_counters.c.value).where(slice_counters.c.name == "papers")
 
 
 class PageCache:
