@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from newsletter.core.config import load_settings
@@ -142,3 +143,23 @@ def run(coro_factory: Callable[[], Any]) -> Any:
     import asyncio
 
     return asyncio.run(coro_factory())
+
+
+@pytest.fixture(name="anyio_backend")
+def asyncio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(name="site")
+async def signup_site(
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, db_url: str
+) -> AsyncIterator[Site]:
+    """The app on each database backend (SQLite always, PostgreSQL when configured)."""
+    settings = smtp_settings(project, smtp_environ)
+    store = Store.open(db_url)
+    opened = Site(settings, store, smtp_server)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+        store.dispose()

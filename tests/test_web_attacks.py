@@ -13,7 +13,7 @@ import io
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,39 +23,22 @@ from itsdangerous import Signer
 from newsletter.core.store import Store
 from newsletter.readers.csvfile import ImportStream, write_export
 from newsletter.readers.subscribers import ConsentSource
-from tests.signup_support import (
+from tests.signup_support import (  # noqa: F401 - asyncio_backend, signup_site: fixtures
     BASE,
     Site,
+    asyncio_backend,
     form_token,
     links,
     one,
     path_of,
     rows,
+    signup_site,
     smtp_settings,
 )
 from tests.support.serve import SliceServe
 from tests.support.smtpd import RecordingSMTPServer
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def site(
-    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, db_url: str
-) -> AsyncIterator[Site]:
-    settings = smtp_settings(project, smtp_environ)
-    store = Store.open(db_url)
-    opened = Site(settings, store, smtp_server)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-        store.dispose()
 
 
 def _client(site: Site, ip: str) -> httpx.AsyncClient:

@@ -8,7 +8,6 @@ Time is a fake clock, so expiry and the resend interval are tested without waiti
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import date
 from email.utils import getaddresses
 from pathlib import Path
@@ -20,14 +19,16 @@ import pytest
 from newsletter.core.models import Issue, IssueStatus, SubscriberStatus
 from newsletter.core.store import Store
 from newsletter.readers.addresses import derive_list_id
-from tests.signup_support import (
+from tests.signup_support import (  # noqa: F401 - asyncio_backend, signup_site: fixtures
     BASE,
     Site,
+    asyncio_backend,
     form_token,
     links,
     one,
     path_of,
     rows,
+    signup_site,
     smtp_settings,
     tamper,
     text_part,
@@ -35,26 +36,6 @@ from tests.signup_support import (
 from tests.support.smtpd import RecordingSMTPServer
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def site(
-    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, db_url: str
-) -> AsyncIterator[Site]:
-    """The app on each database backend (SQLite always, PostgreSQL when configured)."""
-    settings = smtp_settings(project, smtp_environ)
-    store = Store.open(db_url)
-    opened = Site(settings, store, smtp_server)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-        store.dispose()
 
 
 # --- the whole loop, as a reader ------------------------------------------------------
