@@ -80,6 +80,9 @@ class Browser:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._session = ""
+        # a cold chromium (first launch, profile being made, the other test process
+        # starting one too) can take longer than a command may: start-up gets a minute
+        self.timeout = max(timeout, 60.0)
         target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)
         attached = self.send(
             "Target.attachToTarget",
@@ -89,6 +92,7 @@ class Browser:
         self._session = attached["sessionId"]
         self.send("Page.enable")
         self.send("Runtime.enable")
+        self.timeout = timeout
 
     # --- protocol ------------------------------------------------------------
 
