@@ -318,7 +318,7 @@ def dev_smtp(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """A local SMTP server that keeps every message as a .eml file in outbox/mailbox/."""
-    settings = state(ctx).settings()
+    settings = state(ctx).settings(project=False)  # a mail sink needs no newsletter
     folder = settings.outbox_dir / "mailbox"
     console = out()
     parser = BytesHeaderParser(policy=default_policy)
