@@ -8,6 +8,7 @@
 - `issuefile`: issue.json, the editable selection
 - `abstracts`: an abstract's sections and their roles, its sentences and its figures
 - `stories`: `fill_drafts`, story drafts for the featured papers (extractive, or an llm model)
+- `storydraft`: `StoryDraft`, the extractive draft from an abstract, the checks any draft passes
 - `render`, `cards`, `htmlmail`, `templating`: issue.json + papers -> MJML -> email HTML,
   web copy and plain text
 - `outbox`: `IssueFolder` and `RenderedIssue`, the contract between compose and send
