@@ -115,3 +115,9 @@ class StoriesSettings(Section):
         description="An llm model (id or alias, e.g. 'gpt-4o-mini' or a local model) to draft "
         "stories; empty: extractive drafts from the abstract, offline.",
     )
+    timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds compose waits for the model's draft of one story; with no answer "
+        "by then the extractive draft stands in, and the model is not asked again in that compose.",
+    )

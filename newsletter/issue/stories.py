@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -39,6 +40,8 @@ class DraftReport:
 
     drafted: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # why the model is not asked for the rest of this issue (it did not answer in time)
+    not_asked: str = ""
 
 
 # --- a language model (optional) ----------------------------------------------------
@@ -104,11 +107,48 @@ def llm_model(name: str) -> Ask:
     return ask
 
 
-def model_draft(ask: Ask, *, title: str, abstract: str) -> tuple[StoryDraft | None, str]:
-    """The model's draft if it passes the checks, else (None, why not)."""
+class ModelTimeoutError(Exception):
+    """The model did not answer in the time `[stories] timeout` gives it."""
+
+
+def within(seconds: float, ask: Ask, system: str, prompt: str) -> str:
+    """``ask``'s answer, or ModelTimeoutError after ``seconds``.
+
+    No llm plugin offers a way to stop a call, so it runs on a daemon thread that is
+    left to finish (or to end with the process) when time is up.
+    """
+    done = threading.Event()
+    result: list[str] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(ask(system, prompt))
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="story-draft", daemon=True).start()
+    if not done.wait(seconds):
+        raise ModelTimeoutError(f"no answer within {seconds:g} s")
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def model_draft(
+    ask: Ask, *, title: str, abstract: str, timeout: float
+) -> tuple[StoryDraft | None, str]:
+    """The model's draft if it passes the checks, else (None, why not).
+
+    Raises ModelTimeoutError when the model does not answer within ``timeout`` seconds.
+    """
     prompt = PROMPT.format(title=plain_text(title), abstract=plain_text(abstract))
     try:
-        answer = ask(SYSTEM_PROMPT, prompt)
+        answer = within(timeout, ask, SYSTEM_PROMPT, prompt)
+    except ModelTimeoutError:
+        raise
     except (
         Exception
     ) as exc:  # each llm plugin raises its own errors: any means "use the extractive draft"
@@ -156,20 +196,40 @@ def fill_drafts(
         if entry.draft is not None and entry.draft.digest != digest(entry):
             entry = entry.model_copy(update={"draft": None})  # edited: the editor's now
         if entry.featured and not has_story(entry) and settings.drafts:
-            entry = _drafted(entry, papers[entry.id], ask, settings.model, report)
+            entry = _drafted(entry, papers[entry.id], ask, settings, report)
+            if report.not_asked:
+                ask = None  # a model that kept one story waiting is not asked for the next
         entries.append(entry)
     return issue.model_copy(update={"papers": entries}), report
 
 
 def _drafted(
-    entry: PaperEntry, paper: Paper, ask: Ask | None, model: str, report: DraftReport
+    entry: PaperEntry,
+    paper: Paper,
+    ask: Ask | None,
+    settings: StoriesSettings,
+    report: DraftReport,
 ) -> PaperEntry:
     draft: StoryDraft | None = None
     by = EXTRACTIVE
+    model = settings.model
     # as the email shows them: a record stored before ingest cleaned it may hold TeX
     title, abstract = clean_tex(scrub(paper.title)), clean_tex(scrub(paper.abstract))
+    if ask is None and report.not_asked:
+        report.notes.append(
+            f"paper {entry.id}: {model or 'the model'} was not asked ({report.not_asked}); "
+            "the extractive draft stands in."
+        )
     if ask is not None:
-        draft, why_not = model_draft(ask, title=title, abstract=abstract)
+        try:
+            draft, why_not = model_draft(
+                ask, title=title, abstract=abstract, timeout=settings.timeout
+            )
+        except ModelTimeoutError as exc:
+            draft, why_not = None, str(exc)
+            report.not_asked = (
+                f"it gave no answer within {settings.timeout:g} s for paper {entry.id}"
+            )
         if draft is None:
             report.notes.append(
                 f"paper {entry.id}: the {model or 'model'} draft was not used ({why_not}); "
