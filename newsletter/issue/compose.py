@@ -25,7 +25,7 @@ from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.core.words import plural
 from newsletter.issue import choices, lifecycle, relevance
-from newsletter.issue.candidates import candidates_by_id, load_candidates
+from newsletter.issue.candidates import candidates_by_id, load_candidates, stored_scores
 from newsletter.issue.choices import EditorModel
 from newsletter.issue.finish import render_or_blame, write_atomically
 from newsletter.issue.issueedits import apply_overrides, choices_of, fresh_issue
@@ -187,8 +187,13 @@ def compose_issue(
     excludes: Sequence[int] = (),
     reselect: bool = False,
     now: datetime | None = None,
+    explain: bool = False,
 ) -> ComposeResult:
-    """Select and render the issue for ``window`` into ``outbox/<issue-id>/``."""
+    """Select and render the issue for ``window`` into ``outbox/<issue-id>/``.
+
+    ``explain`` scores every candidate in full (for `--explain`); otherwise the ones
+    that cannot reach the issue keep their stored scores (`newsletter.issue.select`).
+    """
     issue_id = window.issue_id
     folder = IssueFolder.of(settings.outbox_dir, issue_id)
     limit = max_papers or settings.compose.max_papers
@@ -249,9 +254,16 @@ def compose_issue(
             pins=tuple(dict.fromkeys(pinned_all)),
             excludes=tuple(dict.fromkeys([*excludes, *(existing.excluded if existing else [])])),
             editor_weight=settings.profile.editor_weight,
+            every=explain,
         )
         selection = select_papers(
-            candidates, window, profile, options=options, editor=model, stats=stats
+            candidates,
+            window,
+            profile,
+            options=options,
+            editor=model,
+            stats=stats,
+            stored=stored_scores(session.connection(), candidates, profile, stats),
         )
         number = lifecycle.next_number(session.connection())
         if existing is not None:
