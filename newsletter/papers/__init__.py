@@ -13,4 +13,7 @@
 - `formats`: the file formats `slice ingest` reads
 - `queries`: `list_papers` behind `slice papers`; a preprint's journal version and back
 - `search`: `search_papers`, the archive's full-text search on SQLite and PostgreSQL
+- `searchquery`: `parse_query`, the reader's words, phrases, exclusions and OR, and what
+  each engine's index is asked
+- `searchparams`: `SearchParams`, a search's filters, sort and page, read from the URL
 """
