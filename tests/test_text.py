@@ -5,19 +5,16 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from newsletter.papers.headings import labelled, split_glued_headings
 from newsletter.papers.mathtext import mathml_to_text, tex_to_text
+from newsletter.papers.names import normalize_name, split_authors, title_key
 from newsletter.papers.text import (
     clean_markup,
     clean_plain,
     clean_title,
     collapse,
-    labelled,
-    normalize_name,
     plain_text,
     sanitize,
-    split_authors,
-    split_glued_headings,
-    title_key,
 )
 
 MML = 'xmlns:mml="http://www.w3.org/1998/Math/MathML"'

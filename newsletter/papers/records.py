@@ -12,16 +12,10 @@ from datetime import date
 from typing import Any
 
 from newsletter.core.models import PaperKind
+from newsletter.papers.names import normalize_name
 from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.papers.sources.base import PaperRecord
-from newsletter.papers.text import (
-    bound_nesting,
-    clean_tex,
-    normalize_name,
-    plain_text,
-    sanitize,
-    scrub,
-)
+from newsletter.papers.text import bound_nesting, clean_tex, plain_text, sanitize, scrub
 
 KINDS = frozenset(k.value for k in PaperKind)
 IDS = ("doi", "pmid", "pmcid", "arxiv_id")

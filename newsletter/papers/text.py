@@ -3,20 +3,18 @@
 Titles and abstracts are stored as small HTML fragments that keep only
 ``<i> <b> <sub> <sup>`` (sanitized with nh3, never with regexes). MathML and
 TeX become readable text, hard wraps collapse to single spaces, and paragraph
-breaks survive as one blank line (``"\\n\\n"``). Structured abstracts keep their
-section labels ("Background: ..."), each section a paragraph.
+breaks survive as one blank line (``"\\n\\n"``). Control characters are
+removed and markup nested too deep loses its tags.
 
 `plain_text` turns a stored fragment back into plain text (for the text/plain
-email part and for search).
+email part and for search). Structured abstracts' section labels live in
+`newsletter.papers.headings`, author names and title keys in `newsletter.papers.names`.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import unicodedata
-from collections.abc import Iterable
-from functools import lru_cache
 
 import lxml.html
 import nh3
@@ -116,7 +114,7 @@ def bound_nesting(fragment: str, depth: int = MAX_NESTING) -> str:
     return "".join(out)
 
 
-# --- whitespace, paragraphs, headings --------------------------------------
+# --- whitespace -----------------------------------------------------------
 
 
 def one_line(text: str, limit: int | None = None) -> str:
@@ -129,120 +127,6 @@ def collapse(text: str) -> str:
     """Hard wraps and runs of whitespace become single spaces; blank lines stay paragraph breaks."""
     paragraphs = re.split(r"\n\s*\n", text.strip())
     return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
-
-
-SECTION_HEADINGS = (
-    "Background and Aims",
-    "Background and Purpose",
-    "Background and Objectives",
-    "Background",
-    "Introduction",
-    "Context",
-    "Importance",
-    "Rationale",
-    "Motivation",
-    "Objectives",
-    "Objective",
-    "Aims",
-    "Aim",
-    "Purpose",
-    "Goal",
-    "Hypothesis",
-    "Study Design",
-    "Design, Setting, and Participants",
-    "Design",
-    "Setting",
-    "Settings",
-    "Participants",
-    "Patients",
-    "Population",
-    "Interventions",
-    "Intervention",
-    "Exposures",
-    "Exposure",
-    "Main Outcomes and Measures",
-    "Main Outcome Measures",
-    "Outcome Measures",
-    "Outcomes",
-    "Materials and Methods",
-    "Methods and Findings",
-    "Methods and Materials",
-    "Methodology",
-    "Methods",
-    "Method",
-    "Approach",
-    "Data Sources",
-    "Study Selection",
-    "Data Extraction",
-    "Measurements",
-    "Analysis",
-    "Findings",
-    "Results",
-    "Result",
-    "Interpretation",
-    "Discussion",
-    "Conclusions and Relevance",
-    "Conclusions",
-    "Conclusion",
-    "Significance",
-    "Implications",
-    "Limitations",
-    "Trial Registration",
-    "Registration",
-    "Funding",
-    "Evidence before this study",
-    "Added value of this study",
-    "Implications of all the available evidence",
-    "Summary",
-    "What is already known",
-)
-_HEADINGS = "|".join(re.escape(h) for h in sorted(SECTION_HEADINGS, key=len, reverse=True))
-# A heading glued to the next sentence ("BackgroundA range ..."), at the start of
-# the abstract or after the end of the previous sentence.
-_GLUED = re.compile(rf"(^|(?<=[.!?)\]])\s*|\n\s*)(?P<h>{_HEADINGS})(?P<next>[A-Z0-9])", re.M)
-
-
-def split_glued_headings(text: str) -> str:
-    """'BackgroundA range...' → 'Background: A range...', each section its own paragraph.
-
-    Headings are recognised at the start of a paragraph; after the end of a
-    sentence only when the abstract itself opens with a glued heading.
-    """
-    found = list(_GLUED.finditer(text))
-    structured = bool(found) and found[0].start("h") == 0
-    out: list[str] = []
-    last = 0
-    for m in found:
-        start = m.start("h")
-        at_paragraph = start == 0 or "\n" in text[max(0, m.start()) : start]
-        if not (structured or at_paragraph):
-            continue
-        out.append(text[last:start].rstrip())
-        if start:
-            out.append("\n\n")
-        out.append(f"{m.group('h')}: {m.group('next')}")
-        last = m.end("next")
-    out.append(text[last:])
-    return "".join(out).strip()
-
-
-def label(raw: str) -> str:
-    """A structured-abstract label in sentence case: 'OBJECTIVES' → 'Objectives'."""
-    raw = " ".join(raw.split()).rstrip(":")
-    if raw.isupper():
-        raw = raw.capitalize()
-    return raw
-
-
-def labelled(sections: Iterable[tuple[str, str]]) -> str:
-    """Join (label, text) sections into paragraphs 'Label: text'."""
-    parts = []
-    for name, body in sections:
-        body = body.strip()
-        if not body:
-            continue
-        parts.append(f"{label(name)}: {body}" if name.strip() else body)
-    return "\n\n".join(parts)
 
 
 # --- markup cleanup ---------------------------------------------------------
@@ -354,63 +238,3 @@ def clean_title(fragment: str) -> str:
     ):
         title = title[:-1].rstrip()
     return title
-
-
-def clean_abstract(text: str) -> str:
-    """An abstract after markup cleanup: glued section headings separated."""
-    return split_glued_headings(text)
-
-
-# --- names ------------------------------------------------------------------
-
-_INITIALS = re.compile(r"^(?:[A-Z][a-z]?\.?[\s-]*){1,4}$")
-
-
-def normalize_name(name: str) -> str:
-    """'Bruce, E. A.' → 'E. A. Bruce'; whitespace tidied; collective names kept as they are."""
-    name = " ".join(html.unescape(name).split()).strip(" ,;")
-    if name.count(",") == 1:
-        last, first = (p.strip() for p in name.split(","))
-        if last and first and not re.search(r"\b(?:Jr|Sr|II|III|IV)\.?$", first):
-            return f"{first} {last}"
-    return name
-
-
-def split_authors(value: str) -> list[str]:
-    """An author string as a list: 'Last, F.; Last, F.' or 'A Name, B Name and C Name'."""
-    value = " ".join(value.split())
-    if not value:
-        return []
-    if ";" in value:
-        parts = value.split(";")
-    else:
-        pieces = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", value) if p.strip()]
-        # 'Last, F., Last, F.' pairs: every second piece is initials
-        if (
-            len(pieces) >= 2
-            and len(pieces) % 2 == 0
-            and all(_INITIALS.match(p) for p in pieces[1::2])
-        ):
-            parts = [f"{a}, {b}" for a, b in zip(pieces[0::2], pieces[1::2], strict=True)]
-        else:
-            parts = pieces
-    return [n for n in (normalize_name(p) for p in parts) if n]
-
-
-def fold(text: str) -> str:
-    """Lowercase ASCII-ish form for comparisons: accents, markup and punctuation dropped."""
-    text = unicodedata.normalize("NFKD", plain_text(text))
-    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    return " ".join(re.sub(r"[^\w]+", " ", text).split())
-
-
-@lru_cache(maxsize=8192)
-def title_key(title: str) -> str:
-    """The normalized title used for the last-resort duplicate check."""
-    return fold(title)
-
-
-def surname(name: str) -> str:
-    """The folded family name of an author ('E. A. Bruce' → 'bruce')."""
-    folded = fold(name)
-    return folded.split()[-1] if folded else ""
