@@ -55,9 +55,38 @@ _RENAME = {"em": "i", "strong": "b", "italic": "i", "bold": "b"}
 # --- sanitizing -------------------------------------------------------------
 
 
+# A fragment is what nh3 would give back unchanged when, outside the kept tags (bare and
+# balanced), its text holds no other "<", no ">", no "&" but the entities nh3 writes, no
+# U+00A0, and nothing the HTML parser's input preprocessing changes (CR, NUL).
+_KEPT_TAG_SPLIT = re.compile(r"<(/?)(i|b|sub|sup)>")
+_UNSANITIZED_TEXT = re.compile(r"[<>\u00a0\r\x00]|&(?!(?:amp|lt|gt|nbsp);)")
+
+
+def is_sanitized(fragment: str) -> bool:
+    """True when `sanitize` would return ``fragment`` as it is (so nh3 need not run).
+
+    Parsers sanitize what they produce and `validate` sanitizes every record again,
+    whatever its source; this check, two regex passes, makes the second pass nearly free.
+    """
+    if fragment.startswith("\ufeff"):  # a leading BOM is dropped by the HTML parser
+        return False
+    if "<" not in fragment:
+        return not _UNSANITIZED_TEXT.search(fragment)
+    parts = _KEPT_TAG_SPLIT.split(fragment)  # text, "/" or "", tag name, text, ...
+    if _UNSANITIZED_TEXT.search(" ".join(parts[0::3])):  # apart: "&am<i>p;" is no entity
+        return False
+    open_tags: list[str] = []
+    for closing, name in zip(parts[1::3], parts[2::3], strict=True):
+        if not closing:
+            open_tags.append(name)
+        elif not open_tags or open_tags.pop() != name:
+            return False
+    return not open_tags
+
+
 def sanitize(fragment: str) -> str:
     """Keep only <i> <b> <sub> <sup> (no attributes); text stays escaped HTML."""
-    if not _NEEDS_SANITIZER.search(fragment):
+    if not _NEEDS_SANITIZER.search(fragment) or is_sanitized(fragment):
         return fragment  # nothing the sanitizer would change
     return nh3.clean(fragment, tags=set(ALLOWED_TAGS), attributes={}, strip_comments=True)
 
@@ -66,6 +95,8 @@ def plain_text(fragment: str) -> str:
     """A stored fragment as plain text: tags dropped, entities decoded."""
     if "<" not in fragment and "&" not in fragment:
         return fragment
+    if is_sanitized(fragment):  # only the kept tags, balanced: dropping them is all nh3 does
+        return html.unescape(_KEPT_TAG.sub("", fragment))
     return html.unescape(nh3.clean(fragment, tags=set(), attributes={}))
 
 
@@ -74,6 +105,7 @@ def plain_text(fragment: str) -> str:
 # C0 and C1 control characters (a tab, line feed and carriage return are turned into
 # whitespace first), and the characters that end a line in Unicode but not in HTML.
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+_SCRUBBED_AWAY = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")  # and tab, CR
 # After `sanitize`, the only tags left are these, bare: a regex can walk them safely.
 _KEPT_TAG = re.compile(r"<(/?)(i|b|sub|sup)>")
 MAX_NESTING = 3  # <sup><i>…</i></sup> is as deep as real titles and abstracts go
@@ -81,7 +113,7 @@ MAX_NESTING = 3  # <sup><i>…</i></sup> is as deep as real titles and abstracts
 
 def scrub(text: str) -> str:
     """Control characters removed (ESC, U+0001, DEL, C1); tabs and CR become whitespace."""
-    if not text:
+    if not text or not _SCRUBBED_AWAY.search(text):
         return text
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
     return _CONTROLS.sub("", text)
