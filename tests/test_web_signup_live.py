@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,7 +161,6 @@ def test_the_opt_in_by_clicking_without_javascript(live: Live, width: int) -> No
 
 def test_slice_serve_runs_the_app(project: Path) -> None:
     import os
-    import socket
     import subprocess
     import sys
     import time
@@ -191,7 +191,33 @@ def test_slice_serve_runs_the_app(project: Path) -> None:
                 time.sleep(0.1)
         assert page.status_code == 200 and 'name="form_token"' in page.text
         assert "Test Weekly" in page.text
+        # a connection left idle for longer than uvicorn's default 5 s is still open: a
+        # proxy (or browser) that reuses it gets an answer, not a dropped request
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            ask = b"GET /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            assert _answer(conn, ask).startswith(b"HTTP/1.1 200")
+            time.sleep(6)
+            assert _answer(conn, ask).startswith(b"HTTP/1.1 200")
     finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=10)
     assert f"Serving Test Weekly on http://127.0.0.1:{port}" in stderr
+
+
+def _answer(conn: socket.socket, request: bytes) -> bytes:
+    """Send ``request`` on ``conn`` and read one whole response (Content-Length framed)."""
+    conn.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head)[1])  # type: ignore[index]
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return data

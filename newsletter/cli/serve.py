@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 
 WORKER_ENV = "SLICE_SERVE_WORKER"
 
+# How long an idle keep-alive connection stays open. Longer than the idle timeout
+# of the proxies that usually sit in front (nginx keeps upstream connections 60 s,
+# Caddy 2 minutes): whoever closes an idle connection may close it just as the
+# other side sends a request on it, and that request is lost (the client sees a
+# dropped connection, not an answer). With the proxy always closing first, it
+# knows its connection is gone and never sends on it. uvicorn's own default is 5 s.
+KEEP_ALIVE_SECONDS = 130
+
 
 def serve(
     ctx: typer.Context,
@@ -72,6 +80,7 @@ def serve(
         workers=settings.web.workers,
         proxy_headers=False,
         server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         log_level="warning",
         **options,
     )

@@ -9,6 +9,8 @@ from typing import Any
 
 import uvicorn
 
+from newsletter.cli.serve import KEEP_ALIVE_SECONDS
+
 
 class LiveServer:
     def __init__(self, app: Any) -> None:
@@ -20,7 +22,16 @@ class LiveServer:
         self.port = self._sock.getsockname()[1]
         # proxy_headers off, as `slice serve` runs it: the peer is the client unless
         # the app is told to trust a proxy (web.trusted_proxies)
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False)
+        # and idle connections kept as `slice serve` keeps them: with uvicorn's 5 s, a
+        # server thread starved of the GIL by the client in this same process for 5 s
+        # closed a connection on which a request was already waiting (seen in CI)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
