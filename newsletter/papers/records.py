@@ -1,7 +1,9 @@
 """A paper record checked before it is stored: required fields, kinds, identifiers.
 
 `validate` normalizes a record in place (sanitized title and abstract,
-normalized identifiers and names) or says why it must be rejected.
+normalized identifiers and names) or says why it must be rejected. A big file's
+records are validated in the read-ahead process (`newsletter.papers.readahead`),
+a rejected one carrying its reason to ingest as ``extra["problem"]``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ def validate(record: PaperRecord) -> str | None:
     problem = record.extra.pop("problem", None)
     if problem:
         return str(problem)
+    if record.checked:  # normalized already, by validate itself (in the read-ahead process)
+        return None
     _scrub_record(record)
     record.title = " ".join(clean_tex(bound_nesting(sanitize(record.title))).split())
     record.abstract = clean_tex(bound_nesting(sanitize(record.abstract))).strip()
@@ -119,4 +123,5 @@ def validate(record: PaperRecord) -> str | None:
         record.published_doi = None
     record.authors = [a for a in (normalize_name(str(n)) for n in record.authors) if a]
     record.extra.pop("position", None)
+    record.checked = True
     return None
