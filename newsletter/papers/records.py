@@ -13,13 +13,14 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from newsletter.core.models import PaperKind
 from newsletter.papers.names import normalize_name
 from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.papers.sources.base import PaperRecord
 from newsletter.papers.text import bound_nesting, clean_tex, plain_text, sanitize, scrub
 
-KINDS = frozenset(k.value for k in PaperKind)
+# PaperKind's values, spelled out: the read-ahead process that validates a big file's records
+# need not import the models and SQLAlchemy (a test checks that the two agree)
+KINDS = frozenset({"paper", "preprint"})
 IDS = ("doi", "pmid", "pmcid", "arxiv_id")
 _DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.I)
 

@@ -126,7 +126,7 @@ def bound_nesting(fragment: str, depth: int = MAX_NESTING) -> str:
     mail clients and the MJML compiler cut off, taking the rest of the issue with it.
     Works on sanitized fragments only (bare, balanced ``<i> <b> <sub> <sup>``).
     """
-    if fragment.count("<") <= depth:
+    if fragment.count("<") - fragment.count("</") <= depth:  # fewer tags opened than allowed
         return fragment
     out: list[str] = []
     stack: list[bool] = []  # per open tag: was it kept?
@@ -155,9 +155,14 @@ def one_line(text: str, limit: int | None = None) -> str:
     return joined if limit is None else joined[:limit]
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
 def collapse(text: str) -> str:
     """Hard wraps and runs of whitespace become single spaces; blank lines stay paragraph breaks."""
-    paragraphs = re.split(r"\n\s*\n", text.strip())
+    if "\n" not in text:  # one paragraph: the same as below, without the regex
+        return " ".join(text.split())
+    paragraphs = _PARAGRAPH_BREAK.split(text.strip())
     return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
 
 
