@@ -25,6 +25,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import TypeVar
 
 from newsletter.issue.choices import EditorModel
@@ -175,6 +176,7 @@ class _Scorer:
         editor: EditorModel | None,
     ) -> None:
         self.window, self.profile, self.options, self.editor = window, profile, options, editor
+        self._recency: dict[date, ScorePart | None] = {}  # by the paper's date
 
     def read(
         self, paper: PaperText
@@ -185,11 +187,15 @@ class _Scorer:
 
     def recency(self, paper: PaperText) -> ScorePart | None:
         """``recency_weight`` per day between the window's start and the paper's date."""
-        w = self.window
-        age = (min(max(paper.published, w.start), w.end) - w.start).days
-        if not (self.profile.recency_weight and age):
-            return None
-        return ScorePart(f"recency +{age}d", round(self.profile.recency_weight * age, 3))
+        day = paper.published
+        if day not in self._recency:
+            w = self.window
+            age = (min(max(day, w.start), w.end) - w.start).days
+            weight = self.profile.recency_weight
+            self._recency[day] = (
+                ScorePart(f"recency +{age}d", round(weight * age, 3)) if weight and age else None
+            )
+        return self._recency[day]
 
     def score(
         self,
