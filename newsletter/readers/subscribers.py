@@ -36,7 +36,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import bindparam, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -56,6 +56,7 @@ from newsletter.core.models import (
     QueuedMail,
     Subscriber,
     SubscriberStatus,
+    table,
     utcnow,
 )
 from newsletter.core.settings import Settings
@@ -356,7 +357,7 @@ class Subscribers:
         wait = min(self.store.busy_seconds, UNSUBSCRIBE_WAIT_SECONDS)
         try:
             with self._write(busy_seconds=wait) as session:
-                return self._unsubscribe(session, _by_uid(session, uid, lock=True), reason)
+                return _unsubscribe_uid(session, uid, reason, self.clock())
         except (StoreError, OperationalError) as exc:
             return self._spool_unsubscribe(uid, reason, exc)
 
@@ -634,6 +635,50 @@ def _by_uid(session: Session, uid: str, *, lock: bool = False) -> Subscriber | N
     if lock:
         query = query.with_for_update()
     return session.exec(query).first()
+
+
+_SUBSCRIBERS = table(Subscriber)
+# built once: a one-click POST only binds its values
+_UNSUBSCRIBE = (
+    update(_SUBSCRIBERS)
+    .where(
+        _SUBSCRIBERS.c.uid == bindparam("that_uid"),
+        _SUBSCRIBERS.c.status.not_in(sorted(s.value for s in SUPPRESSED)),
+    )
+    .values(
+        status=SubscriberStatus.UNSUBSCRIBED.value,
+        unsubscribed_at=bindparam("at"),
+        confirm_nonce=None,
+        status_reason=bindparam("why"),
+        updated_at=bindparam("at"),
+    )
+    .returning(_SUBSCRIBERS.c.email)
+)
+# already suppressed: a pending re-confirmation link dies with the request all the same
+_FORGET_NONCE = (
+    update(_SUBSCRIBERS)
+    .where(_SUBSCRIBERS.c.uid == bindparam("that_uid"))
+    .values(confirm_nonce=None)
+    .returning(_SUBSCRIBERS.c.email, _SUBSCRIBERS.c.status)
+)
+
+
+def _unsubscribe_uid(session: Session, uid: str, reason: str, now: datetime) -> UnsubscribeResult:
+    """`Subscribers._unsubscribe` by uid, written as one statement in the usual case.
+
+    A one-click POST holds the write lock only for this one UPDATE; a second
+    statement runs only for an address already suppressed (or gone).
+    """
+    conn = session.connection()
+    changed = conn.execute(_UNSUBSCRIBE, {"that_uid": uid, "at": now, "why": reason}).first()
+    if changed is not None:
+        return UnsubscribeResult(
+            changed=True, email=changed[0], status=SubscriberStatus.UNSUBSCRIBED.value
+        )
+    found = conn.execute(_FORGET_NONCE, {"that_uid": uid}).first()
+    if found is None:
+        return UnsubscribeResult(changed=False, email=None)
+    return UnsubscribeResult(changed=False, email=found[0], status=found[1])
 
 
 def _utc(value: datetime | None) -> datetime:
