@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from newsletter.core.config import load_settings
 from newsletter.core.project import init_project
 from newsletter.core.store import Store
-from newsletter.papers.search import fts5_match, parse_query
+from newsletter.papers.searchquery import fts5_match, parse_query
 from newsletter.web import create_app
 from tests.support.liveserver import LiveServer
 

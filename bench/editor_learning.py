@@ -29,6 +29,7 @@ from sqlmodel import col, select
 from newsletter.core.config import load_settings
 from newsletter.core.models import Issue, Paper, issue_choices, table
 from newsletter.core.project import init_project
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue import relevance
 from newsletter.issue.candidates import load_candidates
@@ -158,51 +159,60 @@ def learning(weeks: int = 104, per_week: int = 40, held_back: int = 8) -> None:
           f"({with_model - without:+.2f}); training on the bounded history p50 {train_ms:.0f} ms")  # fmt: skip
 
 
-def scale(papers: int = 10_000, weeks: int = 104, per_week: int = 30) -> None:
+def build_store(
+    project: Path, papers: int = 10_000, weeks: int = 104, per_week: int = 30
+) -> Settings:
+    """A project with ``papers`` realistic papers in `WEEK` and ``weeks`` sent issues before it,
+    ``per_week`` recorded editor choices each; the store is not scored yet."""
     gen = Generator(5)
-    with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp) / "project"
-        init_project(project, name="Bench")
-        toml = (ROOT / "slice.toml").read_text(encoding="utf-8")
-        (project / "slice.toml").write_text(toml.split("[[sources]]")[0], encoding="utf-8")
-        settings = load_settings(
-            config=project / "slice.toml", environ={"SLICE_SECRET_KEY": "bench-secret-key-0123"}
-        )
-        P = table(Paper)
-        I = table(Issue)  # noqa: E741
-        seen = datetime(2026, 5, 27, tzinfo=UTC)
-        with Store.open(settings.database_url) as store:
-            rows = []
-            for i in range(papers):
+    init_project(project, name="Bench")
+    toml = (ROOT / "slice.toml").read_text(encoding="utf-8")
+    (project / "slice.toml").write_text(toml.split("[[sources]]")[0], encoding="utf-8")
+    settings = load_settings(
+        config=project / "slice.toml", environ={"SLICE_SECRET_KEY": "bench-secret-key-0123"}
+    )
+    P = table(Paper)
+    I = table(Issue)  # noqa: E741
+    seen = datetime(2026, 5, 27, tzinfo=UTC)
+    with Store.open(settings.database_url) as store:
+        rows = []
+        for i in range(papers):
+            fake = gen.paper()
+            rows.append({"title": fake.title, "abstract": fake.abstract, "source": fake.source,
+                         "kind": "preprint", "published": WEEK.start + timedelta(days=i % 7),
+                         "authors": gen.authors(), "url": "", "journal": "", "title_key": "",
+                         "seen_in": [], "extra": {}, "first_seen": seen, "updated_at": seen})  # fmt: skip
+        history_rows = []
+        for week in range(weeks):
+            day = WEEK.start - timedelta(weeks=weeks - week)
+            for _ in range(per_week):
                 fake = gen.paper()
-                rows.append({"title": fake.title, "abstract": fake.abstract, "source": fake.source,
-                             "kind": "preprint", "published": WEEK.start + timedelta(days=i % 7),
-                             "authors": gen.authors(), "url": "", "journal": "", "title_key": "",
-                             "seen_in": [], "extra": {}, "first_seen": seen, "updated_at": seen})  # fmt: skip
-            history_rows = []
+                history_rows.append({**rows[0], "title": fake.title, "abstract": fake.abstract,
+                                     "published": day})  # fmt: skip
+        with store.write() as session:
+            conn = session.connection()
+            conn.execute(insert(P), rows + history_rows)
+            ids = [int(r[0]) for r in conn.execute(select(P.c.id).order_by(P.c.id))]
+            hist_ids = ids[papers:]
+            choice_rows = []
             for week in range(weeks):
                 day = WEEK.start - timedelta(weeks=weeks - week)
-                for _ in range(per_week):
-                    fake = gen.paper()
-                    history_rows.append({**rows[0], "title": fake.title, "abstract": fake.abstract,
-                                         "published": day})  # fmt: skip
-            with store.write() as session:
-                conn = session.connection()
-                conn.execute(insert(P), rows + history_rows)
-                ids = [int(r[0]) for r in conn.execute(select(P.c.id).order_by(P.c.id))]
-                hist_ids = ids[papers:]
-                choice_rows = []
-                for week in range(weeks):
-                    day = WEEK.start - timedelta(weeks=weeks - week)
-                    issue_id = f"w{week:03d}"
-                    conn.execute(insert(I).values(id=issue_id, number=week + 1, subject="",
-                                                  window_start=day, window_end=day + timedelta(days=6),
-                                                  status="sent", composed_at=seen))  # fmt: skip
-                    for j, pid in enumerate(hist_ids[week * per_week : (week + 1) * per_week]):
-                        choice = ("pinned", "excluded", "kept", "kept", "passed", "passed")[j % 6]
-                        choice_rows.append({"issue_id": issue_id, "paper_id": pid,
-                                            "choice": choice, "recorded_at": seen})  # fmt: skip
-                conn.execute(insert(issue_choices), choice_rows)
+                issue_id = f"w{week:03d}"
+                conn.execute(insert(I).values(id=issue_id, number=week + 1, subject="",
+                                              window_start=day, window_end=day + timedelta(days=6),
+                                              status="sent", composed_at=seen))  # fmt: skip
+                for j, pid in enumerate(hist_ids[week * per_week : (week + 1) * per_week]):
+                    choice = ("pinned", "excluded", "kept", "kept", "passed", "passed")[j % 6]
+                    choice_rows.append({"issue_id": issue_id, "paper_id": pid,
+                                        "choice": choice, "recorded_at": seen})  # fmt: skip
+            conn.execute(insert(issue_choices), choice_rows)
+    return settings
+
+
+def scale(papers: int = 10_000, weeks: int = 104, per_week: int = 30) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = build_store(Path(tmp) / "project", papers, weeks, per_week)
+        with Store.open(settings.database_url) as store:
             start = time.perf_counter()
             relevance.refresh_store(settings, store)  # what `slice fetch` does after storing
             refresh_ms = _ms(start)

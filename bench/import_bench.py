@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import peak_rss_mb, run_phase
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,14 +31,6 @@ def write_csv(path: Path, rows: int) -> None:
         fh.write("email,name\n")
         for n in range(rows):
             fh.write(f"person{n}@example{n % 97}.com,Person Number {n}\n")
-
-
-def peak_rss_mb() -> float:
-    # VmHWM is this process's own peak (ru_maxrss would carry the parent's after a fork)
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def phase(name: str, csv_path: Path, project: Path) -> dict[str, float]:
@@ -63,21 +54,6 @@ def phase(name: str, csv_path: Path, project: Path) -> dict[str, float]:
         assert result.exit_code == 0, result.output
         rows = int(result.stdout.split(": ", 1)[1].split(" added")[0])
     return {"rows": rows, "seconds": time.perf_counter() - start, "peak_mb": peak_rss_mb()}
-
-
-def run_phase(name: str, csv_path: Path, project: Path, tree: Path) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, __file__, "--phase", name, "--file", str(csv_path)]
-    done = subprocess.run(
-        [*command, "--project", str(project)],
-        env=env,
-        cwd=tree,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return figures
 
 
 def main() -> None:
@@ -107,7 +83,9 @@ def main() -> None:
                 project = Path(tmp) / f"project-{name}"
                 init_project(project, name="Bench Weekly")
                 phase_name = "csv" if name == "csv" else "import"
-                figures[name] = run_phase(phase_name, csv_path, project, tree)
+                figures[name] = run_phase(
+                    __file__, tree, phase_name, "--file", str(csv_path), "--project", str(project)
+                )
                 assert figures[name]["rows"] == size, figures[name]
             base = figures["csv"]
             for name, fig in figures.items():

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if not os.environ.get("PYTHONPATH"):  # a phase of --old-tree runs with that tree's code
     sys.path.insert(0, str(ROOT))
+
+from common import peak_rss_mb, run_phase  # noqa: E402
 
 MML = 'xmlns:mml="http://www.w3.org/1998/Math/MathML"'
 
@@ -81,18 +82,11 @@ def write_file(path: Path, records: int) -> None:
         fh.write("</PubmedArticleSet>\n")
 
 
-def max_rss_mb() -> float:
-    """The peak RSS of this process or of the parsing child it started, whichever is larger."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, child) / 1024  # Linux: KiB
-
-
 def phase(name: str, path: Path, db: Path) -> dict[str, float]:
     """Run one phase in this process; the figures as a dict."""
     from lxml import etree
 
-    start_rss = max_rss_mb()
+    start_rss = peak_rss_mb(children=True)
     longest: float | None = None
     data = path.read_bytes() if name == "lxml" else b""
     start = time.perf_counter()
@@ -127,7 +121,7 @@ def phase(name: str, path: Path, db: Path) -> dict[str, float]:
         "seconds": seconds,
         "cpu_parent": own.ru_utime + own.ru_stime,
         "cpu_child": kids.ru_utime + kids.ru_stime,
-        "peak_rss_mb": max_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(children=True),
         "start_rss_mb": start_rss,
         "longest_write_ms": longest if longest is not None else -1,
     }
@@ -169,16 +163,7 @@ def main() -> None:
             if name != "reingest":  # each ingest round starts from an empty database
                 for leftover in Path(tmp).glob(target.name + "*"):
                     leftover.unlink()
-            command = [sys.executable, __file__, "--phase", name, "--file", str(path)]
-            out = subprocess.run(
-                [*command, "--db", str(target)],
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=tree,
-                env={**os.environ, "PYTHONPATH": str(tree)},
-            )
-            fig = json.loads(out.stdout.strip().splitlines()[-1])
+            fig = run_phase(__file__, tree, name, "--file", str(path), "--db", str(target))
             if name not in figures or fig["seconds"] < figures[name]["seconds"]:
                 figures[name] = fig  # the best round of each
         base = figures["lxml"]

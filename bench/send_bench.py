@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiosmtplib  # noqa: E402
 from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
+from common import SECRET, aiosmtplib_send, one_message, status_kib  # noqa: E402
 
 from newsletter.core.config import load_settings  # noqa: E402
 from newsletter.core.project import init_project  # noqa: E402
@@ -45,8 +46,6 @@ from newsletter.core.store import Store  # noqa: E402
 from newsletter.send.devsmtp import SmtpServerThread  # noqa: E402
 from newsletter.send.service import SendOptions, send_issue  # noqa: E402
 from tests.send_support import ISSUE, add_readers, make_dkim_key, write_issue  # noqa: E402
-
-SECRET = "bench-secret-key-0123456789abcdef"
 
 
 class CountingSink:
@@ -151,36 +150,6 @@ def make_project(
     return settings, store
 
 
-async def baseline(port: int, data: bytes, count: int, concurrency: int) -> float:
-    """Plain aiosmtplib: the same bytes over ``concurrency`` reused connections."""
-    left = count
-
-    async def worker() -> None:
-        nonlocal left
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
-        await client.connect()
-        while left > 0:
-            left -= 1
-            await client.sendmail("newsletter@example.org", ["reader@example.com"], data)
-        await client.quit()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started
-
-
-def one_message(settings: Settings) -> bytes:
-    from newsletter.core.clock import SystemClock
-    from newsletter.issue.outbox import IssueFolder
-    from newsletter.send.message import Reader
-    from newsletter.send.setup import issue_message
-
-    message = issue_message(settings, IssueFolder.of(settings.outbox_dir, ISSUE))
-    return message.render(
-        Reader("bench-uid", "reader@example.com", "Ada Lovelace"), now=SystemClock().now()
-    )
-
-
 def throughput(readers: int, concurrency: int, papers: int, rounds: int) -> list[dict[str, Any]]:
     """Baseline and `slice send` back to back, ``rounds`` times; the median ratio of the rounds."""
     sink, port = start_sink_process()
@@ -196,7 +165,7 @@ def throughput(readers: int, concurrency: int, papers: int, rounds: int) -> list
                     )
                     data = one_message(settings)
                     size = len(data)
-                    base = asyncio.run(baseline(port, data, readers, concurrency))
+                    base = aiosmtplib_send(port, data, readers, concurrency)
                     options = SendOptions(rate=0, concurrency=concurrency)
                     started = time.perf_counter()
                     report = asyncio.run(
@@ -231,13 +200,6 @@ def throughput(readers: int, concurrency: int, papers: int, rounds: int) -> list
     return results
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def memory_child(folder: Path, port: int) -> None:
     """Runs only the send, then prints its peak RSS (KiB) and the count."""
     settings = load_settings(
@@ -249,7 +211,7 @@ def memory_child(folder: Path, port: int) -> None:
         },
     )
     store = Store.open(settings.database_url)
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     started = time.perf_counter()
     report = asyncio.run(
         send_issue(settings, store, ISSUE, options=SendOptions(rate=0, concurrency=8))
@@ -257,7 +219,7 @@ def memory_child(folder: Path, port: int) -> None:
     elapsed = time.perf_counter() - started
     # VmHWM, not ru_maxrss: Linux carries a parent's ru_maxrss over into a forked child,
     # and the parent here grew while it inserted the audience
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     print(
         json.dumps(
             {"sent": report.tally.sent, "before_kib": before, "peak_kib": peak, "seconds": elapsed}

@@ -21,7 +21,6 @@ a last run with a tenth of the audience shows whether the peak RSS grows with it
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import shutil
@@ -36,11 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import aiosmtplib  # noqa: E402
+from common import SECRET, aiosmtplib_send, one_message  # noqa: E402
 from sqlalchemy import create_engine, delete, text, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from newsletter.core.clock import SystemClock  # noqa: E402
 from newsletter.core.config import load_settings  # noqa: E402
 from newsletter.core.models import (  # noqa: E402
     Delivery,
@@ -53,12 +51,8 @@ from newsletter.core.models import (  # noqa: E402
 from newsletter.core.project import init_project  # noqa: E402
 from newsletter.core.settings import Settings  # noqa: E402
 from newsletter.core.store import Store  # noqa: E402
-from newsletter.issue.outbox import IssueFolder  # noqa: E402
-from newsletter.send.message import Reader  # noqa: E402
-from newsletter.send.setup import issue_message  # noqa: E402
 from tests.send_support import ISSUE, add_readers, make_dkim_key, write_issue  # noqa: E402
 
-SECRET = "bench-secret-key-0123456789abcdef"
 SINK = "/usr/sbin/smtp-sink"
 SOURCE = "/usr/sbin/smtp-source"
 # runs `slice ...`, then prints the peak RSS (KB) of the largest process among it and its
@@ -130,12 +124,6 @@ def reset(url: str) -> None:
         )
 
 
-def one_message(settings: Settings) -> bytes:
-    message = issue_message(settings, IssueFolder.of(settings.outbox_dir, ISSUE))
-    reader = Reader("bench-uid", "reader@example.com", "Ada Lovelace")
-    return message.render(reader, now=SystemClock().now())
-
-
 def smtp_source(port: int, size: int, count: int, sessions: int) -> float:
     started = time.perf_counter()
     envelope = ["-f", "newsletter@example.org", "-t", "reader@example.com"]
@@ -145,26 +133,6 @@ def smtp_source(port: int, size: int, count: int, sessions: int) -> float:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    return count / (time.perf_counter() - started)
-
-
-def plain_aiosmtplib(port: int, data: bytes, count: int, sessions: int) -> float:
-    left = count
-
-    async def connection() -> None:
-        nonlocal left
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
-        await client.connect()
-        while left > 0:
-            left -= 1
-            await client.sendmail("newsletter@example.org", ["reader@example.com"], data)
-        await client.quit()
-
-    async def run() -> None:
-        await asyncio.gather(*(connection() for _ in range(sessions)))
-
-    started = time.perf_counter()
-    asyncio.run(run())
     return count / (time.perf_counter() - started)
 
 
@@ -236,7 +204,7 @@ def main() -> None:
             ceiling = smtp_source(port, len(data), n, conc)
             print(f"message {len(data) / 1024:.1f} KB")
             print(f"{'smtp-source (ceiling)':34} {ceiling:8.0f} msg/s  1.00x")
-            plain = plain_aiosmtplib(port, data, n, conc)
+            plain = n / aiosmtplib_send(port, data, n, conc)
             print(f"{'plain aiosmtplib':34} {plain:8.0f} msg/s  {plain / ceiling:.2f}x")
             runs = [("sqlite", 1)] + [("pg", w) for w in (1, 2, 4)]
             for dkim in (False, True):

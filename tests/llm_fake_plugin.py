@@ -7,6 +7,7 @@ finds the model through ``llm.get_model("fake-stories")`` like any other.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 import llm
@@ -14,6 +15,9 @@ import llm
 ANSWERS: list[str] = []  # what the model answers next, one per prompt
 PROMPTS: list[str] = []  # the prompts it was given
 MODEL_ID = "fake-stories"
+# A model that hangs: each prompt waits this long (or until RELEASE is set) before answering
+STALL_SECONDS = 0.0
+RELEASE = threading.Event()
 
 
 class FakeStoryModel(llm.Model):
@@ -28,6 +32,8 @@ class FakeStoryModel(llm.Model):
         conversation: llm.Conversation | None,
     ) -> Iterator[str]:
         PROMPTS.append(prompt.prompt or "")
+        if STALL_SECONDS:
+            RELEASE.wait(STALL_SECONDS)
         if not ANSWERS:
             raise RuntimeError("the fake model has no answer left")
         yield ANSWERS.pop(0)

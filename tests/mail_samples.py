@@ -22,8 +22,9 @@ from newsletter.readers.mail import SubscriberMail
 from newsletter.readers.mailqueue import MailQueue
 from newsletter.readers.subscribers import ConsentSource, Subscribers
 from newsletter.send.notices import SmtpMailer
+from newsletter.send.review import send_proof
 from newsletter.send.run import SendOptions
-from newsletter.send.service import send_issue, send_proof
+from newsletter.send.service import send_issue
 from tests.composedata import NOW, PROFILE, WEEK, add_papers
 from tests.regen_golden import EDITS
 from tests.send_support import add_reader

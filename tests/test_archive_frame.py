@@ -62,7 +62,7 @@ def test_the_web_copy_sits_in_the_site_frame(
     assert "\np {" not in page and "prefers-color-scheme" not in page
     assert "@media only screen and (max-width: 480px)" in page
     assert ".issue-copy .sheet h1 {" in page
-    assert '<h2 id="issue-title" class="issue-heading">Issue 1 · sent <time' in page
+    assert '<h2 id="issue-title" class="issue-heading">Issue #1 · sent <time' in page
 
 
 def test_css_scoping_keeps_every_rule_inside_the_copy() -> None:

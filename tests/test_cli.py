@@ -171,3 +171,46 @@ def test_console_script_runs(tmp_path: Path) -> None:
     )
     assert again.returncode == 1
     assert again.stderr.count("\n") == 1 and again.stderr.startswith("Error: ")
+
+
+def _bare_env() -> dict[str, str | None]:
+    """The environment with no SLICE_* variable, as on a machine nobody configured."""
+    import os
+
+    return {k: None for k in os.environ if k.startswith("SLICE_")}
+
+
+@pytest.mark.parametrize(
+    "args", [["compose"], ["subscribers", "list"], ["papers"], ["send", "2025-W01"]]
+)
+def test_a_command_outside_a_project_refuses_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """Typed in the wrong folder, a command says so instead of making a newsletter there."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args, env=_bare_env())
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1
+    assert f"no slice.toml in {tmp_path}" in result.stderr and "slice init" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no subscribers/slice.db, no outbox/
+
+
+def test_init_then_commands_in_the_project_folder_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert CliRunner().invoke(app, ["init", str(tmp_path / "p")], env=_bare_env()).exit_code == 0
+    monkeypatch.chdir(tmp_path / "p")
+    result = CliRunner().invoke(app, ["subscribers", "list"], env=_bare_env())
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "subscribers" / "slice.db").is_file()
+
+
+def test_a_database_named_in_the_environment_runs_without_slice_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment configured by environment alone (SLICE_DATABASE_URL) still runs."""
+    monkeypatch.chdir(tmp_path)
+    env = {**_bare_env(), "SLICE_DATABASE_URL": f"sqlite:///{tmp_path / 'list.db'}"}
+    result = CliRunner().invoke(app, ["subscribers", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "list.db").is_file()

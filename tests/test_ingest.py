@@ -322,3 +322,11 @@ def test_cli_papers_filters(run_cli: Callable[..., Result]) -> None:
     assert (
         bad.stderr.strip() == "Error: --week: '2025-24' is not an ISO week; write it like 2025-W24."
     )
+
+
+def test_the_kinds_a_record_may_have_are_the_models_kinds() -> None:
+    """records.KINDS is spelled out (the read-ahead process skips the models); it must not drift."""
+    from newsletter.core.models import PaperKind
+    from newsletter.papers.records import KINDS
+
+    assert {k.value for k in PaperKind} == KINDS

@@ -56,3 +56,50 @@ def test_a_small_file_is_read_in_this_process(store: Store, tmp_path: Path) -> N
     assert path.stat().st_size < readahead.READ_AHEAD_BYTES
     (result,) = ingest_files(store, [path])
     assert (result.error, result.new) == (None, 3)
+
+
+_HOSTILE = (
+    # deep markup, a control character (U+0085), a bad DOI, no title, a glued heading
+    "<PubmedArticle><MedlineCitation><PMID>39000001</PMID><Article><ArticleTitle>Deep "
+    "<i><b><sub><sup><i>nest</i></sup></sub></b></i> title\u0085 here.</ArticleTitle>"
+    "<Abstract><AbstractText>BackgroundA range of p &lt; 0.05 &amp; V<sub>2</sub>."
+    "</AbstractText></Abstract><ArticleDate><Year>2025</Year><Month>6</Month><Day>2</Day>"
+    "</ArticleDate></Article></MedlineCitation><PubmedData><ArticleIdList>"
+    '<ArticleId IdType="pubmed">39000001</ArticleId></ArticleIdList></PubmedData></PubmedArticle>'
+    "<PubmedArticle><MedlineCitation><PMID>39000002</PMID><Article><ArticleTitle>A bad DOI"
+    "</ArticleTitle><ArticleDate><Year>2025</Year><Month>6</Month><Day>2</Day></ArticleDate>"
+    "</Article></MedlineCitation><PubmedData><ArticleIdList>"
+    '<ArticleId IdType="doi">not a doi</ArticleId></ArticleIdList></PubmedData></PubmedArticle>'
+    "<PubmedArticle><MedlineCitation><PMID>39000003</PMID><Article><ArticleTitle> </ArticleTitle>"
+    "<ArticleDate><Year>2025</Year><Month>6</Month><Day>2</Day></ArticleDate></Article>"
+    "</MedlineCitation></PubmedArticle>"
+)
+
+
+def _stored(store: Store) -> list[tuple[object, ...]]:
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT title, abstract, authors, doi, pmid, extra FROM papers ORDER BY pmid"
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_records_validated_in_the_helper_process_are_stored_as_in_this_one(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation runs where the parse runs; what is stored and rejected must not depend on it."""
+    path = pubmed_file(tmp_path / "mixed.xml", CHUNK + 20)
+    path.write_text(
+        path.read_text().replace("</PubmedArticleSet>", _HOSTILE + "</PubmedArticleSet>")
+    )
+    (here,) = ingest_files(store, [path])
+    monkeypatch.setattr(readahead, "READ_AHEAD_BYTES", 10_000)
+    with Store.open(f"sqlite:///{tmp_path / 'ahead.db'}") as other:
+        (ahead,) = ingest_files(other, [path])
+        assert _stored(other) == _stored(store)
+    assert (here.error, here.new) == (None, CHUNK + 21)
+    assert (ahead.error, ahead.new) == (None, CHUNK + 21)
+    assert [(r.where, r.reason) for r in ahead.rejected] == [
+        (r.where, r.reason) for r in here.rejected
+    ]
+    assert [r.reason for r in here.rejected] == ["doi 'not a doi' is not valid", "no title"]

@@ -19,7 +19,7 @@ from newsletter.issue.compose import compose_issue
 from newsletter.issue.linkcheck import is_local_host, links_in
 from newsletter.issue.outbox import IssueFolder
 from newsletter.issue.window import week_window
-from newsletter.send.service import check_public_links
+from newsletter.send.preflight import check_public_links
 from newsletter.send.setup import issue_message
 from newsletter.web import create_app
 from tests.composedata import NOW, WEEK, add_papers, project_settings

@@ -20,7 +20,7 @@ from newsletter.core.models import Delivery, Issue, Subscriber
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.readers.tokens import Tokens
-from newsletter.send.message import fill_placeholders
+from newsletter.send.encoding import fill_placeholders
 from newsletter.send.service import SendOptions, SendReport, send_issue
 from tests.conftest import TEST_SECRET
 from tests.send_support import (

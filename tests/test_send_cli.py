@@ -372,7 +372,7 @@ def test_real_relay_with_local_links_is_refused_before_anything_happens(
     relay: str,
     refused: bool,
 ) -> None:
-    from newsletter.send.service import check_public_links
+    from newsletter.send.preflight import check_public_links
 
     write_issue(smtp_settings, db)
     add_readers(db, 2)

@@ -12,7 +12,7 @@ import asyncio
 import aiosmtplib
 
 from newsletter.send.deliver import RelayConnection, _data_as_is
-from newsletter.send.message import dot_stuff
+from newsletter.send.encoding import dot_stuff
 from tests.support.smtpd import RecordingSMTPServer
 
 MESSAGE = (

@@ -14,7 +14,7 @@ from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.abstracts import invented_numbers, numbers, sections, split_sentences
 from newsletter.issue.compose import compose_issue
-from newsletter.issue.stories import extractive_draft, headline_from_title, problems
+from newsletter.issue.storydraft import extractive_draft, headline_from_title, problems
 from newsletter.issue.window import week_window
 from tests.composedata import NOW, PAPERS, STRUCTURED, WEEK, add_papers, project_settings
 

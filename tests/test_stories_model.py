@@ -8,13 +8,14 @@ model named in ``[stories] model`` and never knows it is a fake.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from newsletter.core.errors import ComposeError
+from newsletter.core.errors import ComposeError, ConfigError
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.compose import compose_issue
@@ -37,9 +38,12 @@ def fake_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     llm.plugins.pm.register(fake, name=PLUGIN_NAME)
     fake.ANSWERS.clear()
     fake.PROMPTS.clear()
+    fake.RELEASE.clear()
     try:
         yield
     finally:
+        fake.RELEASE.set()  # a stalled call left behind ends now
+        fake.STALL_SECONDS = 0.0
         llm.plugins.pm.unregister(name=PLUGIN_NAME)
         fake.ANSWERS.clear()
 
@@ -153,3 +157,37 @@ def test_the_model_is_not_asked_when_every_story_is_written(
     csettings.stories.model = "no-such-model"  # would fail if it were looked up
     again = compose(csettings, cstore)
     assert stories(again) == stories(first) and fake.PROMPTS == []
+
+
+def test_a_model_that_does_not_answer_in_time_gives_way_to_the_extractive_drafts(
+    csettings: Settings, cstore: Store
+) -> None:
+    """A hung model (a stalled API, a local model still loading) does not hang compose."""
+    add_papers(cstore)
+    csettings.stories.model = "fake-stories"
+    csettings.stories.timeout = 0.5
+    fake.STALL_SECONDS = 30.0
+    fake.ANSWERS.extend([answer(**FOUNDATION_STORY), answer(**MAMMO_STORY)])
+    started = time.monotonic()
+    result = compose(csettings, cstore)
+    assert time.monotonic() - started < 10
+    first, second = stories(result)
+    assert first["draft"]["by"] == second["draft"]["by"] == "extractive"
+    assert first["details"] and second["details"]
+    assert len(fake.PROMPTS) == 1  # after one wait the model is not asked again
+    assert result.warnings == [
+        f"paper {first['id']}: the fake-stories draft was not used (no answer within 0.5 s); "
+        "the extractive draft stands in.",
+        f"paper {second['id']}: fake-stories was not asked (it gave no answer within 0.5 s "
+        f"for paper {first['id']}); the extractive draft stands in.",
+    ]
+
+
+def test_the_timeout_is_a_setting_of_stories(tmp_path: Path) -> None:
+    from newsletter.core.config import load_settings
+
+    (tmp_path / "slice.toml").write_text("[stories]\ntimeout = 12.5\n")
+    assert load_settings(cwd=tmp_path).stories.timeout == 12.5
+    (tmp_path / "slice.toml").write_text("[stories]\ntimeout = 0\n")
+    with pytest.raises(ConfigError, match=r"setting 'stories\.timeout'"):
+        load_settings(cwd=tmp_path)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from newsletter.papers.headings import labelled, split_glued_headings
 from newsletter.papers.mathtext import mathml_to_text, tex_to_text
+from newsletter.papers.names import normalize_name, split_authors, title_key
 from newsletter.papers.text import (
     clean_markup,
     clean_plain,
     clean_title,
     collapse,
-    labelled,
-    normalize_name,
+    is_sanitized,
     plain_text,
     sanitize,
-    split_authors,
-    split_glued_headings,
-    title_key,
 )
 
 MML = 'xmlns:mml="http://www.w3.org/1998/Math/MathML"'
@@ -165,3 +163,56 @@ def test_author_lists_are_split_and_normalized() -> None:
 
 def test_title_key_ignores_case_accents_markup_and_punctuation() -> None:
     assert title_key("Deep <i>Learning</i>: Café-Study!") == title_key("deep learning cafe study")
+
+
+# The pieces hostile and ordinary fragments are made of: kept and other tags, balanced or not,
+# entities nh3 writes and others, bare "&", "<", ">", and what the HTML parser itself changes.
+_PIECES = (
+    "<i>", "</i>", "<b>", "</b>", "<sub>", "</sub>", "<sup>", "</sup>", "<I>", "<br>", "<p>",
+    "</p>", "<em>", "<script>", "<!-- c -->", "&amp;", "&lt;", "&gt;", "&nbsp;", "&quot;",
+    "&#39;", "&copy;", "&", "<", ">", "\u00a0", "\r", "\x00", "\ufeff", "\x01", "\n", " ",
+    "a", "word", "CT", "2", "é", "\"", "'", "&am", "p;", "lt;",
+)  # fmt: skip
+
+
+def test_the_fast_path_gives_what_nh3_gives() -> None:
+    """sanitize and plain_text skip nh3 for clean fragments (collapse its regex for one
+    paragraph): their answers must not change."""
+    import html
+    import random
+    import re
+
+    import nh3
+
+    def sanitize_before(fragment: str) -> str:  # as it was: nh3 unless nothing to escape
+        if not re.search("[<>&\u00a0]", fragment):
+            return fragment
+        return nh3.clean(
+            fragment, tags={"i", "b", "sub", "sup"}, attributes={}, strip_comments=True
+        )
+
+    def plain_before(fragment: str) -> str:
+        if "<" not in fragment and "&" not in fragment:
+            return fragment
+        return html.unescape(nh3.clean(fragment, tags=set(), attributes={}))
+
+    tricky = ["&am<i>p;</i>", "<i>&l</i>t;", "<i>a</b></i>", "<b><i>a</b></i>", "\ufeff<i>a</i>"]
+    for fragment in tricky:
+        assert sanitize(fragment) == sanitize_before(fragment), repr(fragment)
+        assert plain_text(fragment) == plain_before(fragment), repr(fragment)
+    rng = random.Random(11)
+    fast = 0
+    for _ in range(8_000):
+        fragment = "".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 12)))
+        if rng.random() < 0.5:  # well-formed ones too, so the fast path runs often
+            for _ in range(rng.randint(1, 3)):
+                tag = rng.choice(("i", "b", "sub", "sup"))
+                escaped = html.escape(fragment, quote=False).replace("\r", "").replace("\x00", "")
+                fragment = f"x<{tag}>{escaped.replace(chr(0xA0), ' ')}</{tag}>{rng.choice(_PIECES)}"
+        fast += is_sanitized(fragment)
+        assert sanitize(fragment) == sanitize_before(fragment), repr(fragment)
+        assert plain_text(fragment) == plain_before(fragment), repr(fragment)
+        paragraphs = re.split(r"\n\s*\n", fragment.strip())
+        collapsed = "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
+        assert collapse(fragment) == collapsed, repr(fragment)
+    assert fast > 2_000  # the comparison covered the fast path, not only nh3

@@ -43,8 +43,14 @@ class AppState:
     _settings: Settings | None = None
     _store: Store | None = None
 
-    def settings(self, overrides: Mapping[str, Any] | None = None) -> Settings:
-        """The settings; ``overrides`` are this command's flags (the top layer)."""
+    def settings(
+        self, overrides: Mapping[str, Any] | None = None, *, project: bool = True
+    ) -> Settings:
+        """The settings; ``overrides`` are this command's flags (the top layer).
+
+        ``project``: the command works on a newsletter, so it refuses to run on the
+        defaults in a folder that is not one (see `require_project`).
+        """
         from newsletter.core.config import load_settings
 
         if overrides:
@@ -56,10 +62,15 @@ class AppState:
                 self._settings = load_settings(
                     config=self.config, environ=self.environ, overrides=clean
                 )
-                return self._settings
+                return self._checked(self._settings, project)
         if self._settings is None:
             self._settings = load_settings(config=self.config, environ=self.environ)
-        return self._settings
+        return self._checked(self._settings, project)
+
+    def _checked(self, settings: Settings, project: bool) -> Settings:
+        if project:
+            require_project(settings, self.environ)
+        return settings
 
     def store(self) -> Store:
         from newsletter.core.store import open_store
@@ -72,6 +83,23 @@ class AppState:
         if self._store is not None:
             self._store.dispose()
             self._store = None
+
+
+def require_project(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Refuse to run on the defaults outside a project folder.
+
+    Without a slice.toml (here, --config or SLICE_CONFIG) a command would quietly
+    create subscribers/slice.db and outbox/ wherever it was typed. SLICE_DATABASE_URL
+    names the database outright, so a deployment configured by environment alone runs.
+    """
+    from newsletter.core.config import CONFIG_NAME
+    from newsletter.core.errors import ConfigError
+
+    if settings.config_file is None and not environ.get("SLICE_DATABASE_URL"):
+        raise ConfigError(
+            f"no {CONFIG_NAME} in {settings.project_dir}: run this in a newsletter's folder, "
+            "make one with `slice init`, or name one with --config (or SLICE_CONFIG)."
+        )
 
 
 def state(ctx: typer.Context) -> AppState:

@@ -111,6 +111,7 @@ def register(app: typer.Typer) -> None:
             excludes=exclude or [],
             reselect=reselect,
             now=now,
+            explain=explain,
         )
         if explain:
             out().print(explain_table(result))

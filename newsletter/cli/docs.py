@@ -144,7 +144,10 @@ def render_settings() -> str:
         "environment, and command-line flags. `slice init` writes a `slice.toml` that lists",
         "every setting with its default. An unknown key or a value of the wrong type is a",
         "one-line error naming the key and the file. Secrets are read from the environment",
-        "only; a secret written in `slice.toml` is refused.",
+        "only; a secret written in `slice.toml` is refused. A command other than `init`, `demo`",
+        "and `dev-smtp` refuses to run where no `slice.toml` is found, unless",
+        "`SLICE_DATABASE_URL` names the database: it would otherwise make a newsletter's",
+        "database and folders wherever it was typed.",
     ]
     for section, field in Settings.model_fields.items():
         model = field.annotation

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the sender and its database load when a command runs, not f
     from newsletter.send.deliver import Answer
     from newsletter.send.devsmtp import Received
     from newsletter.send.ledger import Outcome, Row
-    from newsletter.send.service import IssueStatusReport
+    from newsletter.send.review import IssueStatusReport
 
 IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a folder in outbox/).")]
 
@@ -187,7 +187,7 @@ def send(
         {"send": {"rate": rate, "concurrency": concurrency, "workers": workers}}
     )
     console = out()
-    from newsletter.send.service import dry_run, issue_status, send_proof
+    from newsletter.send.review import dry_run, issue_status, send_proof
     from newsletter.send.setup import deliverability_warnings
 
     if not status:
@@ -318,7 +318,7 @@ def dev_smtp(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """A local SMTP server that keeps every message as a .eml file in outbox/mailbox/."""
-    settings = state(ctx).settings()
+    settings = state(ctx).settings(project=False)  # a mail sink needs no newsletter
     folder = settings.outbox_dir / "mailbox"
     console = out()
     parser = BytesHeaderParser(policy=default_policy)

@@ -1,6 +1,9 @@
 """The small core every part stands on.
 
-- `settings`: `Settings`, the typed model of every table of slice.toml
+- `settings`: `Settings`, the typed model of every table of slice.toml, and the secrets
+- `sitesettings`: `Section` and the tables [newsletter], [paths], [database], [web]
+- `mailsettings`: the tables of mail out and back: [smtp], [send], [dkim], [inbound]
+- `papersettings`: the tables of papers and the issue: [fetch], [[sources]], [profile], [compose], [stories]
 - `config`: `load_settings` (defaults < slice.toml < SLICE_* < flags), `find_config`
 - `store`: `Store` (engine, read and write sessions, migrations on first use), `open_store`
 - `models`: the tables as SQLModel classes, their status enums, `utcnow`

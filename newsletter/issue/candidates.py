@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from newsletter.core.models import Paper, table
-from newsletter.issue.select import dedupe
+from newsletter.issue.scoring import Bm25, CorpusStats, Profile
+from newsletter.issue.select import MAX_IDF_GROWTH, Stored, StoredScores, dedupe
 from newsletter.issue.window import Window
 
 P = table(Paper)
@@ -27,7 +29,12 @@ class Candidate:
     kind: str
     published: date
     published_version_id: int | None
+    relevance: float | None = None  # as `newsletter.issue.relevance` stored it, for
+    on_topic: bool | None = None  # the profile named by relevance_key
+    relevance_key: str | None = None
 
+
+_row: Callable[..., Candidate] = Candidate  # a row's columns in `_COLUMNS` order
 
 _COLUMNS = (
     P.c.id,
@@ -37,6 +44,9 @@ _COLUMNS = (
     P.c.kind,
     P.c.published,
     P.c.published_version_id,
+    P.c.relevance,
+    P.c.on_topic,
+    P.c.relevance_key,
 )
 
 
@@ -66,10 +76,10 @@ def load_candidates(
     )
     query = select(*_COLUMNS).where(or_(P.c.published.between(window.start, window.end), late))
     conn = session.connection()
-    papers = [Candidate(*row) for row in conn.execute(query.order_by(P.c.id))]
+    papers = [_row(*row) for row in conn.execute(query.order_by(P.c.id))]
     version_ids = {p.published_version_id for p in papers if p.published_version_id is not None}
     versions = {
-        int(row[0]): Candidate(*row)
+        int(row[0]): _row(*row)
         for row in conn.execute(select(*_COLUMNS).where(P.c.id.in_(version_ids)))
     }
     return dedupe(papers, versions)
@@ -80,4 +90,29 @@ def candidates_by_id(session: Session, ids: Sequence[int]) -> list[Candidate]:
     if not ids:
         return []
     rows = session.connection().execute(select(*_COLUMNS).where(P.c.id.in_(list(ids))))
-    return [Candidate(*row) for row in rows]
+    return [_row(*row) for row in rows]
+
+
+def stored_scores(
+    conn: Connection, candidates: Sequence[Candidate], profile: Profile, stats: CorpusStats
+) -> StoredScores:
+    """The relevance stored for the candidates scored with the current profile.
+
+    Papers are scored in the order they were stored, each with every earlier paper in
+    the statistics: the store held at least as many papers as have an id up to the
+    first candidate's, which bounds how far the IDF has moved since (capped at
+    `MAX_IDF_GROWTH`: a store that grew by a whole week at once gives a loose bound).
+    """
+    scores = {
+        c.id: Stored(float(c.relevance), bool(c.on_topic))
+        for c in candidates
+        if c.relevance_key == profile.key and c.relevance is not None and c.on_topic is not None
+    }
+    if not scores or not stats.docs:
+        return StoredScores(scores)
+    first = min(scores)
+    docs_then = conn.execute(
+        select(func.count()).where(P.c.id <= first, P.c.relevance_key == profile.key)
+    ).scalar_one()
+    growth = Bm25.idf_growth(profile, stats, max(1, int(docs_then)))
+    return StoredScores(scores, min(growth, MAX_IDF_GROWTH))

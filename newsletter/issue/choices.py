@@ -222,6 +222,13 @@ class EditorModel:
         lean = 2 * (self.probability(words) - _sigmoid(self.bias))
         return weight * max(-1.0, min(1.0, lean))
 
+    def max_points(self, weight: float) -> float:
+        """The most `points` can give any paper: its features have unit length and are
+        never negative, so they add at most the length of the positive coefficients."""
+        reach = math.sqrt(sum(w * w for w in self.coef.values() if w > 0))
+        lean = 2 * (_sigmoid(self.bias + reach) - _sigmoid(self.bias))
+        return weight * max(0.0, min(1.0, lean)) + 1e-9
+
     def top_terms(self, n: int = 10) -> list[tuple[str, float]]:
         """The words that count most, either way (for --explain)."""
         return sorted(self.coef.items(), key=lambda kv: -abs(kv[1]))[:n]

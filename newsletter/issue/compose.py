@@ -1,43 +1,42 @@
 """`slice compose`: select the window's papers and render the issue into the outbox.
 
 The steps stay apart: read the candidates from the store, `newsletter.issue.select` ranks
-them (a pure function), issue.json records the selection and the editor's edits,
-then `newsletter.issue.render` renders everything in memory. Only when every part has
-rendered are the files written (each to a temporary name, then renamed), so a broken
-template leaves the previous render as it was.
+them (a pure function), issue.json records the selection and the editor's edits
+(`newsletter.issue.issueedits`), then `newsletter.issue.render` renders everything in
+memory. Only when every part has rendered are the files written (each to a temporary
+name, then renamed: `newsletter.issue.finish`), so a broken template leaves the
+previous render as it was.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import date, datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter.core.errors import ComposeError, MjmlError, NoPapersError, TemplateError
+from newsletter.core.errors import ComposeError, NoPapersError
 from newsletter.core.models import Issue, Paper, utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.core.words import plural
 from newsletter.issue import choices, lifecycle, relevance
-from newsletter.issue.candidates import candidates_by_id, load_candidates
+from newsletter.issue.candidates import candidates_by_id, load_candidates, stored_scores
 from newsletter.issue.choices import EditorModel
-from newsletter.issue.issuefile import IssueFile, PaperEntry, WindowDates, read_issue_file
-from newsletter.issue.outbox import UNSUBSCRIBE_URL, IssueFolder, preview_html
-from newsletter.issue.render import Rendered, render_issue
-from newsletter.issue.scoring import PaperText
+from newsletter.issue.finish import render_or_blame, write_atomically
+from newsletter.issue.issueedits import apply_overrides, choices_of, fresh_issue
+from newsletter.issue.issuefile import IssueFile, WindowDates, read_issue_file
+from newsletter.issue.outbox import IssueFolder, preview_html
+from newsletter.issue.render import Rendered
 from newsletter.issue.select import Selection, SelectOptions
 from newsletter.issue.select import select as select_papers
 from newsletter.issue.stories import DraftReport, fill_drafts, unreviewed
 from newsletter.issue.window import Window
 from newsletter.papers.links import has_direct_link
-from newsletter.papers.text import plain_text
 
 __all__ = ["ComposeResult", "compose_issue"]
 
@@ -155,130 +154,6 @@ def _check_ids(session: Session, ids: Sequence[int], flag: str) -> None:
         )
 
 
-def _entry(paper: PaperText, score: float, *, featured: bool) -> PaperEntry:
-    assert paper.id is not None
-    return PaperEntry(
-        id=paper.id, score=round(score, 3), title=plain_text(paper.title)[:200], featured=featured
-    )
-
-
-def _fresh_issue(
-    selection: Selection,
-    *,
-    excludes: Sequence[int],
-    issue_id: str,
-    number: int,
-    featured: int,
-    window: Window,
-    pins: Sequence[int],
-) -> IssueFile:
-    return IssueFile(
-        id=issue_id,
-        number=number,
-        date=window.end + timedelta(days=1),
-        window=WindowDates(start=window.start, end=window.end),
-        papers=[
-            _entry(s.paper, s.score, featured=i < featured) for i, s in enumerate(selection.chosen)
-        ],
-        pinned=list(dict.fromkeys(pins)),
-        excluded=list(dict.fromkeys(excludes)),
-        proposed=[s.paper_id for s in selection.chosen if s.status == "selected"],
-    )
-
-
-def _apply_overrides(
-    issue: IssueFile,
-    selection: Selection,
-    *,
-    pins: Sequence[int],
-    excludes: Sequence[int],
-    max_papers: int,
-) -> IssueFile:
-    """Keep the editor's issue.json and apply this run's --pin and --exclude."""
-    by_id = {s.paper_id: s for s in selection.ranked}
-    papers = [p for p in issue.papers if p.id not in set(excludes)]
-    present = {p.id for p in papers}
-    for pid in pins:
-        if pid in present:
-            continue
-        scored = by_id.get(pid)
-        score = scored.score if scored else 0.0
-        at = next(
-            (i for i, p in enumerate(papers) if not p.featured and p.score < score), len(papers)
-        )
-        if scored is not None:
-            entry = _entry(scored.paper, score, featured=False)
-        else:
-            entry = PaperEntry(id=pid, score=0.0)
-        papers.insert(at, entry)
-        present.add(pid)
-    if excludes:
-        # fill the freed places with the next papers of the ranking
-        excluded = set(issue.excluded) | set(excludes)
-        for s in selection.ranked:
-            if len(papers) >= max_papers:
-                break
-            if s.status in ("selected", "below") and s.paper_id not in present | excluded:
-                papers.append(_entry(s.paper, s.score, featured=False))
-                present.add(s.paper_id)
-    return issue.model_copy(
-        update={
-            "papers": papers,
-            "pinned": list(dict.fromkeys([*(p for p in issue.pinned if p not in excludes), *pins])),
-            "excluded": list(
-                dict.fromkeys([*(e for e in issue.excluded if e not in pins), *excludes])
-            ),
-        }
-    )
-
-
-def _choices_of(issue: IssueFile, selection: Selection) -> dict[int, str]:
-    """What the editor did in this issue, for the learning history."""
-    listed = [p.id for p in issue.papers]
-    proposed = set(issue.proposed)
-    out: dict[int, str] = {}
-    chosen = {s.paper_id for s in selection.chosen}
-    for s in selection.ranked[: len(chosen) + 20]:
-        if s.paper_id not in chosen and s.status in ("below", "capped", "unmatched"):
-            out[s.paper_id] = "passed"
-    for pid in proposed:
-        if pid not in listed:
-            out[pid] = "excluded"
-    for pid in issue.excluded:
-        out[pid] = "excluded"
-    for pid in listed:
-        out[pid] = "pinned" if (pid in issue.pinned or pid not in proposed) else "kept"
-    return out
-
-
-def _write_atomically(files: dict[Path, str]) -> None:
-    """Write every file under a temporary name first, then rename them all into place.
-
-    A full or read-only outbox is one ComposeError, and no temporary file is left.
-    """
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temps.append((tmp, path))  # before it exists: a failed write is removed too
-            with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for tmp, path in temps:
-            os.replace(tmp, path)
-    except OSError as exc:
-        for tmp, _ in temps:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        folder = next(iter(files)).parent if files else Path()
-        raise ComposeError(
-            f"cannot write the outbox ({folder}: {exc.strerror or exc}); free some space or "
-            "make it writable, then compose again. The previous render is unchanged."
-        ) from exc
-
-
 def _papers_of(
     session: Session, issue: IssueFile, folder: IssueFolder
 ) -> tuple[dict[int, Paper], dict[int | None, Paper]]:
@@ -302,68 +177,6 @@ def _papers_of(
     return papers, preprints
 
 
-def _complete(rendered: Rendered) -> str | None:
-    """Why a rendered issue is not whole (a cut email loses its footer), or None."""
-    for name, body in (("email.html", rendered.email_html), ("issue.txt", rendered.text)):
-        if UNSUBSCRIBE_URL not in body:
-            return f"{name} ends before its footer (the unsubscribe link is missing)"
-    if "</html>" not in rendered.email_html[-200:]:
-        return "email.html is cut short"
-    return None
-
-
-def _render_or_blame(
-    settings: Settings,
-    issue: IssueFile,
-    *,
-    papers: dict[int, Paper],
-    preprints: dict[int | None, Paper],
-    rendered_at: datetime,
-) -> Rendered:
-    """Render the issue; when it breaks, name the paper that broke it (not the template)."""
-    problem: str
-    try:
-        rendered = render_issue(
-            settings, issue, papers=papers, preprints=preprints, rendered_at=rendered_at
-        )
-        incomplete = _complete(rendered)
-        if incomplete is None:
-            return rendered
-        problem = incomplete
-        error: ComposeError | None = None
-    except TemplateError as exc:
-        problem, error = str(exc), exc
-
-    def fails(entries: list[PaperEntry]) -> str | None:
-        alone = issue.model_copy(update={"papers": entries})
-        try:
-            return _complete(
-                render_issue(
-                    settings, alone, papers=papers, preprints=preprints, rendered_at=rendered_at
-                )
-            )
-        except TemplateError as exc:
-            cause = exc.__cause__
-            # the MJML problem itself: the template is fine, the paper's text is not
-            return str(cause.problems[0]) if isinstance(cause, MjmlError) else str(exc)
-
-    # Without papers it still fails: the templates or the editor's text are at fault.
-    # Otherwise the paper that fails on its own is the culprit.
-    if issue.papers and fails([]) is None:
-        for entry in issue.papers:
-            why = fails([entry])
-            if why is None:
-                continue
-            title = plain_text(papers[entry.id].title)[:80]
-            raise ComposeError(
-                f"paper {entry.id} ({title!r}) breaks the email: {why}; "
-                f"leave it out with `slice compose --exclude {entry.id}`."
-            ) from error
-    if error is not None:
-        raise error
-    raise ComposeError(f"the rendered issue is not whole: {problem}.")
-
-
 def compose_issue(
     settings: Settings,
     store: Store,
@@ -374,8 +187,13 @@ def compose_issue(
     excludes: Sequence[int] = (),
     reselect: bool = False,
     now: datetime | None = None,
+    explain: bool = False,
 ) -> ComposeResult:
-    """Select and render the issue for ``window`` into ``outbox/<issue-id>/``."""
+    """Select and render the issue for ``window`` into ``outbox/<issue-id>/``.
+
+    ``explain`` scores every candidate in full (for `--explain`); otherwise the ones
+    that cannot reach the issue keep their stored scores (`newsletter.issue.select`).
+    """
     issue_id = window.issue_id
     folder = IssueFolder.of(settings.outbox_dir, issue_id)
     limit = max_papers or settings.compose.max_papers
@@ -436,13 +254,20 @@ def compose_issue(
             pins=tuple(dict.fromkeys(pinned_all)),
             excludes=tuple(dict.fromkeys([*excludes, *(existing.excluded if existing else [])])),
             editor_weight=settings.profile.editor_weight,
+            every=explain,
         )
         selection = select_papers(
-            candidates, window, profile, options=options, editor=model, stats=stats
+            candidates,
+            window,
+            profile,
+            options=options,
+            editor=model,
+            stats=stats,
+            stored=stored_scores(session.connection(), candidates, profile, stats),
         )
         number = lifecycle.next_number(session.connection())
         if existing is not None:
-            issue = _apply_overrides(
+            issue = apply_overrides(
                 existing, selection, pins=pins, excludes=excludes, max_papers=limit
             )
             # the folder and the window decide which issue this is, whatever the file says
@@ -454,7 +279,7 @@ def compose_issue(
                 }
             )
         else:
-            issue = _fresh_issue(
+            issue = fresh_issue(
                 selection,
                 issue_id=issue_id,
                 number=number,
@@ -466,7 +291,7 @@ def compose_issue(
         papers, preprints = _papers_of(session, issue, folder)
 
     issue, drafts = fill_drafts(issue, papers, settings.stories)
-    rendered = _render_or_blame(
+    rendered = render_or_blame(
         settings, issue, papers=papers, preprints=preprints, rendered_at=now or utcnow()
     )
     with store.write() as session:
@@ -484,8 +309,8 @@ def compose_issue(
                 composed_at=now or utcnow(),
             ),
         )
-        choices.record(session, issue_id, _choices_of(issue, selection).items())
-        _write_atomically(
+        choices.record(session, issue_id, choices_of(issue, selection).items())
+        write_atomically(
             {
                 folder.email_html: rendered.email_html,
                 folder.preview: preview_html(

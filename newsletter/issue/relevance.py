@@ -6,8 +6,12 @@ the store's statistics (`CorpusStats`, one row of ``relevance_stats`` per profil
 writes each paper's ``relevance``, ``on_topic`` and ``relevance_key``. Compose then
 takes its IDF from those statistics, and the archive lists only on-topic papers.
 
+Each paper is tokenized and matched against the profile once: its term counts give both
+the statistics and its score, so a refresh costs a few milliseconds per new paper.
+
 A paper's stored score uses the statistics as they were when it was scored; as the
-store grows the IDF moves a little, and compose always scores the week afresh.
+store grows the IDF moves a little. Compose reads the week's stored scores to find the
+candidates that can still reach the issue, and scores only those afresh.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sqlalchemy.engine import Connection
 from newsletter.core.models import Paper, relevance_stats, table
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
-from newsletter.issue.scoring import CorpusStats, Doc, Profile, bm25_scores, tokens
+from newsletter.issue.scoring import Bm25, CorpusStats, Doc, Profile, term_counts, tokens
 from newsletter.papers.text import plain_text
 
 P = table(Paper)
@@ -55,34 +59,42 @@ def _save_stats(conn: Connection, profile: Profile, stats: CorpusStats) -> None:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Seen:
+    """A paper read for scoring: what its BM25 needs, and whether it clears the floor."""
+
     id: int
-    title: list[str]
-    abstract: list[str]
+    counts: list[tuple[int, int]]  # each profile term's count in the title, in the abstract
+    length: int
+    on_topic: bool
 
 
 def _scores(profile: Profile, seen: list[_Seen], stats: CorpusStats) -> list[dict[str, object]]:
     """Each paper's stored score and on-topic flag, as update parameters."""
+    bm25 = Bm25.of(profile, stats)
     values: list[dict[str, object]] = []
-    for start in range(0, len(seen), CHUNK):
-        part = seen[start : start + CHUNK]
-        docs = {s.id: (s.title, s.abstract) for s in part}
-        indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
-        parts = bm25_scores(profile, docs, indexed, stats=stats)
-        for pid, (title_doc, abstract_doc) in indexed.items():
-            points = sum(p.points for p in parts[pid])
-            excluded = any(
-                t.count_in(title_doc) or t.count_in(abstract_doc) for t in profile.exclude
-            )
-            on_topic = bool(parts[pid]) and not excluded
-            on_topic = on_topic and not profile.off_topic(title_doc, abstract_doc)
-            values.append({"b_id": pid, "b_rel": round(points, 3), "b_on": on_topic})
+    for s in seen:
+        points = sum(p.points for p in bm25.parts(s.counts, s.length))
+        values.append({"b_id": s.id, "b_rel": round(points, 3), "b_on": s.on_topic})
     return values
 
 
+def _read(profile: Profile, pid: int, title: str, abstract: str) -> _Seen:
+    t, a = tokens(plain_text(title)), tokens(plain_text(abstract))
+    td, ad = Doc(t), Doc(a)
+    counts = term_counts(profile, td, ad)
+    excluded = any(term.count_in(td) or term.count_in(ad) for term in profile.exclude)
+    on_topic = any(n or m for n, m in counts) and not excluded
+    on_topic = on_topic and not profile.off_topic(td, ad)
+    return _Seen(pid, counts, 2 * len(t) + len(a), on_topic)
+
+
 def _stale(conn: Connection, profile: Profile) -> tuple[CorpusStats, list[_Seen]]:
-    """The statistics with every paper not yet scored with ``profile`` added, and those papers."""
+    """The statistics with every paper not yet scored with ``profile`` added, and those papers.
+
+    Each paper is tokenized and matched against the profile once: its term counts give
+    both the statistics (document frequencies) and, later, its score.
+    """
     key = profile.key
     stale = or_(P.c.relevance_key.is_(None), P.c.relevance_key != key)
     stats = load_stats(conn, profile)
@@ -100,13 +112,16 @@ def _stale(conn: Connection, profile: Profile) -> tuple[CorpusStats, list[_Seen]
         if not rows:
             break
         for pid, title, abstract in rows:
-            t, a = tokens(plain_text(title)), tokens(plain_text(abstract))
-            td, ad = Doc(t), Doc(a)
+            paper = _read(profile, int(pid), title, abstract)
             stats.add(
-                2 * len(t) + len(a),
-                [term.text for term in profile.terms if term.count_in(td) or term.count_in(ad)],
+                paper.length,
+                [
+                    term.text
+                    for term, (n, m) in zip(profile.terms, paper.counts, strict=True)
+                    if n or m
+                ],
             )
-            seen.append(_Seen(int(pid), t, a))
+            seen.append(paper)
         after = int(rows[-1][0])
     return stats, seen
 

@@ -41,7 +41,7 @@ from newsletter.issue.outbox import (
     RenderedIssue,
     strip_placeholders,
 )
-from newsletter.issue.stories import headline_from_title
+from newsletter.issue.storydraft import headline_from_title
 from newsletter.issue.templating import PACKAGE_TEMPLATES, template_environment
 from newsletter.papers.text import one_line
 

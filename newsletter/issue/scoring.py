@@ -15,6 +15,9 @@ from typing import Protocol
 from newsletter.papers.text import plain_text
 
 _TOKEN = re.compile(r"[0-9a-z]+(?:[-'][0-9a-z]+)*")
+# The pieces of `_TOKEN`'s words split at their hyphens, found in one pass (in C): a hyphen
+# ends a piece, an apostrophe between letters does not ("x-ray's" -> "x", "ray's").
+_PIECE = re.compile(r"[0-9a-z]+(?:'[0-9a-z]+)*")
 
 
 @lru_cache(maxsize=65536)
@@ -26,13 +29,7 @@ def _norm(token: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """Lower-case word tokens, a plural ``s`` dropped; hyphenated words also split."""
-    out: list[str] = []
-    for word in _TOKEN.findall(text.lower()):
-        if "-" in word:
-            out.extend(_norm(part) for part in word.split("-") if part)
-        else:
-            out.append(_norm(word))
-    return out
+    return list(map(_norm, _PIECE.findall(text.lower())))
 
 
 class PaperText(Protocol):
@@ -92,6 +89,12 @@ class Term:
         Substring searches on the document's joined words (done in C) answer most
         documents, which hold no form of the term, without a Python loop.
         """
+        found = doc.found.get(self.text)
+        if found is None:
+            found = doc.found[self.text] = self._count_in(doc)
+        return found
+
+    def _count_in(self, doc: Doc) -> int:
         if not self.words:
             return 0
         *lead, last = self.words
@@ -101,6 +104,8 @@ class Term:
                     return 0
                 return sum(n for w, n in doc.counts.items() if w.startswith(last))
             return doc.counts.get(last, 0)
+        if lead[0] not in doc.counts:
+            return 0  # a phrase whose first word is missing: no need to join the words
         phrase = " " + " ".join(self.words)
         if phrase not in doc.text:
             return 0
@@ -116,6 +121,7 @@ class Doc:
         self.words = words
         self.counts = Counter(words)
         self._text: str | None = None
+        self.found: dict[str, int] = {}  # each term's count, once counted (by its text)
 
     @classmethod
     def of(cls, words: Sequence[str]) -> Doc:
@@ -245,41 +251,73 @@ class CorpusStats:
             self.df[text] = self.df.get(text, 0) + 1
 
 
-def bm25_scores(
-    profile: Profile,
-    docs: Mapping[int, tuple[list[str], list[str]]],
-    indexed: Mapping[int, tuple[Doc, Doc]] | None = None,
-    *,
-    stats: CorpusStats | None = None,
-) -> dict[int, list[ScorePart]]:
-    """Per document (title words, abstract words), the points each matching term earns.
+def term_counts(profile: Profile, title: Doc, abstract: Doc) -> list[tuple[int, int]]:
+    """How often each of the profile's terms occurs in the title and in the abstract."""
+    return [(t.count_in(title), t.count_in(abstract)) for t in profile.terms]
 
-    BM25 with the title counted twice; each term's points are multiplied by its weight.
-    The IDF and the average length come from ``stats`` (the whole store) when given,
-    else from ``docs`` themselves.
-    """
-    lengths = {pid: 2 * len(t) + len(a) for pid, (t, a) in docs.items()}
-    if stats is not None and stats.docs:
-        n_docs = stats.docs
-        avg_len = stats.length / stats.docs or 1.0
-    else:
-        n_docs = max(len(docs), 1)
-        avg_len = sum(lengths.values()) / n_docs or 1.0
-    out: dict[int, list[ScorePart]] = {pid: [] for pid in docs}
-    if indexed is None:
-        indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
-    for term in profile.terms:
-        hits = {pid: (term.count_in(t), term.count_in(a)) for pid, (t, a) in indexed.items()}
+
+@dataclass(frozen=True)
+class Bm25:
+    """What BM25 needs of the corpus: each profile term's IDF, and the average length."""
+
+    profile: Profile
+    idf: tuple[float, ...]
+    avg_len: float
+
+    @classmethod
+    def of(
+        cls,
+        profile: Profile,
+        stats: CorpusStats | None,
+        counts: Mapping[int, Sequence[tuple[int, int]]] | None = None,
+        lengths: Mapping[int, int] | None = None,
+    ) -> Bm25:
+        """From ``stats`` (the whole store) when it has documents, else from the documents
+        themselves (``counts`` of each term and ``lengths``, by paper)."""
         if stats is not None and stats.docs:
-            df = min(stats.df.get(term.text, 0), n_docs)
+            n_docs = stats.docs
+            avg_len = stats.length / stats.docs or 1.0
+            dfs = [min(stats.df.get(t.text, 0), n_docs) for t in profile.terms]
         else:
-            df = sum(1 for t, a in hits.values() if t or a)
-        idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-        for pid, (in_title, in_abstract) in hits.items():
+            counts, lengths = counts or {}, lengths or {}
+            n_docs = max(len(counts), 1)
+            avg_len = sum(lengths.values()) / n_docs or 1.0
+            dfs = [
+                sum(1 for hits in counts.values() if hits[i][0] or hits[i][1])
+                for i in range(len(profile.terms))
+            ]
+        idf = tuple(math.log(1 + (n_docs - df + 0.5) / (df + 0.5)) for df in dfs)
+        return cls(profile, idf, avg_len)
+
+    @staticmethod
+    def idf_growth(profile: Profile, stats: CorpusStats, docs_then: int) -> float:
+        """How many times its stored score a paper can earn today, from the IDF alone, if the
+        store held at least ``docs_then`` documents when it was scored.
+
+        IDF grows with the documents and falls with a term's document frequency; neither
+        count shrinks, so a term's IDF back then was at least that of ``docs_then``
+        documents with today's frequency (or all of them, if fewer).
+        """
+        n_now = stats.docs
+        growth = 1.0
+        for term in profile.terms:
+            df = min(stats.df.get(term.text, 0), n_now)
+            now = math.log(1 + (n_now - df + 0.5) / (df + 0.5))
+            df_then = min(df, docs_then)
+            then = math.log(1 + (docs_then - df_then + 0.5) / (df_then + 0.5))
+            growth = max(growth, now / then)
+        return growth
+
+    def parts(self, counts: Sequence[tuple[int, int]], length: int) -> list[ScorePart]:
+        """The points each matching term earns in one document (its `term_counts`)."""
+        out: list[ScorePart] = []
+        for term, idf, (in_title, in_abstract) in zip(
+            self.profile.terms, self.idf, counts, strict=True
+        ):
             tf = 2 * in_title + in_abstract
             if not tf:
                 continue
-            norm = 1 - BM25_B + BM25_B * lengths[pid] / avg_len
+            norm = 1 - BM25_B + BM25_B * length / self.avg_len
             sat = tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm)
             where = []
             if in_title:
@@ -287,5 +325,5 @@ def bm25_scores(
             if in_abstract:
                 where.append(f"abstract ×{in_abstract}" if in_abstract > 1 else "abstract")
             label = f'"{term.text}" in {" + ".join(where)}'
-            out[pid].append(ScorePart(label, round(term.weight * idf * sat, 3)))
-    return out
+            out.append(ScorePart(label, round(term.weight * idf * sat, 3)))
+        return out

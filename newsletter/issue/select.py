@@ -9,6 +9,10 @@ The score of a paper is the sum of parts that `--explain` prints one by one:
 - **editor**: a small linear model over TF-IDF features, trained on what the editor
   pinned and removed in past issues (`newsletter.issue.choices.EditorModel`). Without history it is zero.
 
+Only the candidates that can still reach the issue are read and scored in full: the
+relevance stored for each paper (`newsletter.issue.relevance`) bounds what it can
+score, and the rest keep their stored score (``--explain`` scores every candidate).
+
 A paper containing one of the profile's ``exclude`` terms is left out. When the profile
 has terms, a paper matching none of them is left out too. Then the ranking is cut
 to ``max_papers`` with at most ``per_source_cap`` papers per source; pinned papers are
@@ -17,6 +21,7 @@ always in and excluded ones never.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,13 +29,14 @@ from typing import TypeVar
 
 from newsletter.issue.choices import EditorModel
 from newsletter.issue.scoring import (
+    Bm25,
     CorpusStats,
     Doc,
     PaperText,
     Profile,
     Scored,
     ScorePart,
-    bm25_scores,
+    term_counts,
     tokens,
 )
 from newsletter.issue.window import Window
@@ -53,6 +59,7 @@ class SelectOptions:
     pins: tuple[int, ...] = ()
     excludes: tuple[int, ...] = ()
     editor_weight: float = 3.0
+    every: bool = False  # score every candidate in full (--explain), not only the contenders
 
 
 @dataclass
@@ -63,6 +70,7 @@ class Selection:
     ranked: list[Scored]
     chosen: list[Scored]
     learned_from: int = 0  # past editor choices the model was trained on
+    scored_in_full: int = 0  # candidates whose words were read (the rest: stored scores)
 
     def floor_summary(self) -> str:
         """How many candidates cleared the relevance floor, and why the rest did not."""
@@ -79,6 +87,8 @@ class Selection:
                 why["matched no profile term"] += 1
             elif s.status == "excluded":
                 why["were excluded (profile or editor)"] += 1
+            elif s.status == "floor":
+                why["were below the floor when stored"] += 1
         rest = "; ".join(f"{n} {reason}" for reason, n in why.most_common())
         total = len(self.ranked)
         line = (
@@ -120,6 +130,186 @@ def dedupe(papers: Iterable[P], journal_versions: Mapping[int, P]) -> list[P]:
     return out
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What the store knows of a candidate without reading its words: the relevance and
+    on-topic flag `newsletter.issue.relevance` stored for the current profile."""
+
+    relevance: float
+    on_topic: bool
+
+
+@dataclass(frozen=True)
+class StoredScores:
+    """The stored relevance of the candidates that have one, and how far today's IDF may
+    have moved since: a stored score keeps the IDF of the day it was made, and a paper
+    may score up to ``idf_growth`` times as much today (`Bm25.idf_growth`)."""
+
+    scores: Mapping[int, Stored]
+    idf_growth: float = 1.0
+
+
+# Room beyond the IDF's growth: the store's average length moves a little as papers
+# arrive (relative), and each stored part was rounded to 0.001 (absolute).
+DRIFT = 0.1
+DRIFT_POINTS = 0.05
+# The IDF's growth allowed for at most: the bound `Bm25.idf_growth` gives assumes the
+# fewest papers the store can have held, and is far above what a store that grows
+# by a week's papers at a time sees. Past this, a paper whose stored score is far
+# below the issue's last one is not read again (see `_pruned`).
+MAX_IDF_GROWTH = 1.25
+
+
+class _Scorer:
+    """Scores one candidate in full: its words, BM25, recency, the editor model, its status."""
+
+    def __init__(
+        self,
+        window: Window,
+        profile: Profile,
+        options: SelectOptions,
+        editor: EditorModel | None,
+    ) -> None:
+        self.window, self.profile, self.options, self.editor = window, profile, options, editor
+
+    def read(
+        self, paper: PaperText
+    ) -> tuple[list[str], list[str], Doc, Doc, list[tuple[int, int]]]:
+        t, a = tokens(plain_text(paper.title)), tokens(plain_text(paper.abstract))
+        td, ad = Doc(t), Doc(a)
+        return t, a, td, ad, term_counts(self.profile, td, ad)
+
+    def recency(self, paper: PaperText) -> ScorePart | None:
+        """``recency_weight`` per day between the window's start and the paper's date."""
+        w = self.window
+        age = (min(max(paper.published, w.start), w.end) - w.start).days
+        if not (self.profile.recency_weight and age):
+            return None
+        return ScorePart(f"recency +{age}d", round(self.profile.recency_weight * age, 3))
+
+    def score(
+        self,
+        paper: PaperText,
+        bm25: Bm25,
+        read: tuple[list[str], list[str], Doc, Doc, list[tuple[int, int]]],
+    ) -> Scored:
+        title_words, abstract_words, title_doc, abstract_doc, counts = read
+        pid, options, profile = paper.id, self.options, self.profile
+        relevance = bm25.parts(counts, 2 * len(title_words) + len(abstract_words))
+        scored = Scored(paper, parts=list(relevance))
+        recency = self.recency(paper)
+        if recency is not None:
+            scored.parts.append(recency)
+        if self.editor is not None:
+            words = title_words + title_words + abstract_words
+            points = self.editor.points(words, weight=options.editor_weight)
+            if abs(points) >= 0.001:
+                scored.parts.append(ScorePart("editor's past choices", round(points, 3)))
+        scored.score = sum(p.points for p in scored.parts)
+        hits = [
+            t.text for t in profile.exclude if t.count_in(title_doc) or t.count_in(abstract_doc)
+        ]
+        if pid in options.excludes:
+            scored.status, scored.reason = "excluded", "excluded by the editor"
+        elif hits and pid not in options.pins:
+            scored.status, scored.reason = "excluded", f'profile excludes "{hits[0]}"'
+        elif profile.terms and not relevance and pid not in options.pins:
+            scored.status, scored.reason = "unmatched", "matches no profile term"
+        elif pid not in options.pins:
+            why = profile.off_topic(title_doc, abstract_doc)
+            if why:
+                scored.status, scored.reason = "off-topic", why
+        return scored
+
+
+def _points(part: ScorePart | None) -> float:
+    return part.points if part is not None else 0.0
+
+
+def _order(s: Scored) -> tuple[float, int, int]:
+    return (-s.score, -s.paper.published.toordinal(), s.paper_id)
+
+
+def _fills(settled: list[Scored], options: SelectOptions) -> bool:
+    """Whether choosing from ``settled`` (the best, in order) fills the issue."""
+    pins = set(options.pins)
+    chosen = len(pins)
+    per_source: Counter[str] = Counter()
+    for s in settled:
+        if chosen >= options.max_papers:
+            return True
+        if s.paper_id in pins:
+            per_source[s.paper.source] += 1
+        elif s.status == "candidate" and per_source[s.paper.source] < options.per_source_cap:
+            chosen += 1
+            per_source[s.paper.source] += 1
+    return chosen >= options.max_papers
+
+
+def _pruned(
+    papers: Sequence[PaperText],
+    scorer: _Scorer,
+    bm25: Bm25,
+    stored: StoredScores,
+) -> tuple[list[Scored], int]:
+    """The ranking, scoring in full only the candidates that can still reach the issue.
+
+    Each candidate's best possible score comes from its stored relevance (with room
+    for the IDF's drift since it was stored: `StoredScores.idf_growth`, at most
+    `MAX_IDF_GROWTH`), its recency and the most the editor model can add. Candidates
+    are scored in full best-first until those scored hold, ahead of anything unscored
+    could reach, a full issue and the 20 runners-up the editor's history records. The
+    rest are below the issue whatever their words: they are listed by their stored
+    score, and the ones stored off-topic keep that status without being read again.
+    """
+    options = scorer.options
+    editor_max = scorer.editor.max_points(options.editor_weight) if scorer.editor else 0.0
+    must = set(options.pins) | set(options.excludes)
+    bounds: list[tuple[float, int]] = []
+    for n, paper in enumerate(papers):
+        known = stored.scores.get(paper.id) if paper.id is not None else None
+        if known is None or paper.id in must:
+            bounds.append((math.inf, n))
+            continue
+        best = (
+            known.relevance * stored.idf_growth * (1 + DRIFT)
+            + DRIFT_POINTS
+            + _points(scorer.recency(paper))
+            + editor_max
+        )
+        bounds.append((best, n))
+    bounds.sort(key=lambda b: -b[0])
+    head = max(options.max_papers, len(options.pins)) + 20 + len(options.excludes)
+    done: list[Scored] = []
+    at, step = 0, 4 * head
+    while at < len(bounds):
+        for _best, n in bounds[at : at + step]:
+            done.append(scorer.score(papers[n], bm25, scorer.read(papers[n])))
+        at, step = at + step, step * 2
+        if at >= len(bounds):
+            break
+        reach = bounds[at][0]
+        settled = sorted((s for s in done if s.score > reach), key=_order)
+        if len(settled) >= head and _fills(settled, options):
+            break
+    done.sort(key=_order)
+    rest: list[Scored] = []
+    for _best, n in bounds[at:]:
+        paper = papers[n]
+        known = stored.scores[paper.id] if paper.id is not None else None
+        assert known is not None
+        scored = Scored(paper, parts=[ScorePart("profile, as stored", known.relevance)])
+        recency = scorer.recency(paper)
+        if recency is not None:
+            scored.parts.append(recency)
+        scored.score = sum(p.points for p in scored.parts)
+        if not known.on_topic:
+            scored.status, scored.reason = "floor", "below the relevance floor (as stored)"
+        rest.append(scored)
+    rest.sort(key=_order)
+    return done + rest, len(done)
+
+
 def select(
     papers: Sequence[PaperText],
     window: Window,
@@ -128,53 +318,28 @@ def select(
     options: SelectOptions,
     editor: EditorModel | None = None,
     stats: CorpusStats | None = None,
+    stored: StoredScores | None = None,
 ) -> Selection:
     """Rank ``papers`` (already limited to the window and de-duplicated) and choose the issue.
 
     ``stats`` are the whole store's (IDF); without them the candidates' own are used.
     A paper below the profile's floor (``min_score``, ``required``) is not chosen, even
     when the issue is left short; a pin overrides the floor.
+
+    With ``stored`` relevance (and ``stats``), only the candidates that can still reach
+    the issue are scored in full (`_pruned`); ``options.every`` scores them all.
     """
-    docs = {
-        p.id: (tokens(plain_text(p.title)), tokens(plain_text(p.abstract)))
-        for p in papers
-        if p.id is not None
-    }
-    indexed = {pid: (Doc(t), Doc(a)) for pid, (t, a) in docs.items()}
-    relevance = bm25_scores(profile, docs, indexed, stats=stats)
-    ranked: list[Scored] = []
-    for paper in papers:
-        if paper.id is None:
-            continue
-        title_words, abstract_words = docs[paper.id]
-        words = title_words + title_words + abstract_words
-        scored = Scored(paper, parts=list(relevance[paper.id]))
-        age = (min(max(paper.published, window.start), window.end) - window.start).days
-        if profile.recency_weight and age:
-            scored.parts.append(
-                ScorePart(f"recency +{age}d", round(profile.recency_weight * age, 3))
-            )
-        if editor is not None:
-            points = editor.points(words, weight=options.editor_weight)
-            if abs(points) >= 0.001:
-                scored.parts.append(ScorePart("editor's past choices", round(points, 3)))
-        scored.score = sum(p.points for p in scored.parts)
-        title_doc, abstract_doc = indexed[paper.id]
-        hits = [
-            t.text for t in profile.exclude if t.count_in(title_doc) or t.count_in(abstract_doc)
-        ]
-        if paper.id in options.excludes:
-            scored.status, scored.reason = "excluded", "excluded by the editor"
-        elif hits and paper.id not in options.pins:
-            scored.status, scored.reason = "excluded", f'profile excludes "{hits[0]}"'
-        elif profile.terms and not relevance[paper.id] and paper.id not in options.pins:
-            scored.status, scored.reason = "unmatched", "matches no profile term"
-        elif paper.id not in options.pins:
-            why = profile.off_topic(title_doc, abstract_doc)
-            if why:
-                scored.status, scored.reason = "off-topic", why
-        ranked.append(scored)
-    ranked.sort(key=lambda s: (-s.score, -s.paper.published.toordinal(), s.paper_id))
+    scorer = _Scorer(window, profile, options, editor)
+    papers = [p for p in papers if p.id is not None]
+    if stored is not None and stats is not None and stats.docs and not options.every:
+        ranked, in_full = _pruned(papers, scorer, Bm25.of(profile, stats), stored)
+    else:
+        read = [scorer.read(p) for p in papers]
+        lengths = {n: 2 * len(r[0]) + len(r[1]) for n, r in enumerate(read)}
+        bm25 = Bm25.of(profile, stats, {n: r[4] for n, r in enumerate(read)}, lengths)
+        ranked = [scorer.score(p, bm25, r) for p, r in zip(papers, read, strict=True)]
+        ranked.sort(key=_order)
+        in_full = len(ranked)
 
     chosen: list[Scored] = []
     per_source: Counter[str] = Counter()
@@ -198,5 +363,11 @@ def select(
             s.status = "selected"
             chosen.append(s)
             per_source[s.paper.source] += 1
-    chosen.sort(key=lambda s: (-s.score, -s.paper.published.toordinal(), s.paper_id))
-    return Selection(window, ranked, chosen, learned_from=editor.examples if editor else 0)
+    chosen.sort(key=_order)
+    return Selection(
+        window,
+        ranked,
+        chosen,
+        learned_from=editor.examples if editor else 0,
+        scored_in_full=in_full,
+    )

@@ -1,8 +1,9 @@
 """A big file's records parsed in a helper process while ingest stores the ones before.
 
 Parsing a PubMed file (XML, text hygiene, MathML) takes about as long as
-validating and storing its records, and Python runs one of them at a time per
-process. For a file over `READ_AHEAD_BYTES` the parse runs in a child process,
+storing its records, and Python runs one of them at a time per process. For a
+file over `READ_AHEAD_BYTES` the parse, and each record's validation
+(`newsletter.papers.records.validate`), run in a child process,
 ``python -m newsletter.papers.readahead FILE [FORMAT]``, which writes the records
 to its stdout in pickled batches: the pipe's own back-pressure keeps memory
 flat, and both halves run at once on two cores. Smaller files are read in this
@@ -86,7 +87,8 @@ def _send(out: BinaryIO, kind: str, payload: object) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """The child: parse the file and send its records, then "done" or the error."""
+    """The child: parse and validate the file's records, send them, then "done" or the error."""
+    from newsletter.papers.records import validate
     from newsletter.papers.sources.files import read_file
 
     path, fmt = Path(argv[0]), (argv[1] if len(argv) > 1 and argv[1] else None)
@@ -94,6 +96,9 @@ def main(argv: list[str]) -> int:
     batch: list[PaperRecord] = []
     try:
         for record in read_file(path, fmt):
+            reason = validate(record)  # here, on the other core, rather than in ingest
+            if reason:
+                record.extra["problem"] = reason  # what ingest's validate reports
             batch.append(record)
             if len(batch) >= BATCH:
                 _send(out, "records", batch)

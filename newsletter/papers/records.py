@@ -1,7 +1,9 @@
 """A paper record checked before it is stored: required fields, kinds, identifiers.
 
 `validate` normalizes a record in place (sanitized title and abstract,
-normalized identifiers and names) or says why it must be rejected.
+normalized identifiers and names) or says why it must be rejected. A big file's
+records are validated in the read-ahead process (`newsletter.papers.readahead`),
+a rejected one carrying its reason to ingest as ``extra["problem"]``.
 """
 
 from __future__ import annotations
@@ -11,19 +13,14 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from newsletter.core.models import PaperKind
+from newsletter.papers.names import normalize_name
 from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.papers.sources.base import PaperRecord
-from newsletter.papers.text import (
-    bound_nesting,
-    clean_tex,
-    normalize_name,
-    plain_text,
-    sanitize,
-    scrub,
-)
+from newsletter.papers.text import bound_nesting, clean_tex, plain_text, sanitize, scrub
 
-KINDS = frozenset(k.value for k in PaperKind)
+# PaperKind's values, spelled out: the read-ahead process that validates a big file's records
+# need not import the models and SQLAlchemy (a test checks that the two agree)
+KINDS = frozenset({"paper", "preprint"})
 IDS = ("doi", "pmid", "pmcid", "arxiv_id")
 _DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.I)
 
@@ -90,6 +87,8 @@ def validate(record: PaperRecord) -> str | None:
     problem = record.extra.pop("problem", None)
     if problem:
         return str(problem)
+    if record.checked:  # normalized already, by validate itself (in the read-ahead process)
+        return None
     _scrub_record(record)
     record.title = " ".join(clean_tex(bound_nesting(sanitize(record.title))).split())
     record.abstract = clean_tex(bound_nesting(sanitize(record.abstract))).strip()
@@ -125,4 +124,5 @@ def validate(record: PaperRecord) -> str | None:
         record.published_doi = None
     record.authors = [a for a in (normalize_name(str(n)) for n in record.authors) if a]
     record.extra.pop("position", None)
+    record.checked = True
     return None

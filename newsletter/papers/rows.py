@@ -2,19 +2,24 @@
 
 Ingest touches tens of thousands of papers per file. Building an ORM object per
 record and letting the session flush them was most of its time, so ingest
-works on `StoredPaper`, a plain slotted object with the ``papers`` columns, and
-writes with SQLAlchemy Core: one multi-row ``INSERT ... RETURNING id`` per
-chunk for new papers, and one executemany ``UPDATE`` per set of changed columns.
+works on `StoredPaper`, a plain slotted object with the ``papers`` columns. New
+papers go in with one executemany per chunk (on SQLite as driver-level tuples,
+converted by the columns' own bind processors; on PostgreSQL as Core's
+``INSERT ... RETURNING id``), changed ones with one executemany ``UPDATE`` per set
+of changed columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
+from functools import cache
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql import Select
 
 from newsletter.core.models import Paper, table
 
@@ -43,6 +48,9 @@ COLUMNS = (
     "updated_at",
 )
 _MUTABLE = COLUMNS[1:]  # everything but the id may change on a merge
+_MUTABLE_VALUES = attrgetter(*_MUTABLE)  # a paper's values as one tuple, in C
+# the columns whose values are lists or dicts (copied when saved, so a change in place shows)
+_CONTAINERS = tuple(i for i, name in enumerate(_MUTABLE) if name in ("authors", "seen_in", "extra"))
 
 
 class StoredPaper:
@@ -89,16 +97,20 @@ class StoredPaper:
     def mark_saved(self) -> None:
         # lists and dicts are replaced, never changed in place, by the merger;
         # copies keep a change in place from going unnoticed all the same
-        self._saved = tuple(_copy(getattr(self, name)) for name in _MUTABLE)
+        saved = list(_MUTABLE_VALUES(self))
+        for at in _CONTAINERS:
+            saved[at] = _copy(saved[at])
+        self._saved = tuple(saved)
 
     def changed(self) -> tuple[str, ...]:
         """The columns that differ from the stored row (all of them for a new paper)."""
         if self._saved is None:
             return _MUTABLE
+        now = _MUTABLE_VALUES(self)
+        if now == self._saved:  # the common case (an unchanged paper): one comparison
+            return ()
         return tuple(
-            name
-            for name, old in zip(_MUTABLE, self._saved, strict=True)
-            if getattr(self, name) != old
+            name for name, old, new in zip(_MUTABLE, self._saved, now, strict=True) if new != old
         )
 
 
@@ -110,16 +122,49 @@ def _copy(value: Any) -> Any:
     return value
 
 
+@cache
+def _matching(column: str) -> Select[Any]:
+    """The query for papers whose ``column`` is in a list: built once, compiled once."""
+    return select(*(PAPERS.c[name] for name in COLUMNS)).where(
+        PAPERS.c[column].in_(bindparam("wanted", expanding=True))
+    )
+
+
 def read_matching(conn: Connection, column: str, values: Iterable[str]) -> list[StoredPaper]:
     """The stored papers whose ``column`` is one of ``values``."""
     wanted = list(values)
+    query = _matching(column)
     found: list[StoredPaper] = []
     for start in range(0, len(wanted), 500):
-        query = select(*(PAPERS.c[name] for name in COLUMNS)).where(
-            PAPERS.c[column].in_(wanted[start : start + 500])
-        )
-        found.extend(StoredPaper.loaded(row) for row in conn.execute(query))
+        rows = conn.execute(query, {"wanted": wanted[start : start + 500]})
+        found.extend(StoredPaper.loaded(row) for row in rows)
     return found
+
+
+@cache
+def _bind_processors(dialect: Dialect) -> tuple[Callable[[Any], Any] | None, ...]:
+    """How SQLAlchemy turns each column's Python value into the driver's (JSON, dates)."""
+    return tuple(
+        PAPERS.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in COLUMNS
+    )
+
+
+def _driver_rows(dialect: Dialect, papers: list[StoredPaper]) -> list[tuple[Any, ...]]:
+    """The papers' rows (id first) as the driver takes them, converted as Core would."""
+    processors = _bind_processors(dialect)
+    converting = [(at, process) for at, process in enumerate(processors) if process is not None]
+    rows = []
+    for paper in papers:
+        row = [paper.id, *_MUTABLE_VALUES(paper)]
+        for at, process in converting:
+            row[at] = process(row[at])
+        rows.append(tuple(row))
+    return rows
+
+
+_SQLITE_INSERT = (
+    f"INSERT INTO {PAPERS.name} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"  # noqa: S608 - constant names
+)
 
 
 def insert_new(conn: Connection, papers: list[StoredPaper]) -> None:
@@ -131,12 +176,13 @@ def insert_new(conn: Connection, papers: list[StoredPaper]) -> None:
         # inserts until it ends: number the rows here and insert them with a plain
         # executemany. (RETURNING in insertmanyvalues mode runs one statement per
         # row on SQLite to keep the order, which cost more than the insert itself.)
+        # The rows go to the driver as tuples, converted once per value with the
+        # columns' own bind processors: Core's per-row parameter handling cost more
+        # than the insert without its triggers.
         last = conn.execute(select(func.max(PAPERS.c.id))).scalar() or 0
-        rows = []
         for number, paper in enumerate(papers, start=last + 1):
             paper.id = number
-            rows.append({"id": number, **paper.values()})
-        conn.execute(insert(PAPERS), rows)
+        conn.exec_driver_sql(_SQLITE_INSERT, _driver_rows(conn.dialect, papers))
     else:
         statement = insert(PAPERS).returning(PAPERS.c.id, sort_by_parameter_order=True)
         ids = conn.execute(statement, [p.values() for p in papers]).scalars().all()

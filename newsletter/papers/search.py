@@ -2,13 +2,9 @@
 
 Full text runs on the database's own engine: SQLite FTS5 (the ``papers_fts``
 table) or PostgreSQL text search (the ``paper_search`` table of m052). What a
-reader types is never SQL and never FTS syntax: `parse_query` reads it as
-words, "quoted phrases", ``-excluded`` words, ``prefix*`` words and ``OR``, and
-each word or phrase reaches the database as a bound parameter (FTS5: a quoted
-string; PostgreSQL: ``phraseto_tsquery``, or ``to_tsquery`` of letters and
-digits only for a prefix). Anything else a reader can type is dropped, and the
-page says so. Both engines stem English words (m100), so "radiographs" finds
-"radiograph".
+reader types is read by `newsletter.papers.searchquery` (words, phrases, OR, never
+SQL or FTS syntax) and the URL's parameters by `newsletter.papers.searchparams`.
+Both engines stem English words (m100), so "radiographs" finds "radiograph".
 
 Ranking every match of a very broad search (sixteen common words OR-ed match
 every paper) costs a few microseconds per match and term, over a second at
@@ -20,295 +16,39 @@ ones, and the page says so (bench/search_bench.py).
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import date
-from typing import Any, Literal, cast
-from urllib.parse import urlencode
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from sqlalchemy import Select, bindparam, column, func, literal_column, or_, select, table
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 from sqlmodel import Session, col
 
-from newsletter.core.models import Paper, PaperKind
+from newsletter.core.models import Paper
+from newsletter.papers.searchparams import (
+    PER_PAGE_CHOICES,
+    SearchParams,
+    parse_params,
+)
+from newsletter.papers.searchquery import ParsedQuery, fts5_match, parse_query, pg_tsquery
 
-Sort = Literal["newest", "oldest", "relevance"]
-SORTS: tuple[Sort, ...] = ("newest", "oldest", "relevance")
-PER_PAGE_CHOICES = (10, 25, 50)
-DEFAULT_PER_PAGE = 10
-MAX_QUERY_CHARS = 500
-MAX_TERMS = 16
-MAX_PAGE = 1_000_000
+__all__ = [
+    "PER_PAGE_CHOICES",
+    "SearchPage",
+    "SearchParams",
+    "known_sources",
+    "parse_params",
+    "parse_query",
+    "pg_tsquery",
+    "rank_window",
+    "search_papers",
+]
+
 RANK_LIMIT = 10_000
 RANK_BUDGET = 40_000  # matches x words ranked at most: ranking costs per match and per word
-MIN_PREFIX = 2
 
-_TOKEN = re.compile(r"[^\W_]+")
-_PIECE = re.compile(r'(-?)"([^"]*)"?|(\S+)')
-_SOURCE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FTS = table("papers_fts", column("rowid"))
 _PG_SEARCH = table("paper_search", column("paper_id"), column("document"))
-_PG_CONFIG: ColumnElement[Any] = literal_column("'english'::regconfig")
-
-
-# --- the query language ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Term:
-    """A word, or a phrase of words that must appear together; maybe excluded."""
-
-    words: tuple[str, ...]
-    negated: bool = False
-    raw: str = ""  # as typed (PostgreSQL parses it as it parsed the papers: "x-ray")
-    prefix: bool = False  # the last word is the start of a word (typed as ``mammo*``)
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.words)
-
-
-@dataclass(frozen=True)
-class ParsedQuery:
-    """Alternatives (``OR``), each a list of terms that must all match."""
-
-    groups: tuple[tuple[Term, ...], ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not self.groups
-
-
-def parse_query(raw: str) -> tuple[ParsedQuery, list[str]]:
-    """Read a reader's search as words, phrases, exclusions and OR; never fails.
-
-    Returns the query and notes on what was left out (for the page to show).
-    """
-    notes: list[str] = []
-    if len(raw) > MAX_QUERY_CHARS:
-        raw = raw[:MAX_QUERY_CHARS]
-        notes.append(
-            f"Your search was long: only its first {MAX_QUERY_CHARS} characters were used."
-        )
-    groups: list[list[Term]] = [[]]
-    count = 0
-    dropped_terms = short_prefix = False
-    for match in _PIECE.finditer(raw):
-        negated_phrase, phrase, word = match.groups()
-        if word == "OR":
-            groups.append([])
-            continue
-        negated = bool(negated_phrase)
-        if word is not None:
-            negated = word.startswith("-") and len(word) > 1
-            phrase = word[1:] if negated else word
-        words = tuple(w.lower() for w in _TOKEN.findall(phrase or ""))
-        if not words:
-            continue
-        prefix = word is not None and word.endswith("*") and bool(_TOKEN.search(word[-2:]))
-        if prefix and len(words[-1]) < MIN_PREFIX:
-            prefix, short_prefix = False, True
-        term = Term(
-            words=words[:MAX_TERMS], negated=negated, raw=clean_text(phrase or ""), prefix=prefix
-        )
-        if term not in groups[-1]:  # "mri mri": the same work twice
-            groups[-1].append(term)
-    unique: list[list[Term]] = []
-    for group in groups:
-        if group not in unique:  # "mri OR mri"
-            unique.append(group)
-    groups = []
-    for group in unique:
-        groups.append([])
-        for term in group:
-            if count >= MAX_TERMS:
-                dropped_terms = True
-                continue
-            count += 1
-            groups[-1].append(term)
-    if short_prefix:
-        notes.append(
-            f"A word ending in * needs at least {MIN_PREFIX} letters before the *;"
-            " shorter ones were searched as whole words."
-        )
-    if dropped_terms:
-        notes.append(f"Only the first {MAX_TERMS} words or phrases of your search were used.")
-    kept: list[tuple[Term, ...]] = []
-    for group in groups:
-        if group and any(not t.negated for t in group):
-            kept.append(tuple(group))
-        elif group:
-            notes.append(
-                "A search made only of excluded words (-word) finds nothing: add a word to look for."
-            )
-    return ParsedQuery(tuple(kept)), notes
-
-
-def _fts_string(term: Term) -> str:
-    return '"' + term.text.replace('"', '""') + '"' + (" *" if term.prefix else "")
-
-
-def fts5_match(query: ParsedQuery) -> str:
-    """The FTS5 MATCH expression: every word and phrase a quoted string."""
-    alternatives = []
-    for group in query.groups:
-        wanted = " ".join(_fts_string(t) for t in group if not t.negated)
-        unwanted = "".join(f" NOT {_fts_string(t)}" for t in group if t.negated)
-        alternatives.append(f"({wanted}){unwanted}")
-    return " OR ".join(alternatives)
-
-
-def pg_tsquery(query: ParsedQuery) -> ColumnElement[Any]:
-    """The PostgreSQL tsquery: each word or phrase a bound parameter of phraseto_tsquery.
-
-    A prefix term is ``to_tsquery`` of its words (letters and digits only, so no
-    tsquery operator can reach it from a reader) joined by ``<->``, the last with ``:*``.
-    """
-    result: ColumnElement[Any] | None = None
-    for group in query.groups:
-        wanted: ColumnElement[Any] | None = None
-        for term in group:
-            piece: ColumnElement[Any]
-            if term.prefix:
-                piece = func.to_tsquery(_PG_CONFIG, " <-> ".join(term.words) + ":*")
-            else:
-                piece = func.phraseto_tsquery(_PG_CONFIG, term.raw or term.text)
-            if term.negated:
-                piece = func.tsquery_not(piece)
-            wanted = piece if wanted is None else func.tsquery_and(wanted, piece)
-        assert wanted is not None
-        result = wanted if result is None else func.tsquery_or(result, wanted)
-    assert result is not None, "an empty query has no tsquery"
-    return result
-
-
-# --- the parameters of a search (all of them live in the URL) ---------------
-
-
-@dataclass(frozen=True)
-class SearchParams:
-    """What a reader asked for. `query_string` turns it back into a URL."""
-
-    q: str = ""
-    source: str = ""
-    kind: str = ""
-    since: date | None = None
-    until: date | None = None
-    sort: Sort | None = None  # None: relevance with a query, newest without
-    page: int = 1
-    per_page: int = DEFAULT_PER_PAGE
-
-    @property
-    def effective_sort(self) -> Sort:
-        if self.sort == "relevance" and not self.q.strip():
-            return "newest"
-        return self.sort or ("relevance" if self.q.strip() else "newest")
-
-    @property
-    def filtered(self) -> bool:
-        return bool(self.q.strip() or self.source or self.kind or self.since or self.until)
-
-    def query_string(self, **changes: Any) -> str:
-        """``?q=...`` for these parameters with ``changes``; defaults left out."""
-        params = replace(self, **changes)
-        pairs: list[tuple[str, str]] = []
-        if params.q:
-            pairs.append(("q", params.q))
-        for name in ("source", "kind"):
-            if getattr(params, name):
-                pairs.append((name, getattr(params, name)))
-        for name in ("since", "until"):
-            value = getattr(params, name)
-            if value is not None:
-                pairs.append((name, value.isoformat()))
-        if params.sort:
-            pairs.append(("sort", params.sort))
-        if params.per_page != DEFAULT_PER_PAGE:
-            pairs.append(("per_page", str(params.per_page)))
-        if params.page != 1:
-            pairs.append(("page", str(params.page)))
-        return "?" + urlencode(pairs) if pairs else "?"
-
-
-def clean_text(value: str) -> str:
-    """A reader's text without control characters (NUL included)."""
-    return _CONTROL.sub("", value)
-
-
-def _int(value: str) -> int | None:
-    value = value.strip()
-    if not value.isascii() or not value.isdigit():
-        return None
-    return int(value) if len(value) <= 9 else MAX_PAGE
-
-
-def _date(value: str) -> date | None:
-    try:
-        return date.fromisoformat(value.strip()) if value.isascii() else None
-    except ValueError:
-        return None
-
-
-def parse_params(query: Mapping[str, str]) -> tuple[SearchParams, list[str]]:
-    """Read the URL's parameters; anything unusable is dropped with a note, never an error."""
-    notes: list[str] = []
-    q = clean_text(query.get("q", "")).strip()
-    source = clean_text(query.get("source", "")).strip().lower()
-    if source and not _SOURCE.match(source):
-        notes.append("That source name is not one Slice knows; showing every source.")
-        source = ""
-    kind = clean_text(query.get("kind", "")).strip().lower()
-    if kind and kind not in {k.value for k in PaperKind}:
-        notes.append("Kind can be 'paper' (peer-reviewed) or 'preprint'; showing both.")
-        kind = ""
-    dates: dict[str, date | None] = {}
-    for name in ("since", "until"):
-        raw = clean_text(query.get(name, "")).strip()
-        dates[name] = _date(raw) if raw else None
-        if raw and dates[name] is None:
-            notes.append(f"'{name}' needs a date like 2025-06-09; it was left out.")
-    since, until = dates["since"], dates["until"]
-    if since and until and since > until:
-        since, until = until, since
-        notes.append("The dates were the wrong way round; they have been swapped.")
-    sort_raw = clean_text(query.get("sort", "")).strip().lower()
-    sort: Sort | None = None
-    for candidate in SORTS:
-        if sort_raw == candidate:
-            sort = candidate
-    if sort_raw and sort is None:
-        notes.append("Results can be sorted by newest, oldest or relevance; using the default.")
-    page = 1
-    if (raw_page := query.get("page", "").strip()) != "":
-        parsed = _int(raw_page)
-        if parsed is None or parsed < 1:
-            notes.append("The page number was not a number; showing the first page.")
-        else:
-            page = parsed
-    per_page = DEFAULT_PER_PAGE
-    if (raw_per := query.get("per_page", "").strip()) != "":
-        chosen = _int(raw_per)
-        if chosen in PER_PAGE_CHOICES:
-            per_page = chosen
-        else:
-            notes.append("Results come 10, 25 or 50 to a page; showing 10.")
-    params = SearchParams(
-        q=q,
-        source=source,
-        kind=kind,
-        since=since,
-        until=until,
-        sort=sort,
-        page=page,
-        per_page=per_page,
-    )
-    return params, notes
-
-
-# --- running a search ------------------------------------------------------
 
 
 @dataclass

@@ -3,20 +3,18 @@
 Titles and abstracts are stored as small HTML fragments that keep only
 ``<i> <b> <sub> <sup>`` (sanitized with nh3, never with regexes). MathML and
 TeX become readable text, hard wraps collapse to single spaces, and paragraph
-breaks survive as one blank line (``"\\n\\n"``). Structured abstracts keep their
-section labels ("Background: ..."), each section a paragraph.
+breaks survive as one blank line (``"\\n\\n"``). Control characters are
+removed and markup nested too deep loses its tags.
 
 `plain_text` turns a stored fragment back into plain text (for the text/plain
-email part and for search).
+email part and for search). Structured abstracts' section labels live in
+`newsletter.papers.headings`, author names and title keys in `newsletter.papers.names`.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import unicodedata
-from collections.abc import Iterable
-from functools import lru_cache
 
 import lxml.html
 import nh3
@@ -57,9 +55,38 @@ _RENAME = {"em": "i", "strong": "b", "italic": "i", "bold": "b"}
 # --- sanitizing -------------------------------------------------------------
 
 
+# A fragment is what nh3 would give back unchanged when, outside the kept tags (bare and
+# balanced), its text holds no other "<", no ">", no "&" but the entities nh3 writes, no
+# U+00A0, and nothing the HTML parser's input preprocessing changes (CR, NUL).
+_KEPT_TAG_SPLIT = re.compile(r"<(/?)(i|b|sub|sup)>")
+_UNSANITIZED_TEXT = re.compile(r"[<>\u00a0\r\x00]|&(?!(?:amp|lt|gt|nbsp);)")
+
+
+def is_sanitized(fragment: str) -> bool:
+    """True when `sanitize` would return ``fragment`` as it is (so nh3 need not run).
+
+    Parsers sanitize what they produce and `validate` sanitizes every record again,
+    whatever its source; this check, two regex passes, makes the second pass nearly free.
+    """
+    if fragment.startswith("\ufeff"):  # a leading BOM is dropped by the HTML parser
+        return False
+    if "<" not in fragment:
+        return not _UNSANITIZED_TEXT.search(fragment)
+    parts = _KEPT_TAG_SPLIT.split(fragment)  # text, "/" or "", tag name, text, ...
+    if _UNSANITIZED_TEXT.search(" ".join(parts[0::3])):  # apart: "&am<i>p;" is no entity
+        return False
+    open_tags: list[str] = []
+    for closing, name in zip(parts[1::3], parts[2::3], strict=True):
+        if not closing:
+            open_tags.append(name)
+        elif not open_tags or open_tags.pop() != name:
+            return False
+    return not open_tags
+
+
 def sanitize(fragment: str) -> str:
     """Keep only <i> <b> <sub> <sup> (no attributes); text stays escaped HTML."""
-    if not _NEEDS_SANITIZER.search(fragment):
+    if not _NEEDS_SANITIZER.search(fragment) or is_sanitized(fragment):
         return fragment  # nothing the sanitizer would change
     return nh3.clean(fragment, tags=set(ALLOWED_TAGS), attributes={}, strip_comments=True)
 
@@ -68,6 +95,8 @@ def plain_text(fragment: str) -> str:
     """A stored fragment as plain text: tags dropped, entities decoded."""
     if "<" not in fragment and "&" not in fragment:
         return fragment
+    if is_sanitized(fragment):  # only the kept tags, balanced: dropping them is all nh3 does
+        return html.unescape(_KEPT_TAG.sub("", fragment))
     return html.unescape(nh3.clean(fragment, tags=set(), attributes={}))
 
 
@@ -76,6 +105,7 @@ def plain_text(fragment: str) -> str:
 # C0 and C1 control characters (a tab, line feed and carriage return are turned into
 # whitespace first), and the characters that end a line in Unicode but not in HTML.
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+_SCRUBBED_AWAY = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")  # and tab, CR
 # After `sanitize`, the only tags left are these, bare: a regex can walk them safely.
 _KEPT_TAG = re.compile(r"<(/?)(i|b|sub|sup)>")
 MAX_NESTING = 3  # <sup><i>…</i></sup> is as deep as real titles and abstracts go
@@ -83,7 +113,7 @@ MAX_NESTING = 3  # <sup><i>…</i></sup> is as deep as real titles and abstracts
 
 def scrub(text: str) -> str:
     """Control characters removed (ESC, U+0001, DEL, C1); tabs and CR become whitespace."""
-    if not text:
+    if not text or not _SCRUBBED_AWAY.search(text):
         return text
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
     return _CONTROLS.sub("", text)
@@ -96,7 +126,7 @@ def bound_nesting(fragment: str, depth: int = MAX_NESTING) -> str:
     mail clients and the MJML compiler cut off, taking the rest of the issue with it.
     Works on sanitized fragments only (bare, balanced ``<i> <b> <sub> <sup>``).
     """
-    if fragment.count("<") <= depth:
+    if fragment.count("<") - fragment.count("</") <= depth:  # fewer tags opened than allowed
         return fragment
     out: list[str] = []
     stack: list[bool] = []  # per open tag: was it kept?
@@ -116,7 +146,7 @@ def bound_nesting(fragment: str, depth: int = MAX_NESTING) -> str:
     return "".join(out)
 
 
-# --- whitespace, paragraphs, headings --------------------------------------
+# --- whitespace -----------------------------------------------------------
 
 
 def one_line(text: str, limit: int | None = None) -> str:
@@ -125,124 +155,15 @@ def one_line(text: str, limit: int | None = None) -> str:
     return joined if limit is None else joined[:limit]
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
 def collapse(text: str) -> str:
     """Hard wraps and runs of whitespace become single spaces; blank lines stay paragraph breaks."""
-    paragraphs = re.split(r"\n\s*\n", text.strip())
+    if "\n" not in text:  # one paragraph: the same as below, without the regex
+        return " ".join(text.split())
+    paragraphs = _PARAGRAPH_BREAK.split(text.strip())
     return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
-
-
-SECTION_HEADINGS = (
-    "Background and Aims",
-    "Background and Purpose",
-    "Background and Objectives",
-    "Background",
-    "Introduction",
-    "Context",
-    "Importance",
-    "Rationale",
-    "Motivation",
-    "Objectives",
-    "Objective",
-    "Aims",
-    "Aim",
-    "Purpose",
-    "Goal",
-    "Hypothesis",
-    "Study Design",
-    "Design, Setting, and Participants",
-    "Design",
-    "Setting",
-    "Settings",
-    "Participants",
-    "Patients",
-    "Population",
-    "Interventions",
-    "Intervention",
-    "Exposures",
-    "Exposure",
-    "Main Outcomes and Measures",
-    "Main Outcome Measures",
-    "Outcome Measures",
-    "Outcomes",
-    "Materials and Methods",
-    "Methods and Findings",
-    "Methods and Materials",
-    "Methodology",
-    "Methods",
-    "Method",
-    "Approach",
-    "Data Sources",
-    "Study Selection",
-    "Data Extraction",
-    "Measurements",
-    "Analysis",
-    "Findings",
-    "Results",
-    "Result",
-    "Interpretation",
-    "Discussion",
-    "Conclusions and Relevance",
-    "Conclusions",
-    "Conclusion",
-    "Significance",
-    "Implications",
-    "Limitations",
-    "Trial Registration",
-    "Registration",
-    "Funding",
-    "Evidence before this study",
-    "Added value of this study",
-    "Implications of all the available evidence",
-    "Summary",
-    "What is already known",
-)
-_HEADINGS = "|".join(re.escape(h) for h in sorted(SECTION_HEADINGS, key=len, reverse=True))
-# A heading glued to the next sentence ("BackgroundA range ..."), at the start of
-# the abstract or after the end of the previous sentence.
-_GLUED = re.compile(rf"(^|(?<=[.!?)\]])\s*|\n\s*)(?P<h>{_HEADINGS})(?P<next>[A-Z0-9])", re.M)
-
-
-def split_glued_headings(text: str) -> str:
-    """'BackgroundA range...' → 'Background: A range...', each section its own paragraph.
-
-    Headings are recognised at the start of a paragraph; after the end of a
-    sentence only when the abstract itself opens with a glued heading.
-    """
-    found = list(_GLUED.finditer(text))
-    structured = bool(found) and found[0].start("h") == 0
-    out: list[str] = []
-    last = 0
-    for m in found:
-        start = m.start("h")
-        at_paragraph = start == 0 or "\n" in text[max(0, m.start()) : start]
-        if not (structured or at_paragraph):
-            continue
-        out.append(text[last:start].rstrip())
-        if start:
-            out.append("\n\n")
-        out.append(f"{m.group('h')}: {m.group('next')}")
-        last = m.end("next")
-    out.append(text[last:])
-    return "".join(out).strip()
-
-
-def label(raw: str) -> str:
-    """A structured-abstract label in sentence case: 'OBJECTIVES' → 'Objectives'."""
-    raw = " ".join(raw.split()).rstrip(":")
-    if raw.isupper():
-        raw = raw.capitalize()
-    return raw
-
-
-def labelled(sections: Iterable[tuple[str, str]]) -> str:
-    """Join (label, text) sections into paragraphs 'Label: text'."""
-    parts = []
-    for name, body in sections:
-        body = body.strip()
-        if not body:
-            continue
-        parts.append(f"{label(name)}: {body}" if name.strip() else body)
-    return "\n\n".join(parts)
 
 
 # --- markup cleanup ---------------------------------------------------------
@@ -354,63 +275,3 @@ def clean_title(fragment: str) -> str:
     ):
         title = title[:-1].rstrip()
     return title
-
-
-def clean_abstract(text: str) -> str:
-    """An abstract after markup cleanup: glued section headings separated."""
-    return split_glued_headings(text)
-
-
-# --- names ------------------------------------------------------------------
-
-_INITIALS = re.compile(r"^(?:[A-Z][a-z]?\.?[\s-]*){1,4}$")
-
-
-def normalize_name(name: str) -> str:
-    """'Bruce, E. A.' → 'E. A. Bruce'; whitespace tidied; collective names kept as they are."""
-    name = " ".join(html.unescape(name).split()).strip(" ,;")
-    if name.count(",") == 1:
-        last, first = (p.strip() for p in name.split(","))
-        if last and first and not re.search(r"\b(?:Jr|Sr|II|III|IV)\.?$", first):
-            return f"{first} {last}"
-    return name
-
-
-def split_authors(value: str) -> list[str]:
-    """An author string as a list: 'Last, F.; Last, F.' or 'A Name, B Name and C Name'."""
-    value = " ".join(value.split())
-    if not value:
-        return []
-    if ";" in value:
-        parts = value.split(";")
-    else:
-        pieces = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", value) if p.strip()]
-        # 'Last, F., Last, F.' pairs: every second piece is initials
-        if (
-            len(pieces) >= 2
-            and len(pieces) % 2 == 0
-            and all(_INITIALS.match(p) for p in pieces[1::2])
-        ):
-            parts = [f"{a}, {b}" for a, b in zip(pieces[0::2], pieces[1::2], strict=True)]
-        else:
-            parts = pieces
-    return [n for n in (normalize_name(p) for p in parts) if n]
-
-
-def fold(text: str) -> str:
-    """Lowercase ASCII-ish form for comparisons: accents, markup and punctuation dropped."""
-    text = unicodedata.normalize("NFKD", plain_text(text))
-    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    return " ".join(re.sub(r"[^\w]+", " ", text).split())
-
-
-@lru_cache(maxsize=8192)
-def title_key(title: str) -> str:
-    """The normalized title used for the last-resort duplicate check."""
-    return fold(title)
-
-
-def surname(name: str) -> str:
-    """The folded family name of an author ('E. A. Bruce' → 'bruce')."""
-    folded = fold(name)
-    return folded.split()[-1] if folded else ""

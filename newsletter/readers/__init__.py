@@ -1,6 +1,10 @@
 """Readers: who gets the newsletter, how they join and leave, and what they are told.
 
-- `subscribers`: `Subscribers`, double opt-in, confirm, unsubscribe, the editor's list tools
+- `subscribers`: `Subscribers`, the one service over the list: double opt-in and confirm here
+- `listbase`: what it stands on: reading the list, write turns, starting a confirmation link
+- `leaving`: unsubscribe, the editor's remove and forget, the spooled unsubscribes applied
+- `listtools`: the editor's tools: add with consent held, CSV rows imported, prune
+- `listrows`: finding a subscriber's row, queueing their email, the one-line answers
 - `addresses`: addresses and names validated and normalized; header-safe values, List-Id
 - `tokens`: `Tokens`, the signed confirm, unsubscribe and bounce (VERP) tokens
 - `mail`: `SubscriberMail`, the confirmation and welcome emails (sent through a `Mailer`)

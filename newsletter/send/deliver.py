@@ -99,7 +99,7 @@ async def _data_as_is(client: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPRe
     aiosmtplib's `SMTP.data` normalizes line ends and dot-stuffs every message
     with two regular expressions (about 0.5 ms for a 44 KB issue, more than a
     third of the client's time per message). An issue's messages are encoded in
-    wire form once (`newsletter.send.message.dot_stuff`), so this writes them as
+    wire form once (`newsletter.send.encoding.dot_stuff`), so this writes them as
     they are, through the same protocol object and lock as `SMTP.data`. With a
     protocol that does not look as expected it falls back to `SMTP.data`.
     """

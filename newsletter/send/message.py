@@ -1,58 +1,49 @@
 """One issue, encoded once; each reader's message is the pre-encoded bytes with their values filled in.
 
-The issue's HTML and text parts are quoted-printable encoded once, when the
-send starts. Every placeholder (`newsletter.issue.outbox.PLACEHOLDERS`) becomes a slot
-that starts and ends on an encoded-line boundary (a soft line break, ``=\\r\\n``,
-before and after), so a reader's value is encoded on its own and dropped into
-place: line lengths stay within RFC 2045's 76 characters, and the decoded text
-is exactly the template with the values in it.
-
-Because every piece ends on a line boundary, DKIM's relaxed body
-canonicalization can also be done once per piece (`Piece.canonical`), and a
-message's body hash is one SHA-256 over the joined pieces.
+`IssueMessage` holds the issue's body as pieces (`newsletter.send.encoding`)
+made when the send starts, and per reader fills in the slots, the headers
+and, when a key is set, the DKIM signature. Because every piece ends on a line
+boundary, DKIM's relaxed body canonicalization is also done once per piece
+(`Piece.canonical`), and a message's body hash is one SHA-256 over the joined
+pieces.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import hashlib
 import hmac
 import html
 import re
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address
-from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime
 from functools import partial
 
-from newsletter.core.errors import HeaderInjectionError, SendError
+from newsletter.core.errors import SendError
 from newsletter.issue.linkcheck import links_in
 from newsletter.issue.outbox import (
-    GREETING,
-    PLACEHOLDERS,
     UNSUBSCRIBE_URL,
     IssueFolder,
     RenderedIssue,
     resolve_links,
 )
-from newsletter.readers.addresses import (
-    check_header_value,
-    list_id_value,
-    named_address,
-    parse_address,
-)
+from newsletter.readers.addresses import check_header_value, list_id_value, parse_address
 from newsletter.readers.tokens import Tokens
 from newsletter.send.dkim import DkimSigner, canonical_body
-
-FIRST_NAME_FALLBACK = "there"
-_SLOTS = {UNSUBSCRIBE_URL: "url", GREETING: "greeting"}  # any other placeholder: "name"
-_SLOT_RE = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
-_WS = re.compile(r"\s+")
-_TITLES = frozenset({"dr", "dr.", "prof", "prof.", "mr", "mr.", "ms", "ms.", "mrs", "mrs."})
+from newsletter.send.encoding import (
+    FIRST_NAME_FALLBACK,
+    Piece,
+    const_piece,
+    dot_stuff,
+    encode_part,
+    header_line,
+    known_first_name,
+    qp_encode,
+    safe_url,
+    to_header,
+)
 
 
 @dataclass(frozen=True)
@@ -62,75 +53,6 @@ class Reader:
     uid: str
     email: str
     name: str = ""
-
-
-def known_first_name(name: str) -> str:
-    """The name a greeting uses: the first word that is not a title; "" if there is none."""
-    words = [w for w in _WS.split(name.strip()) if w]
-    while len(words) > 1 and words[0].lower() in _TITLES:
-        words.pop(0)
-    if not words or not words[0].isprintable():
-        return ""
-    return words[0]
-
-
-def qp_encode(text: str) -> bytes:
-    """Quoted-printable for one piece: CRLF line ends, ending on a line boundary."""
-    if not text:
-        return b""
-    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
-    if not encoded.endswith(b"\r\n"):
-        encoded += b"=\r\n"  # a soft break: the next piece starts a new encoded line
-    return encoded
-
-
-def dot_stuff(piece: bytes) -> bytes:
-    """SMTP transparency (RFC 5321 4.5.2) for a run of whole lines: a leading "." doubled."""
-    stuffed = piece.replace(b"\r\n.", b"\r\n..")
-    return b"." + stuffed if stuffed.startswith(b".") else stuffed
-
-
-@dataclass(frozen=True)
-class Piece:
-    """A constant run of the encoded body, or (``slot`` set) a place for a reader's value.
-
-    ``canonical`` is the run in DKIM's relaxed form; ``wire`` is it dot-stuffed for DATA.
-    """
-
-    raw: bytes
-    canonical: bytes
-    slot: str | None = None  # "url", "name", "greeting", each also with "_html"
-    wire: bytes = b""
-
-
-def _encode_part(text: str, *, is_html: bool) -> list[Piece]:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    pieces: list[Piece] = []
-    for i, segment in enumerate(_SLOT_RE.split(text)):
-        if i % 2 == 1:
-            slot = _SLOTS.get(segment, "name")
-            pieces.append(Piece(b"", b"", slot + ("_html" if is_html else "")))
-        elif segment:
-            raw = qp_encode(segment)
-            pieces.append(Piece(raw, canonical_body(raw), None, dot_stuff(raw)))
-    return pieces
-
-
-def _const(raw: bytes) -> Piece:
-    return Piece(raw, canonical_body(raw), None, dot_stuff(raw))
-
-
-def _header(name: str, value: str) -> bytes:
-    """One header line, folded and encoded by the email package."""
-    check_header_value(value, name)
-    folded: str = SMTP.header_factory(name, value).fold(policy=SMTP)
-    return folded.encode("ascii")
-
-
-def _safe_url(url: str, what: str) -> str:
-    if any(ch.isspace() or ch in '<>"' for ch in url) or not url.isprintable():
-        raise HeaderInjectionError(f'{what} {url!r} holds spaces or <>" and cannot go in a header.')
-    return url
 
 
 @dataclass(frozen=True)
@@ -185,8 +107,8 @@ class IssueMessage:
         self.domain = domain
         self._tokens = tokens
         self._key = message_key
-        self._unsubscribe_base = _safe_url(base_url, "web.base_url") + "/unsubscribe/"
-        self._mailto = "<mailto:" + _safe_url(unsubscribe_mailto, "unsubscribe_mailto")
+        self._unsubscribe_base = safe_url(base_url, "web.base_url") + "/unsubscribe/"
+        self._mailto = "<mailto:" + safe_url(unsubscribe_mailto, "unsubscribe_mailto")
         self._mailto += "?subject=unsubscribe%20"
         sender = parse_address(from_address, "newsletter.from_address")
         self.envelope_from = sender.addr_spec
@@ -200,14 +122,16 @@ class IssueMessage:
 
         # Written from the parsed address so a name with RFC 5322 specials is quoted: unquoted,
         # "Weekly (demo) <a@b>" reads as "Weekly" plus a comment, and mail clients drop "(demo)".
-        top = [_header("From", str(sender)), _header("Subject", self.subject)]
+        top = [header_line("From", str(sender)), header_line("Subject", self.subject)]
         tail: list[bytes] = []
         if reply_to:
-            tail.append(_header("Reply-To", str(parse_address(reply_to, "newsletter.reply_to"))))
+            tail.append(
+                header_line("Reply-To", str(parse_address(reply_to, "newsletter.reply_to")))
+            )
         tail.append(b"List-Id: " + list_id_value(list_name, list_id).encode("ascii") + b"\r\n")
         if feedback_id:
             label = re.sub(r"[^0-9A-Za-z-]", "-", issue_id)
-            tail.append(_header("Feedback-ID", f"{label}:issue:{feedback_id}"))
+            tail.append(header_line("Feedback-ID", f"{label}:issue:{feedback_id}"))
         self._top = top
         self._tail = tail
         self._post = [
@@ -225,11 +149,11 @@ class IssueMessage:
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         )
         self.pieces: list[Piece] = [
-            _const(delimiter + part_head % b"plain"),
-            *_encode_part(text, is_html=False),
-            _const(b"\r\n" + delimiter + part_head % b"html"),
-            *_encode_part(html_body, is_html=True),
-            _const(b"\r\n" + delimiter + b"--\r\n"),
+            const_piece(delimiter + part_head % b"plain"),
+            *encode_part(text, is_html=False),
+            const_piece(b"\r\n" + delimiter + part_head % b"html"),
+            *encode_part(html_body, is_html=True),
+            const_piece(b"\r\n" + delimiter + b"--\r\n"),
         ]
 
     # --- building -------------------------------------------------------
@@ -253,7 +177,7 @@ class IssueMessage:
                 f"{folder.root}: a rendered file is not UTF-8 ({exc.reason}); run `slice compose` again."
             ) from None
         # the site's links follow the base URL in use now, not the one at compose time
-        base_url = _safe_url(headers.base_url, "web.base_url")
+        base_url = safe_url(headers.base_url, "web.base_url")
         text, html_body = resolve_links(text, base_url), resolve_links(html_body, base_url)
         links = links_in(html_body, text)
         if UNSUBSCRIBE_URL not in html_body or UNSUBSCRIBE_URL not in text:
@@ -361,7 +285,7 @@ class IssueMessage:
         body = b"".join(encoded[p.slot] if p.slot else p.raw for p in self.pieces)
         headers = [
             *self._top,
-            _to_header(reader),
+            to_header(reader.email, reader.name),
             # a numeric zone (RFC 5322 3.3), "+0000", not the obsolete "GMT"
             b"Date: " + format_datetime(now.astimezone(UTC)).encode("ascii") + b"\r\n",
             b"Message-ID: " + (message_id or self.message_id(reader.uid)).encode("ascii") + b"\r\n",
@@ -381,21 +305,3 @@ class IssueMessage:
         canon = (canonical_body(encoded[p.slot]) if p.slot else p.canonical for p in self.pieces)
         body_hash = hashlib.sha256(b"".join(canon)).digest()
         return self.signer.sign(headers, body_hash, timestamp=int(now.timestamp()))
-
-
-def _to_header(reader: Reader) -> bytes:
-    name = " ".join(reader.name.split())
-    check_header_value(reader.email, "subscriber address")
-    if reader.email.isascii():
-        value = named_address(name, reader.email) if name.isprintable() else reader.email
-        return b"To: " + value.encode("ascii") + b"\r\n"
-    # An internationalized address (RFC 6531): UTF-8 header, sent with SMTPUTF8.
-    address = Address(display_name=name, addr_spec=reader.email)
-    folded: str = SMTPUTF8.header_factory("To", address).fold(policy=SMTPUTF8)
-    return folded.encode("utf-8")
-
-
-def fill_placeholders(text: str, values: Callable[[str], str] | dict[str, str]) -> str:
-    """The template with values in place (for tests and previews; sending uses the encoded form)."""
-    lookup = values if callable(values) else values.__getitem__
-    return _SLOT_RE.sub(lambda m: lookup(m.group(0)), text)

@@ -17,6 +17,7 @@ from lxml import etree
 from pydantic import Field
 
 from newsletter.core.errors import ParseError, SourceError, SourceHTTPError
+from newsletter.papers.names import normalize_name
 from newsletter.papers.sources.base import (
     FetchContext,
     FetchWindow,
@@ -24,7 +25,7 @@ from newsletter.papers.sources.base import (
     PaperRecord,
     SourceKind,
 )
-from newsletter.papers.text import clean_plain, clean_title, normalize_name
+from newsletter.papers.text import clean_plain, clean_title
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"

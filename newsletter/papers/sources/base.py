@@ -35,6 +35,9 @@ class PaperRecord:
     pmcid: str | None = None
     published_doi: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # set by `newsletter.papers.records.validate` once it has normalized the record (in
+    # the read-ahead process, for big files), so that ingest does not do it again
+    checked: bool = field(default=False, repr=False, compare=False)
 
     def ref(self) -> str:
         """A short way to name this record in a message."""

@@ -18,6 +18,8 @@ from typing import IO, Any
 from pydantic import Field
 
 from newsletter.core.errors import ParseError, SourceHTTPError
+from newsletter.papers.headings import clean_abstract
+from newsletter.papers.names import split_authors
 from newsletter.papers.sources.base import (
     FetchContext,
     FetchWindow,
@@ -25,7 +27,7 @@ from newsletter.papers.sources.base import (
     PaperRecord,
     SourceKind,
 )
-from newsletter.papers.text import clean_abstract, clean_plain, clean_title, split_authors
+from newsletter.papers.text import clean_plain, clean_title
 
 DEFAULT_URL = "https://api.biorxiv.org"
 MAX_PAGES = 2000

@@ -18,15 +18,11 @@ from typing import Any
 
 from newsletter.core.errors import ParseError, UnknownFormatError
 from newsletter.papers.formats import FORMATS
+from newsletter.papers.headings import clean_abstract
+from newsletter.papers.names import normalize_name, split_authors
 from newsletter.papers.sources import arxiv, biorxiv, pubmed, rss
 from newsletter.papers.sources.base import PaperRecord
-from newsletter.papers.text import (
-    clean_abstract,
-    clean_markup,
-    clean_title,
-    normalize_name,
-    split_authors,
-)
+from newsletter.papers.text import clean_markup, clean_title
 
 RECORD_FIELDS = (
     "title",

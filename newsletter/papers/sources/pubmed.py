@@ -22,6 +22,7 @@ from lxml import etree
 from pydantic import Field
 
 from newsletter.core.errors import ParseError, SourceError, SourceHTTPError
+from newsletter.papers.headings import clean_abstract, label
 from newsletter.papers.mathtext import mathml_to_text
 from newsletter.papers.sources.base import (
     FetchContext,
@@ -30,7 +31,7 @@ from newsletter.papers.sources.base import (
     PaperRecord,
     SourceKind,
 )
-from newsletter.papers.text import clean_abstract, clean_markup, clean_title, label
+from newsletter.papers.text import clean_markup, clean_title
 
 DEFAULT_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 MATHML = "{http://www.w3.org/1998/Math/MathML}"

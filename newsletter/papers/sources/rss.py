@@ -17,6 +17,8 @@ import feedparser
 from pydantic import Field
 
 from newsletter.core.errors import ParseError, SourceHTTPError
+from newsletter.papers.headings import clean_abstract
+from newsletter.papers.names import split_authors
 from newsletter.papers.sources.arxiv import arxiv_id
 from newsletter.papers.sources.base import (
     FetchContext,
@@ -25,13 +27,7 @@ from newsletter.papers.sources.base import (
     PaperRecord,
     SourceKind,
 )
-from newsletter.papers.text import (
-    clean_abstract,
-    clean_markup,
-    clean_plain,
-    clean_title,
-    split_authors,
-)
+from newsletter.papers.text import clean_markup, clean_plain, clean_title
 
 _ANNOUNCE = re.compile(r"^\s*arXiv:(\S+)\s+Announce Type:\s*([\w-]+)\s*(?:Abstract:\s*)?", re.I)
 _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)")

@@ -1,0 +1,179 @@
+"""`Leaving`: unsubscribe, the editor's remove and forget, and the unsubscribe spool.
+
+An unsubscribe is never lost: when the database stays busy (or is down) it is
+written to the spool (`newsletter.readers.spool`) and applied later with the time
+it was asked for. Part of `newsletter.readers.subscribers.Subscribers`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import Session, col
+
+from newsletter.core.errors import StoreError
+from newsletter.core.models import SUPPRESSED, Subscriber, SubscriberStatus, table
+from newsletter.readers.addresses import normalize_email
+from newsletter.readers.listbase import ListBase
+from newsletter.readers.listrows import as_utc, by_key, by_uid, not_found
+from newsletter.readers.outcomes import UnsubscribeResult
+from newsletter.readers.spool import SpooledUnsubscribe
+
+log = logging.getLogger(__name__)
+
+# How long a one-click unsubscribe waits for a busy database before it is spooled
+UNSUBSCRIBE_WAIT_SECONDS = 5.0
+
+
+class Leaving(ListBase):
+    """Taking people off the list: their own unsubscribe, or the editor's remove and forget."""
+
+    def unsubscribe_url(self, uid: str) -> str:
+        return f"{self.settings.web.base_url}/unsubscribe/{self.tokens.unsubscribe_token(uid)}"
+
+    def read_unsubscribe(self, token: str) -> Subscriber | None:
+        """The subscriber an unsubscribe token names (None if gone). Raises TokenError."""
+        return self.by_uid(self.tokens.read_unsubscribe(token))
+
+    def unsubscribe(self, token: str, *, reason: str = "one-click") -> UnsubscribeResult:
+        """Unsubscribe the token's subscriber. Idempotent. Raises TokenError for a bad token.
+
+        A database that stays busy for `UNSUBSCRIBE_WAIT_SECONDS`, or does not
+        answer, gets the request spooled instead (``spooled`` in the result).
+        Raises StoreError only when neither the database nor the spool can take it.
+        """
+        uid = self.tokens.read_unsubscribe(token)
+        wait = min(self.store.busy_seconds, UNSUBSCRIBE_WAIT_SECONDS)
+        try:
+            with self._write(busy_seconds=wait) as session:
+                return _unsubscribe_uid(session, uid, reason, self.clock())
+        except (StoreError, OperationalError) as exc:
+            return self._spool_unsubscribe(uid, reason, exc)
+
+    def _spool_unsubscribe(self, uid: str, reason: str, cause: Exception) -> UnsubscribeResult:
+        try:
+            self.spool.add(uid, reason=reason, at=self.clock())
+        except OSError as exc:
+            raise StoreError(
+                f"an unsubscribe could not be recorded: the database did not take it ({cause}) "
+                f"and {self.spool.path} cannot be written ({exc.strerror or exc})."
+            ) from cause
+        log.warning("database busy or down (%s): unsubscribe spooled to %s", cause, self.spool.path)
+        email: str | None = None
+        try:  # reads go on while another program writes (WAL); if not, the page says less
+            found = self.by_uid(uid)
+            email = found.email if found is not None else None
+        except SQLAlchemyError:
+            pass
+        return UnsubscribeResult(
+            changed=True, email=email, status=SubscriberStatus.UNSUBSCRIBED.value, spooled=True
+        )
+
+    def apply_spooled(self) -> int:
+        """Apply the spooled unsubscribes, each with the time it was asked for; how many.
+
+        Leaves the spool for the next call when the database is still busy.
+        """
+        applied = 0
+        for path in self.spool.take():
+            entries = self.spool.read(path)
+
+            def apply(entries: list[SpooledUnsubscribe] = entries) -> None:
+                with self._write() as session:
+                    for entry in entries:
+                        sub = by_uid(session, entry.uid, lock=True)
+                        if sub is not None and as_utc(sub.confirmed_at) > as_utc(entry.at):
+                            continue  # they came back (subscribed and confirmed) after asking
+                        self._unsubscribe(session, sub, entry.reason, now=entry.at)
+
+            try:
+                self._retrying(apply)
+            except (StoreError, OperationalError) as exc:
+                log.warning("spooled unsubscribes not applied yet (%s); trying again later", exc)
+                break
+            self.spool.done(path)
+            applied += len(entries)
+        return applied
+
+    def remove(self, email: str, *, reason: str = "removed by the editor") -> UnsubscribeResult:
+        """Unsubscribe an address (the editor's `remove`). Raises SubscriberNotFoundError."""
+        key = normalize_email(email).key
+        with self._write() as session:
+            sub = by_key(session, key, lock=True)
+            if sub is None:
+                raise not_found(email)
+            return self._unsubscribe(session, sub, reason)
+
+    def _unsubscribe(
+        self, session: Session, sub: Subscriber | None, reason: str, *, now: datetime | None = None
+    ) -> UnsubscribeResult:
+        if sub is None:
+            return UnsubscribeResult(changed=False, email=None)
+        if sub.status in SUPPRESSED:
+            # Already suppressed; a pending re-confirmation link dies with this request.
+            sub.confirm_nonce = None
+            return UnsubscribeResult(changed=False, email=sub.email, status=sub.status)
+        now = now or self.clock()
+        sub.status = SubscriberStatus.UNSUBSCRIBED.value
+        sub.unsubscribed_at = now
+        sub.confirm_nonce = None
+        sub.status_reason = reason
+        sub.updated_at = now
+        return UnsubscribeResult(changed=True, email=sub.email, status=sub.status)
+
+    def forget(self, email: str) -> str:
+        """Delete everything stored about an address (and its delivery records)."""
+        key = normalize_email(email).key
+        with self._write() as session:
+            sub = by_key(session, key, lock=True)
+            if sub is None:
+                raise not_found(email)
+            session.execute(delete(Subscriber).where(col(Subscriber.id) == sub.id))
+            return sub.email
+
+
+_SUBSCRIBERS = table(Subscriber)
+# built once: a one-click POST only binds its values
+_UNSUBSCRIBE = (
+    update(_SUBSCRIBERS)
+    .where(
+        _SUBSCRIBERS.c.uid == bindparam("that_uid"),
+        _SUBSCRIBERS.c.status.not_in(sorted(s.value for s in SUPPRESSED)),
+    )
+    .values(
+        status=SubscriberStatus.UNSUBSCRIBED.value,
+        unsubscribed_at=bindparam("at"),
+        confirm_nonce=None,
+        status_reason=bindparam("why"),
+        updated_at=bindparam("at"),
+    )
+    .returning(_SUBSCRIBERS.c.email)
+)
+# already suppressed: a pending re-confirmation link dies with the request all the same
+_FORGET_NONCE = (
+    update(_SUBSCRIBERS)
+    .where(_SUBSCRIBERS.c.uid == bindparam("that_uid"))
+    .values(confirm_nonce=None)
+    .returning(_SUBSCRIBERS.c.email, _SUBSCRIBERS.c.status)
+)
+
+
+def _unsubscribe_uid(session: Session, uid: str, reason: str, now: datetime) -> UnsubscribeResult:
+    """`Leaving._unsubscribe` by uid, written as one statement in the usual case.
+
+    A one-click POST holds the write lock only for this one UPDATE (no ORM load,
+    no flush); a second statement runs only for an address already suppressed or gone.
+    """
+    conn = session.connection()
+    changed = conn.execute(_UNSUBSCRIBE, {"that_uid": uid, "at": now, "why": reason}).first()
+    if changed is not None:
+        return UnsubscribeResult(
+            changed=True, email=changed[0], status=SubscriberStatus.UNSUBSCRIBED.value
+        )
+    found = conn.execute(_FORGET_NONCE, {"that_uid": uid}).first()
+    if found is None:
+        return UnsubscribeResult(changed=False, email=None)
+    return UnsubscribeResult(changed=False, email=found[0], status=found[1])
