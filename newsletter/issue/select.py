@@ -242,18 +242,20 @@ def _order(s: Scored) -> tuple[float, int, int]:
 
 def _fills(settled: list[Scored], pinned: list[Scored], options: SelectOptions) -> bool:
     """Whether choosing from ``settled`` (the best, in order) after the ``pinned`` papers
-    (wherever they rank) fills the issue, as `select` chooses."""
+    (wherever they rank) fills the issue, as `select` chooses, with as many papers below
+    it as the editor excluded (an issue.json kept fills their places from those)."""
     chosen = len(pinned)
+    spare = 0
     per_source = Counter(s.paper.source for s in pinned)
     for s in settled:
+        if s.paper_id in options.pins or s.status != "candidate":
+            continue  # the pins are counted already
         if chosen >= options.max_papers:
-            return True
-        if s.paper_id in options.pins:
-            continue  # counted with the pinned ones
-        if s.status == "candidate" and per_source[s.paper.source] < options.per_source_cap:
+            spare += 1
+        elif per_source[s.paper.source] < options.per_source_cap:
             chosen += 1
             per_source[s.paper.source] += 1
-    return chosen >= options.max_papers
+    return chosen >= options.max_papers and spare >= len(options.excludes)
 
 
 def _pruned(
