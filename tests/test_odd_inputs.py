@@ -1,0 +1,88 @@
+"""Inputs nobody sends on purpose: each record is stored or refused by name, never garbled.
+
+Written from what a first run of `slice ingest` and `slice subscribers import` did with
+hand-made variants of the recorded payloads (nulls, wrong types, deep nesting).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlmodel import select
+
+from newsletter.core.models import Paper
+from newsletter.core.store import Store
+from newsletter.papers.ingest import ingest_files
+
+GOOD = {
+    "title": "Estimates of severity",
+    "authors": "Verity, R.; Okell, L. C.",
+    "doi": "10.1101/2020.03.09.20033357",
+    "date": "2020-03-13",
+    "version": "1",
+    "abstract": "A range of estimates.",
+    "published": "NA",
+    "server": "medRxiv",
+}
+
+
+def _item(doi: str, **changes: object) -> dict[str, object]:
+    return {**GOOD, "doi": doi, "title": f"Paper {doi[-1]}", **changes}
+
+
+def _medrxiv(tmp_path: Path, collection: list[object]) -> Path:
+    path = tmp_path / "details.json"
+    path.write_text(json.dumps({"messages": [{"status": "ok"}], "collection": collection}))
+    return path
+
+
+def _stored(store: Store) -> dict[str, Paper]:
+    with store.read() as session:
+        return {p.doi or "": p for p in session.exec(select(Paper)).all()}
+
+
+def test_medrxiv_nulls_are_empty_fields_not_the_word_none(store: Store, tmp_path: Path) -> None:
+    path = _medrxiv(
+        tmp_path,
+        [
+            _item("10.1101/x.1", title=None),
+            _item("10.1101/x.2", authors=None),
+            _item("10.1101/x.3", abstract=None),
+            _item("10.1101/x.4", published=None, version=None),
+        ],
+    )
+    (result,) = ingest_files(store, [path])
+    assert [(r.where, r.reason) for r in result.rejected] == [("DOI 10.1101/x.1", "no title")]
+    stored = _stored(store)
+    assert sorted(stored) == ["10.1101/x.2", "10.1101/x.3", "10.1101/x.4"]
+    assert stored["10.1101/x.2"].authors == []
+    assert stored["10.1101/x.3"].abstract == ""
+    assert stored["10.1101/x.4"].published_doi is None
+    assert all("None" not in p.title for p in stored.values())
+
+
+def test_medrxiv_wrong_types_and_non_objects_are_refused_by_position(
+    store: Store, tmp_path: Path
+) -> None:
+    path = _medrxiv(
+        tmp_path,
+        [
+            _item("10.1101/x.1", title=123),
+            _item("10.1101/x.2", authors=["Verity, R.", "Okell, L."]),
+            "a string",
+            None,
+            {**_item("10.1101/x.5"), "doi": 12345},
+            _item("10.1101/x.6"),
+        ],
+    )
+    (result,) = ingest_files(store, [path])
+    assert sorted((r.where, r.reason) for r in result.rejected) == [
+        ("DOI 10.1101/x.1", "'title' is a number, not text"),
+        ("DOI 10.1101/x.2", "'authors' is a list, not text"),
+        ("record #3", "a string, not a JSON object"),
+        ("record #4", "null, not a JSON object"),
+        ("record #5", "'doi' is a number, not text"),
+    ]
+    assert (result.fetched, result.new) == (6, 1)
+    assert list(_stored(store)) == ["10.1101/x.6"]
