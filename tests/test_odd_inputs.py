@@ -7,8 +7,10 @@ hand-made variants of the recorded payloads (nulls, wrong types, deep nesting).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+from click.testing import Result
 from sqlmodel import select
 
 from newsletter.core.models import Paper
@@ -86,3 +88,25 @@ def test_medrxiv_wrong_types_and_non_objects_are_refused_by_position(
     ]
     assert (result.fetched, result.new) == (6, 1)
     assert list(_stored(store)) == ["10.1101/x.6"]
+
+
+def test_json_nested_too_deeply_is_one_line_not_a_traceback(
+    run_cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    files = {
+        "details.json": '{"messages": [{"status": "ok"}], "collection": ' + deep + "}",
+        "papers.json": deep,
+        "papers.jsonl": '{"title": "A", "published": "2025-01-01"}\n{"a": ' + deep + "}\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = run_cli("ingest", *(str(tmp_path / name) for name in files))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: 3 files failed:")
+    assert "details.json: JSON nested too deeply" in error
+    assert "papers.json: JSON nested too deeply" in error
+    assert "papers.jsonl: line 2: JSON nested too deeply" in error

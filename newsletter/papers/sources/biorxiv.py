@@ -159,6 +159,8 @@ def parse_page(body: bytes | str, *, label: str) -> tuple[list[Any], int]:
         raise ParseError(
             f"{label}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError:
+        raise ParseError(f"{label}: JSON nested too deeply to be a bioRxiv answer") from None
     if not isinstance(data, dict):
         raise ParseError(f"{label}: expected a JSON object with 'messages' and 'collection'")
     messages = data.get("messages") or [{}]
