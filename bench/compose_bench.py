@@ -11,9 +11,10 @@
    and training the editor model on 300 past choices.
 3. Times one whole `compose_issue` (store read, select, render, atomic write).
 4. `bench/editor_learning.py`: compose with ``--papers`` (10,000) realistic papers in one
-   week and ``--weeks`` (104) weeks of the editor's choices on record, against the old
-   paths measured in the same run (ORM read, full-batch training); then the editor
-   model's precision on held-back weeks, with and without it.
+   week and ``--weeks`` (104) weeks of the editor's choices on record, against the plain
+   read of the week (the baseline) and a plain read with every candidate scored in full,
+   measured in the same run; then the editor model's precision@10 on held-back weeks,
+   with and without it.
 """
 
 from __future__ import annotations

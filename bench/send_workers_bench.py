@@ -14,8 +14,10 @@ In one run, against `smtp-sink` (Debian's postfix package) as the relay:
   one writer) and N = 1, 2, 4 on PostgreSQL, DKIM off and on.
 
 Each line gives messages/s, the ratio to `smtp-source`, the peak RSS of the
-largest process (a worker) and the CPU time per message over all processes;
-a last run with a tenth of the audience shows whether the peak RSS grows with it.
+largest process (a worker), and CPU time per message: of the send's own
+processes, of PostgreSQL's backends for the bench database (read from /proc:
+PostgreSQL on this machine) and of the relay. A last run with a tenth of the
+audience shows whether the peak RSS grows with it.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -64,6 +68,65 @@ MEASURE = (
     "sys.stderr.write(code.stdout + code.stderr)\n"
     "print(u.ru_maxrss, u.ru_utime + u.ru_stime, code.returncode)\n"
 )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process of this machine (0 when it is gone or elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class ServerCpu:
+    """CPU used during a run by the relay and by PostgreSQL's backends for one database.
+
+    PostgreSQL must run on this machine (its backends are read from /proc); the backends
+    are found in pg_stat_activity every 0.2 s and the last reading of each is kept, so a
+    backend that ends between two readings loses at most 0.2 s of its time.
+    """
+
+    def __init__(self, sink_pid: int, admin_url: str, database: str) -> None:
+        self.sink_pid = sink_pid
+        self.database = database
+        self._engine = create_engine(
+            make_url(admin_url).set(drivername="postgresql+psycopg"), pool_size=1
+        )
+        self._stop = threading.Event()
+        self._seen: dict[int, float] = {}
+        self._thread: threading.Thread | None = None
+        self._sink0 = 0.0
+        self.sink = self.pg = 0.0
+
+    def _watch(self) -> None:
+        query = text("SELECT pid FROM pg_stat_activity WHERE datname = :d")
+        with self._engine.connect() as conn:
+            while not self._stop.is_set():
+                pids = [int(p) for (p,) in conn.execute(query, {"d": self.database})]
+                conn.commit()
+                for pid in pids:
+                    self._seen[pid] = max(self._seen.get(pid, 0.0), cpu_seconds(pid))
+                self._stop.wait(0.2)
+
+    def __enter__(self) -> ServerCpu:
+        self._sink0 = cpu_seconds(self.sink_pid)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        self._engine.dispose()
+        self.sink = cpu_seconds(self.sink_pid) - self._sink0
+        self.pg = sum(self._seen.values())
 
 
 def free_port() -> int:
@@ -201,9 +264,15 @@ def main() -> None:
                 settings = make_project(folder, env_for(port, url, None), n)
                 projects[backend] = (folder / "slice.toml", url)
             data = one_message(settings)
+            sink0, source0 = cpu_seconds(sink.pid), children_cpu()
             ceiling = smtp_source(port, len(data), n, conc)
+            sink_ms = (cpu_seconds(sink.pid) - sink0) * 1000 / n
+            source_ms = (children_cpu() - source0) * 1000 / n
             print(f"message {len(data) / 1024:.1f} KB")
-            print(f"{'smtp-source (ceiling)':34} {ceiling:8.0f} msg/s  1.00x")
+            print(
+                f"{'smtp-source (ceiling)':34} {ceiling:8.0f} msg/s  1.00x  "
+                f"CPU ms/msg: smtp-source {source_ms:.2f} relay {sink_ms:.2f}"
+            )
             plain = n / aiosmtplib_send(port, data, n, conc)
             print(f"{'plain aiosmtplib':34} {plain:8.0f} msg/s  {plain / ceiling:.2f}x")
             runs = [("sqlite", 1)] + [("pg", w) for w in (1, 2, 4)]
@@ -212,11 +281,14 @@ def main() -> None:
                     config, url = projects[backend]
                     reset(url)
                     env = env_for(port, url, key if dkim else None)
-                    rate, rss, cpu = slice_send(config, env, n, workers, conc)
+                    with ServerCpu(sink.pid, args.pg, pg_name) as servers:
+                        rate, rss, cpu = slice_send(config, env, n, workers, conc)
                     name = f"slice send {backend} {workers}w DKIM {'on' if dkim else 'off'}"
+                    pg = f"PG {servers.pg * 1000 / n:.2f}" if backend == "pg" else "PG    -"
                     print(
                         f"{name:34} {rate:8.0f} msg/s  {rate / ceiling:.2f}x  "
-                        f"peak RSS {rss:5.0f} MB  CPU {cpu:.2f} ms/msg",
+                        f"peak RSS {rss:5.0f} MB  CPU ms/msg: slice {cpu:.2f} {pg} "
+                        f"relay {servers.sink * 1000 / n:.2f}  (load {os.getloadavg()[0]:.1f})",
                         flush=True,
                     )
             # the same send with a tenth of the audience: is the peak RSS flat in its size?

@@ -36,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -53,7 +54,7 @@ from newsletter.readers.subscribers import ConsentSource, Subscribers
 from tests.support.smtpd import RecordingSMTPServer
 
 SECRET = "web-bench-secret-0123456789abcdef"
-READERS = 20_000
+READERS = 60_000  # one-click unsubscribes each reader once
 
 
 def trivial() -> FastAPI:
@@ -137,8 +138,9 @@ async def _client(
 def _load(
     port: int, kind: str, arg: str, tokens: list[str], clients: int, seconds: float, out: object
 ) -> None:
-    async def run() -> tuple[list[float], dict[int, int], float]:
+    async def run() -> tuple[list[float], dict[int, int], float, float]:
         make = _request_maker(kind, arg, tokens)
+        cpu = time.process_time()
         began = time.monotonic()
         until = began + seconds
         results = await asyncio.gather(
@@ -150,25 +152,25 @@ def _load(
         for _, found in results:
             for code, count in found.items():
                 codes[code] = codes.get(code, 0) + count
-        return latencies, codes, took
+        return latencies, codes, took, (time.process_time() - cpu) / took
 
     out.put(asyncio.run(run()))  # type: ignore[attr-defined]
 
 
 def drive(
     port: int, kind: str, arg: str, tokens: list[str], *, clients: int, seconds: float
-) -> tuple[float, float, float, dict[int, int]]:
-    """requests/s, p50 ms, p95 ms, status counts."""
+) -> tuple[float, float, float, dict[int, int], float]:
+    """requests/s, p50 ms, p95 ms, status counts, the client's CPU (cores busy)."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_load, args=(port, kind, arg, tokens, clients, seconds, queue))
     proc.start()
-    latencies, codes, took = queue.get(timeout=seconds + 120)
+    latencies, codes, took, client_cpu = queue.get(timeout=seconds + 120)
     proc.join(30)
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p95 = latencies[int(len(latencies) * 0.95)] * 1000
-    return len(latencies) / took, p50, p95, codes
+    return len(latencies) / took, p50, p95, codes, client_cpu
 
 
 def wrk(url: str, *, clients: int, seconds: float) -> float | None:
@@ -190,6 +192,14 @@ def wrk(url: str, *, clients: int, seconds: float) -> float | None:
 # --- the servers ----------------------------------------------------------------------------
 
 
+LOGS = Path(tempfile.gettempdir())
+
+
+def server_log(name: str) -> Any:
+    """A file for a server's stderr (a pipe nobody reads would stop the server when full)."""
+    return (LOGS / name).open("w", encoding="utf-8")
+
+
 def wait_up(url: str, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -199,7 +209,7 @@ def wait_up(url: str, proc: subprocess.Popen[str]) -> None:
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.communicate()[1]}")
+            raise SystemExit(f"server exited; see the logs in {LOGS}")
         time.sleep(0.2)
     raise SystemExit(f"server did not start at {url}")
 
@@ -210,7 +220,7 @@ def start_slice(root: Path, workers: int, env: dict[str, str]) -> tuple[subproce
     proc = subprocess.Popen(
         [str(script), "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
-        stderr=subprocess.PIPE,
+        stderr=server_log(f"slice-{workers}w.log"),
         text=True,
     )
     wait_up(f"http://127.0.0.1:{port}/healthz", proc)
@@ -242,7 +252,7 @@ def start_trivial(workers: int) -> tuple[subprocess.Popen[str], int]:
             "warning",
         ],
         cwd=Path(__file__).resolve().parents[1],
-        stderr=subprocess.PIPE,
+        stderr=server_log(f"trivial-{workers}w.log"),
         text=True,
     )
     wait_up(f"http://127.0.0.1:{port}/", proc)
@@ -265,8 +275,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    loads = [os.getloadavg()]
 
-    root = Path(tempfile.mkdtemp(prefix="slice-webbench-")) / "project"
+    global LOGS
+    LOGS = Path(tempfile.mkdtemp(prefix="slice-webbench-"))
+    root = LOGS / "project"
     init_project(root, name="Bench Weekly")
     config = root / "slice.toml"
     text = config.read_text(encoding="utf-8")
@@ -318,7 +331,7 @@ def main() -> None:
         ("slice", 1): start_slice(root, 1, env),
         ("slice", 2): start_slice(root, 2, env),
     }
-    runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    runs: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
     codes_seen: dict[tuple[str, int], dict[int, int]] = {}
     used = 0  # one-click: every run unsubscribes readers no run has seen
     print(
@@ -337,12 +350,12 @@ def main() -> None:
                     server = "trivial" if label == "trivial" else "slice"
                     port = servers[(server, workers)][1]
                     batch = tokens[used:] if kind == "oneclick" else tokens
-                    rate, p50, p95, codes = drive(
+                    rate, p50, p95, codes, client_cpu = drive(
                         port, kind, arg, batch, clients=args.clients, seconds=args.seconds
                     )
                     if kind == "oneclick":
                         used += sum(codes.values()) + args.clients
-                    runs.setdefault((label, workers), []).append((rate, p50, p95))
+                    runs.setdefault((label, workers), []).append((rate, p50, p95, client_cpu))
                     seen = codes_seen.setdefault((label, workers), {})
                     for code, count in codes.items():
                         seen[code] = seen.get(code, 0) + count
@@ -358,23 +371,27 @@ def main() -> None:
         for proc, _ in servers.values():
             stop(proc)
         smtp.stop()
+    answered = sum(codes_seen[("POST /unsubscribe (one-click)", w)].get(200, 0) for w in (1, 2))
+    store = Store.open(settings.database_url)
+    recorded = Subscribers(settings, store).count().get("unsubscribed", 0)
+    store.dispose()
+    print(f"one-click: {answered:,} answered 200, {recorded:,} recorded as unsubscribed")
 
-    def median(label: str, workers: int) -> tuple[float, float, float]:
+    def median(label: str, workers: int) -> tuple[float, ...]:
         found = runs[(label, workers)]
-        return (
-            statistics.median(r[0] for r in found),
-            statistics.median(r[1] for r in found),
-            statistics.median(r[2] for r in found),
-        )
+        return tuple(statistics.median(r[i] for r in found) for i in range(4))
 
-    print("median of the rounds: requests/s, p50 ms, p95 ms, ratio to trivial (same workers)")
+    print(
+        "median of the rounds: requests/s, p50 ms, p95 ms, ratio to trivial (same workers), "
+        "the load generator's CPU (cores), status counts"
+    )
     for workers in (1, 2):
         trivial_rate = median("trivial", workers)[0]
         for label in ["trivial", *[p[0] for p in paths]]:
-            rate, p50, p95 = median(label, workers)
+            rate, p50, p95, client_cpu = median(label, workers)
             print(
                 f"  {workers}w {label:30} {rate:8.0f}/s {p50:7.1f} {p95:7.1f}  "
-                f"{rate / trivial_rate:5.3f}x  {codes_seen[(label, workers)]}"
+                f"{rate / trivial_rate:5.3f}x  {client_cpu:4.2f}  {codes_seen[(label, workers)]}"
             )
     print("2 workers / 1 worker:")
     for label in ["trivial", *[p[0] for p in paths]]:
@@ -384,6 +401,7 @@ def main() -> None:
         for (kind, arg, workers), rate in sorted(wrk_figures.items()):
             print(f"  {workers}w {kind} GET {arg:20} {rate:8.0f}/s")
     print(f"confirmation emails received by the sink: {len(smtp.messages):,}")
+    print(f"load average at the start: {loads[0]}, at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

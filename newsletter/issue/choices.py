@@ -156,8 +156,14 @@ class EditorModel:
 
     @staticmethod
     def features(words: Sequence[str], idf: Mapping[str, float]) -> dict[str, float]:
-        counts = Counter(w for w in words if w in idf and len(w) > 2 and w not in STOPWORDS)
-        vec = {w: (1 + math.log(c)) * idf[w] for w, c in counts.items()}
+        # counted first (in C), then each distinct word filtered: the same counts, in the same
+        # order, as counting the filtered words
+        counts = Counter(words)
+        vec = {
+            w: (1 + math.log(c)) * idf[w]
+            for w, c in counts.items()
+            if w in idf and len(w) > 2 and w not in STOPWORDS
+        }
         norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
         return {w: v / norm for w, v in vec.items()}
 

@@ -25,7 +25,12 @@ from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.core.words import plural
 from newsletter.issue import choices, lifecycle, relevance
-from newsletter.issue.candidates import candidates_by_id, load_candidates, stored_scores
+from newsletter.issue.candidates import (
+    candidates_by_id,
+    load_candidates,
+    stored_scores,
+    with_texts,
+)
 from newsletter.issue.choices import EditorModel
 from newsletter.issue.finish import render_or_blame, write_atomically
 from newsletter.issue.issueedits import apply_overrides, choices_of, fresh_issue
@@ -226,6 +231,7 @@ def compose_issue(
             dated_sources=settings.compose.dated_sources,
             late_days=settings.compose.late_days,
             zone=settings.newsletter.tz,
+            texts=False,  # selection reads the texts of the papers it scores in full
         )
         earlier = lifecycle.used_papers(session.connection(), issue_id)
         candidates = [p for p in candidates if p.id not in earlier or p.id in pins]
@@ -264,6 +270,7 @@ def compose_issue(
             editor=model,
             stats=stats,
             stored=stored_scores(session.connection(), candidates, profile, stats),
+            complete=lambda papers: with_texts(session.connection(), papers),
         )
         number = lifecycle.next_number(session.connection())
         if existing is not None:

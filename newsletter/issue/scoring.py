@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 from newsletter.papers.text import plain_text
@@ -193,7 +193,7 @@ class Profile:
             min_score,
         )
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Names what the stored relevance depends on: a changed profile scores again."""
         parts = [f"{t.text}={t.weight}" for t in self.terms]

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import TypeVar
 
 from newsletter.issue.choices import EditorModel
@@ -139,6 +140,10 @@ class Stored:
     on_topic: bool
 
 
+# Reads the title and abstract of the papers given without them (`candidates.with_texts`).
+Complete = Callable[[list[PaperText]], list[PaperText]]
+
+
 @dataclass(frozen=True)
 class StoredScores:
     """The stored relevance of the candidates that have one, and how far today's IDF may
@@ -171,6 +176,7 @@ class _Scorer:
         editor: EditorModel | None,
     ) -> None:
         self.window, self.profile, self.options, self.editor = window, profile, options, editor
+        self._recency: dict[date, ScorePart | None] = {}  # by the paper's date
 
     def read(
         self, paper: PaperText
@@ -181,11 +187,15 @@ class _Scorer:
 
     def recency(self, paper: PaperText) -> ScorePart | None:
         """``recency_weight`` per day between the window's start and the paper's date."""
-        w = self.window
-        age = (min(max(paper.published, w.start), w.end) - w.start).days
-        if not (self.profile.recency_weight and age):
-            return None
-        return ScorePart(f"recency +{age}d", round(self.profile.recency_weight * age, 3))
+        day = paper.published
+        if day not in self._recency:
+            w = self.window
+            age = (min(max(day, w.start), w.end) - w.start).days
+            weight = self.profile.recency_weight
+            self._recency[day] = (
+                ScorePart(f"recency +{age}d", round(weight * age, 3)) if weight and age else None
+            )
+        return self._recency[day]
 
     def score(
         self,
@@ -251,6 +261,7 @@ def _pruned(
     scorer: _Scorer,
     bm25: Bm25,
     stored: StoredScores,
+    complete: Complete,
 ) -> tuple[list[Scored], int]:
     """The ranking, scoring in full only the candidates that can still reach the issue.
 
@@ -281,11 +292,11 @@ def _pruned(
     bounds.sort(key=lambda b: -b[0])
     head = max(options.max_papers, len(options.pins)) + 20 + len(options.excludes)
     done: list[Scored] = []
-    at, step = 0, 4 * head
+    at, step = 0, 3 * head
     while at < len(bounds):
-        for _best, n in bounds[at : at + step]:
-            done.append(scorer.score(papers[n], bm25, scorer.read(papers[n])))
-        at, step = at + step, step * 2
+        for paper in complete([papers[n] for _best, n in bounds[at : at + step]]):
+            done.append(scorer.score(paper, bm25, scorer.read(paper)))
+        at, step = at + step, step + head
         if at >= len(bounds):
             break
         reach = bounds[at][0]
@@ -319,6 +330,7 @@ def select(
     editor: EditorModel | None = None,
     stats: CorpusStats | None = None,
     stored: StoredScores | None = None,
+    complete: Complete = list,
 ) -> Selection:
     """Rank ``papers`` (already limited to the window and de-duplicated) and choose the issue.
 
@@ -328,12 +340,14 @@ def select(
 
     With ``stored`` relevance (and ``stats``), only the candidates that can still reach
     the issue are scored in full (`_pruned`); ``options.every`` scores them all.
+    ``complete`` reads the title and abstract of papers passed without them.
     """
     scorer = _Scorer(window, profile, options, editor)
     papers = [p for p in papers if p.id is not None]
     if stored is not None and stats is not None and stats.docs and not options.every:
-        ranked, in_full = _pruned(papers, scorer, Bm25.of(profile, stats), stored)
+        ranked, in_full = _pruned(papers, scorer, Bm25.of(profile, stats), stored, complete)
     else:
+        papers = complete(papers)
         read = [scorer.read(p) for p in papers]
         lengths = {n: 2 * len(r[0]) + len(r[1]) for n, r in enumerate(read)}
         bm25 = Bm25.of(profile, stats, {n: r[4] for n, r in enumerate(read)}, lengths)

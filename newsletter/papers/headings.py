@@ -79,6 +79,9 @@ _HEADINGS = "|".join(re.escape(h) for h in sorted(SECTION_HEADINGS, key=len, rev
 # A heading glued to the next sentence ("BackgroundA range ..."), at the start of
 # the abstract or after the end of the previous sentence.
 _GLUED = re.compile(rf"(^|(?<=[.!?)\]])\s*|\n\s*)(?P<h>{_HEADINGS})(?P<next>[A-Z0-9])", re.M)
+# Every glued heading shows as a heading's last letter followed by a capital or a digit:
+# text without that pair has none, and skips the long alternation above.
+_GLUED_HINT = re.compile("[" + "".join(sorted({h[-1] for h in SECTION_HEADINGS})) + "][A-Z0-9]")
 
 
 def split_glued_headings(text: str) -> str:
@@ -87,6 +90,8 @@ def split_glued_headings(text: str) -> str:
     Headings are recognised at the start of a paragraph; after the end of a
     sentence only when the abstract itself opens with a glued heading.
     """
+    if not _GLUED_HINT.search(text):
+        return text.strip()  # what the loop below gives when nothing matches
     found = list(_GLUED.finditer(text))
     structured = bool(found) and found[0].start("h") == 0
     out: list[str] = []

@@ -150,7 +150,8 @@ def _word_search(
         kept = _filtered(select(col(Paper.id)), params, dialect, on_topic_only)
         chosen = kept.where(paper_id.in_(matching))
         count = select(func.count()).select_from(chosen.subquery())
-        matching = matching.where(index.id.in_(kept))
+        # SQLite: `+rowid`, or FTS5 is handed the id list and runs the MATCH once per id
+        matching = matching.where(_walk_date_index(index.id, dialect).in_(kept))
     else:
         chosen = select(col(Paper.id)).where(paper_id.in_(matching))
         count = select(func.count()).select_from(index.table).where(index.match)

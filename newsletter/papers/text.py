@@ -51,6 +51,7 @@ _NEEDS_TREE = re.compile(
     re.I,
 )
 _RENAME = {"em": "i", "strong": "b", "italic": "i", "bold": "b"}
+_MATH_WORD = re.compile("math", re.I)
 
 # --- sanitizing -------------------------------------------------------------
 
@@ -224,7 +225,8 @@ def _unglue(el: etree._Element) -> None:
 
 def clean_markup(fragment: str) -> str:
     """An HTML fragment (PubMed XML, RSS HTML) as a clean stored fragment."""
-    if _NEEDS_TREE.search(fragment):
+    # without a "<" only the word "math" can ask for the tree: a cheap search finds it
+    if _NEEDS_TREE.search(fragment) if "<" in fragment else _MATH_WORD.search(fragment):
         root = lxml.html.fragment_fromstring(fragment, create_parent="div")
         _fix_tree(root)
         fragment = lxml.html.tostring(root, encoding="unicode")

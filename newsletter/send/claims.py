@@ -97,6 +97,7 @@ class Claims:
         self._engine = store.engine
         self._writer = store.engine.execution_options(slice_write=True)
         self._skip_locked = store.engine.dialect.name == "postgresql"
+        self._after = 0  # the last pending row this worker claimed: the next claim starts past it
 
     def _due(self, now: datetime) -> Any:
         return or_(
@@ -104,6 +105,42 @@ class Claims:
             and_(D.c.status == DeliveryStatus.DEFERRED, D.c.next_attempt_at <= now),
             and_(D.c.status == DeliveryStatus.SENDING, D.c.lease_until < now),
         )
+
+    def _pick(self, conn: Any, limit: int, now: datetime) -> list[int]:
+        """Ids of up to ``limit`` due rows, locked for this transaction (others skip them).
+
+        Retries first (deferred rows now due, rows whose lease ran out: few, and older
+        than the pending ones), then pending rows in id order from just past this
+        worker's last claim, then any pending rows left behind it (rows handed back
+        untried). One query over all three states read and sorted every due row of the
+        issue for each claim; from the last claim on, PostgreSQL walks the index from
+        there and stops at ``limit``.
+        """
+        retry = or_(
+            and_(D.c.status == DeliveryStatus.DEFERRED, D.c.next_attempt_at <= now),
+            and_(D.c.status == DeliveryStatus.SENDING, D.c.lease_until < now),
+        )
+        pending = D.c.status == DeliveryStatus.PENDING
+        rounds = [retry, and_(pending, D.c.id > self._after)]
+        if self._after:
+            rounds.append(and_(pending, D.c.id <= self._after))
+        ids: list[int] = []
+        for due in rounds:
+            pick = (
+                select(D.c.id)
+                .where(D.c.issue_id == self.issue_id, due)
+                .order_by(D.c.id)
+                .limit(limit - len(ids))
+            )
+            if self._skip_locked:
+                pick = pick.with_for_update(skip_locked=True)
+            found = [int(i) for (i,) in conn.execute(pick)]
+            if due is not retry and found:
+                self._after = max(self._after, found[-1])
+            ids += found
+            if len(ids) >= limit:
+                break
+        return ids
 
     # --- the worker registry -------------------------------------------
 
@@ -153,18 +190,13 @@ class Claims:
         A row whose reader is no longer confirmed (unsubscribed, bounced since the
         snapshot) is marked 'skipped' instead of being sent.
         """
-        pick = (
-            select(D.c.id)
-            .where(D.c.issue_id == self.issue_id, self._due(now))
-            .order_by(D.c.id)
-            .limit(limit)
-        )
-        if self._skip_locked:
-            pick = pick.with_for_update(skip_locked=True)
         with self._writer.begin() as conn:
+            ids = self._pick(conn, limit, now)
+            if not ids:
+                return [], []
             taken = conn.execute(
                 update(D)
-                .where(D.c.id.in_(pick.scalar_subquery()))
+                .where(D.c.id.in_(ids))
                 .values(
                     status=DeliveryStatus.SENDING.value,
                     attempts=D.c.attempts + 1,

@@ -118,8 +118,7 @@ async def _data_as_is(client: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPRe
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
             protocol._response_pending = True
-            protocol.write(data)
-            protocol.write(b".\r\n")
+            protocol.write(data + b".\r\n")  # one write (one send() call), not two
             response = await protocol.read_response(timeout=timeout)
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
@@ -127,6 +126,35 @@ async def _data_as_is(client: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPRe
     if response.code != 250:
         raise aiosmtplib.SMTPDataError(response.code, response.message)
     return response
+
+
+# An address aiosmtplib's quoting (email.utils.parseaddr) returns as it is: an ASCII
+# dot-atom local part and a domain. Such an address is written as <address> directly;
+# anything else (quoted local parts, UTF-8) goes through `SMTP.mail` / `SMTP.rcpt`.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z"
+)
+
+
+async def _mail(client: aiosmtplib.SMTP, sender: str, options: list[str], encoding: str) -> None:
+    """MAIL FROM, as `SMTP.mail` sends it, without parsing a plain address for every message."""
+    if client.last_ehlo_response is None or not _PLAIN_ADDRESS.match(sender):
+        await client.mail(sender, options=options, encoding=encoding)
+        return
+    args = [o.encode("ascii") for o in options]
+    response = await client.execute_command(b"MAIL", b"FROM:<" + sender.encode() + b">", *args)
+    if response.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+
+
+async def _rcpt(client: aiosmtplib.SMTP, recipient: str, encoding: str) -> None:
+    """RCPT TO, as `SMTP.rcpt` sends it (see `_mail`)."""
+    if client.last_ehlo_response is None or not _PLAIN_ADDRESS.match(recipient):
+        await client.rcpt(recipient, encoding=encoding)
+        return
+    response = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode() + b">")
+    if response.code not in (250, 251):
+        raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
 
 
 def _unstuff(data: bytes) -> bytes:
@@ -194,9 +222,9 @@ class RelayConnection:
         encoding = "utf-8" if utf8 else "ascii"
         stage = "mail"
         try:
-            await client.mail(sender, options=options, encoding=encoding)
+            await _mail(client, sender, options, encoding)
             stage = "rcpt"
-            await client.rcpt(recipient, encoding=encoding)
+            await _rcpt(client, recipient, encoding)
             stage = "data"
             if wire:
                 self.fast_data += fast_data_ready(client)

@@ -100,6 +100,7 @@ class IssueMessage:
         feedback_id: str = "",
     ) -> None:
         self.issue_id = issue_id
+        self._date: tuple[int, bytes] = (-1, b"")
         self.links: list[str] = []  # every link of the message (set by `from_outbox`)
         self._greeting = (greeting, greeting_no_name)
         self.subject = check_header_value(subject, "subject")
@@ -237,22 +238,29 @@ class IssueMessage:
 
     def render(self, reader: Reader, *, now: datetime, message_id: str | None = None) -> bytes:
         """The message for one reader, exactly as it goes on the wire."""
-        headers, body, encoded = self._fill(reader, now=now, message_id=message_id)
+        headers, encoded = self._fill(reader, now=now, message_id=message_id)
         if self.signer is not None:
             headers.insert(0, self._signature(headers, encoded, now))
+        body = b"".join(encoded[p.slot] if p.slot else p.raw for p in self.pieces)
         return b"".join(headers) + b"\r\n" + body
 
     async def render_wire(
-        self, reader: Reader, *, now: datetime, executor: Executor | None = None
+        self,
+        reader: Reader,
+        *,
+        now: datetime,
+        executor: Executor | None = None,
+        message_id: str | None = None,
     ) -> bytes:
         """The message as DATA carries it: CRLF line ends and dot-stuffed, ready to write.
 
         This is `render`'s message with SMTP's transparency applied once here, so the
         40-odd KB of an issue need not be scanned again for every reader. The DKIM
         signature (made on ``executor`` when given: hashing and RSA free the GIL) is
-        over the message itself, as the receiver sees it.
+        over the message itself, as the receiver sees it. ``message_id``: the reader's
+        `message_id`, when the caller has it already.
         """
-        headers, _body, encoded = self._fill(reader, now=now, message_id=None)
+        headers, encoded = self._fill(reader, now=now, message_id=message_id)
         if self.signer is not None:
             if executor is None:
                 headers.insert(0, self._signature(headers, encoded, now))
@@ -266,7 +274,7 @@ class IssueMessage:
 
     def _fill(
         self, reader: Reader, *, now: datetime, message_id: str | None
-    ) -> tuple[list[bytes], bytes, dict[str, bytes]]:
+    ) -> tuple[list[bytes], dict[str, bytes]]:
         token = self._tokens.unsubscribe_token(reader.uid)
         url = self._unsubscribe_base + token
         known = known_first_name(reader.name)
@@ -282,12 +290,10 @@ class IssueMessage:
             "greeting_html": html.escape(greeting),
         }
         encoded = {slot: qp_encode(value) for slot, value in values.items()}
-        body = b"".join(encoded[p.slot] if p.slot else p.raw for p in self.pieces)
         headers = [
             *self._top,
             to_header(reader.email, reader.name),
-            # a numeric zone (RFC 5322 3.3), "+0000", not the obsolete "GMT"
-            b"Date: " + format_datetime(now.astimezone(UTC)).encode("ascii") + b"\r\n",
+            self._date_line(now),
             b"Message-ID: " + (message_id or self.message_id(reader.uid)).encode("ascii") + b"\r\n",
             *self._tail,
             b"List-Unsubscribe: <"
@@ -298,7 +304,16 @@ class IssueMessage:
             + b">\r\n",
             *self._post,
         ]
-        return headers, body, encoded
+        return headers, encoded
+
+    def _date_line(self, now: datetime) -> bytes:
+        """The Date: header (whole seconds), made once per second rather than per message."""
+        second = int(now.timestamp())
+        if second != self._date[0]:
+            # a numeric zone (RFC 5322 3.3), "+0000", not the obsolete "GMT"
+            when = format_datetime(now.astimezone(UTC).replace(microsecond=0))
+            self._date = (second, b"Date: " + when.encode("ascii") + b"\r\n")
+        return self._date[1]
 
     def _signature(self, headers: list[bytes], encoded: dict[str, bytes], now: datetime) -> bytes:
         assert self.signer is not None

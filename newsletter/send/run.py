@@ -263,14 +263,16 @@ class Sender:
                 self._busy += 1
                 try:
                     answer: Answer | None = None
-                    outcome = self._untried(row, "the send stopped before this message")
-                    if not self._stop.is_set():
+                    mid = self.message.message_id(row.reader.uid)
+                    if self._stop.is_set():
+                        outcome = self._untried(row, "the send stopped before this message", mid)
+                    else:
                         try:
-                            answer = await self._attempt(connection, row)
-                            outcome = self._outcome(row, answer)
+                            answer = await self._attempt(connection, row, mid)
+                            outcome = replace(self._judge(row, answer), message_id=mid)
                         except RelayRefusedError as exc:
                             self._halt(str(exc))
-                            outcome = self._untried(row, str(exc))
+                            outcome = self._untried(row, str(exc), mid)
                     self._writer.add(outcome)
                     self._count(row, outcome, answer)
                 finally:
@@ -281,10 +283,10 @@ class Sender:
             self.tally.connections += connection.opened
             await connection.close()
 
-    async def _attempt(self, connection: RelayConnection, row: Row) -> Answer:
+    async def _attempt(self, connection: RelayConnection, row: Row, mid: str) -> Answer:
         await self.limiter.acquire()
         data = await self.message.render_wire(
-            row.reader, now=self.clock.now(), executor=self._signing
+            row.reader, now=self.clock.now(), executor=self._signing, message_id=mid
         )
         answer = await connection.send(
             self.message.envelope_sender(row.delivery_id), row.reader.email, data, wire=True
@@ -312,12 +314,10 @@ class Sender:
     def _cap_wait(self, reason: str, seconds: float) -> None:
         self.events.waiting(reason, self.clock.now() + timedelta(seconds=seconds))
 
-    def _untried(self, row: Row, why: str) -> Outcome:
-        d, s, mid = row.delivery_id, row.subscriber_id, self.message.message_id(row.reader.uid)
+    def _untried(self, row: Row, why: str, mid: str | None = None) -> Outcome:
+        d, s = row.delivery_id, row.subscriber_id
+        mid = mid or self.message.message_id(row.reader.uid)
         return Outcome(d, s, DeliveryStatus.PENDING, None, why, message_id=mid)
-
-    def _outcome(self, row: Row, answer: Answer) -> Outcome:
-        return replace(self._judge(row, answer), message_id=self.message.message_id(row.reader.uid))
 
     def _judge(self, row: Row, answer: Answer) -> Outcome:
         d, s = row.delivery_id, row.subscriber_id

@@ -31,6 +31,7 @@ from newsletter.papers.links import paper_link
 from newsletter.papers.search import (
     PER_PAGE_CHOICES,
     SearchPage,
+    SearchParams,
     known_sources,
     parse_params,
     search_papers,
@@ -117,24 +118,29 @@ def _session(request: Request) -> Session:
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/papers", response_class=HTMLResponse)
-def papers(request: Request) -> Response:
+async def papers(request: Request) -> Response:
     """The stored papers, newest first, with search, filters and pages.
 
-    Kept as rendered until the papers change (`newsletter.web.pagecache`).
+    Kept as rendered until the papers change (`newsletter.web.pagecache`): a page
+    in the cache is answered on the event loop after one read of the change counter.
     """
-    params, notes = parse_params(request.query_params)
-    canonical = params.query_string()
-    if not notes and _pairs(request.url.query) != _pairs(canonical.lstrip("?")):
-        # a submitted form sends every field, empty or not: point at the short URL to share
-        return RedirectResponse(request.url.path + canonical.rstrip("?"), status_code=303)
     cache: PageCache = request.app.state.page_cache
-    version = cache.version()
-    key = str(request.url)
-    cached = cache.get(key, version)
-    if cached is not None:
-        return HTMLResponse(cached)
+    key = request.scope["path"] + "?" + request.scope["query_string"].decode("latin-1")
+    version = await cache.current_version()
+    body = cache.get(key, version)
+    if body is None:
+        params, notes = parse_params(request.query_params)
+        canonical = params.query_string()
+        if not notes and _pairs(request.url.query) != _pairs(canonical.lstrip("?")):
+            # a submitted form sends every field, empty or not: point at the short URL to share
+            return RedirectResponse(request.url.path + canonical.rstrip("?"), status_code=303)
+        body = await cache.render(key, version, lambda: _papers_page(request, params, notes))
+    return HTMLResponse(body)
+
+
+def _papers_page(request: Request, params: SearchParams, notes: list[str]) -> bytes:
+    settings: Settings = request.app.state.settings
     with _session(request) as session:
-        settings: Settings = request.app.state.settings
         page: SearchPage = search_papers(
             session, params, on_topic_only=settings.web.archive_on_topic_only
         )
@@ -153,8 +159,7 @@ def papers(request: Request) -> Response:
         per_page_choices=PER_PAGE_CHOICES,
         any_papers=any_papers,
     )
-    cache.put(key, version, bytes(response.body).decode("utf-8"))
-    return response
+    return bytes(response.body)
 
 
 def _pairs(query: str) -> list[tuple[str, str]]:
