@@ -6,6 +6,7 @@
 - `papersettings`: the tables of papers and the issue: [fetch], [[sources]], [profile], [compose], [stories]
 - `config`: `load_settings` (defaults < slice.toml < SLICE_* < flags), `find_config`
 - `store`: `Store` (engine, read and write sessions, migrations on first use), `open_store`
+- `turns`: `WriterTurns`, SQLite writers taking turns (a long writer gives way to waiting ones)
 - `models`: the tables as SQLModel classes, their status enums, `utcnow`
 - `migrations`: ordered, named schema migrations recorded in ``slice_migrations``
 - `errors`: `NewsletterError` and its one-line subclasses

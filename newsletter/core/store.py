@@ -17,6 +17,7 @@ be run again whole goes through `Store.transact`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sqlite3
@@ -35,6 +36,7 @@ from sqlmodel import Session
 from newsletter.core.errors import StoreBusyError, StoreError
 from newsletter.core.migrations import applied, discover, migrate
 from newsletter.core.settings import Settings
+from newsletter.core.turns import WriterTurns
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -130,12 +132,24 @@ def make_engine(
             connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
             poolclass=NullPool if database in ("", ":memory:") else None,
         )
-        _setup_sqlite(engine, busy_timeout_ms, busy_seconds)
+        _setup_sqlite(engine, busy_timeout_ms, busy_seconds, writer_turns(engine))
         return engine
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def _setup_sqlite(engine: Engine, busy_timeout_ms: int, busy_seconds: float) -> None:
+def writer_turns(engine: Engine) -> WriterTurns | None:
+    """The waiting mark of a SQLite file's writers (None for PostgreSQL or memory)."""
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        return None
+    return WriterTurns(Path(database))
+
+
+def _setup_sqlite(
+    engine: Engine, busy_timeout_ms: int, busy_seconds: float, turns: WriterTurns | None
+) -> None:
     # pysqlite opens transactions lazily and not before DDL; take over BEGIN so
     # that migrations are transactional and writers can ask for the lock up front.
     @event.listens_for(engine, "connect")
@@ -160,11 +174,23 @@ def _setup_sqlite(engine: Engine, busy_timeout_ms: int, busy_seconds: float) -> 
         deadline = time.monotonic() + seconds
 
         def take_lock() -> None:
+            if turns is not None:
+                conn.exec_driver_sql("PRAGMA busy_timeout=0")
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    return
+                except DBAPIError as exc:
+                    if not is_busy(exc):
+                        raise
             left_ms = max(1, int((deadline - time.monotonic()) * 1000))
             conn.exec_driver_sql(f"PRAGMA busy_timeout={min(busy_timeout_ms, left_ms)}")
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # taken: wait, marked as waiting, so that a long writer gives way (core.turns)
+            with turns.waiting() if turns is not None else contextlib.nullcontext():
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         retry_busy(take_lock, seconds=seconds)
+        # the connection's other statements wait as configured, not as this BEGIN did
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
 
 
 class Store:
@@ -176,6 +202,7 @@ class Store:
         self.engine = engine
         self.busy_seconds = busy_seconds
         self._writer = engine.execution_options(slice_write=True)
+        self._turns = writer_turns(engine)
         if migrate_now:
             self.migrate()
 
@@ -249,6 +276,13 @@ class Store:
                 return fn(session)
 
         return retry_busy(once, seconds=seconds)
+
+    def give_way(self) -> bool:
+        """Between two write transactions of a long job: pause if other writers wait.
+
+        SQLite only (PostgreSQL queues its waiters); see `newsletter.core.turns`.
+        """
+        return self._turns.give_way() if self._turns is not None else False
 
     def dispose(self) -> None:
         self.engine.dispose()

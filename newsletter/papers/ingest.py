@@ -139,6 +139,8 @@ def _store_chunk(
         ) from exc
     for outcome in outcomes:
         setattr(result, outcome, getattr(result, outcome) + 1)
+    # the next chunk's lock waits if others wait for theirs: readers leaving, signups
+    store.give_way()
 
 
 def ingest_files(

@@ -152,7 +152,9 @@ class ListTools(ListBase):
             yield self._import_chunk(batch, confirmed)
 
     def _import_chunk(self, batch: list[ImportRow], confirmed: bool) -> ImportOutcome:
-        return self._retrying(lambda: self.import_rows(batch, confirmed=confirmed))
+        outcome = self._retrying(lambda: self.import_rows(batch, confirmed=confirmed))
+        self.store.give_way()  # between chunks, the signups and unsubscribes waiting go first
+        return outcome
 
     def prune(self, *, dry_run: bool = False) -> PruneResult:
         """Delete pending subscribers whose last confirmation link has expired."""

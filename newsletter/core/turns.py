@@ -1,0 +1,76 @@
+"""Writers on one SQLite file take turns: a long writer gives way to the ones waiting.
+
+SQLite has one write lock and no queue for it. A writer that finds it taken sleeps
+in SQLite's busy handler and looks again (at most every 100 ms); a writer that
+commits and at once begins its next transaction (an ingest, a chunk after a chunk)
+takes the lock back in the microseconds between, so the sleepers may never see it
+free. Seen under load: signups waited 30 s behind a 20,000-record ingest and gave up.
+
+So each writer marks itself waiting while it waits: a shared `flock` on a file next
+to the database (``<database>-writers``), held from before ``BEGIN IMMEDIATE`` until
+the lock is taken. A long writer calls `give_way` between its transactions: when
+anyone holds that mark it pauses long enough for every sleeper to look again
+(`GAP_SECONDS`, over SQLite's longest sleep), and otherwise does not pause at all.
+
+Written here because neither SQLite nor SQLAlchemy offers fairness between
+processes. Advisory locks work between the processes of one machine, which is
+where a SQLite file's writers are; PostgreSQL queues its lock waiters itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+GAP_SECONDS = 0.15  # SQLite's busy handler sleeps at most 100 ms between looks
+
+
+class WriterTurns:
+    """The waiting mark of one SQLite database file."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + "-writers")
+
+    def _open(self) -> int:
+        # one descriptor per use: flock belongs to an open file, and threads of one
+        # process must not share (or release) each other's marks
+        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Mark this writer as waiting for the write lock while the block runs."""
+        try:
+            fd = self._open()
+        except OSError:  # a read-only folder: no mark, SQLite still works
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # closing releases the mark
+
+    def others_waiting(self) -> bool:
+        """Whether another writer is waiting for the write lock now."""
+        try:
+            fd = self._open()
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def give_way(self, sleep: float = GAP_SECONDS) -> bool:
+        """Pause between two transactions if another writer waits; whether it paused."""
+        if not self.others_waiting():
+            return False
+        time.sleep(sleep)
+        return True
