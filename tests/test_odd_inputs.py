@@ -10,12 +10,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from click.testing import Result
 from sqlmodel import select
+from typer.testing import Result
 
+from newsletter.core.config import load_settings
 from newsletter.core.models import Paper
 from newsletter.core.store import Store
 from newsletter.papers.ingest import ingest_files
+from tests.signup_support import rows
 
 GOOD = {
     "title": "Estimates of severity",
@@ -110,3 +112,41 @@ def test_json_nested_too_deeply_is_one_line_not_a_traceback(
     assert "details.json: JSON nested too deeply" in error
     assert "papers.json: JSON nested too deeply" in error
     assert "papers.jsonl: line 2: JSON nested too deeply" in error
+
+
+# --- subscribers import ------------------------------------------------------------------
+
+
+def _import(run_cli: Callable[..., Result], env: dict[str, str], path: Path) -> Result:
+    return run_cli("subscribers", "import", str(path), "--confirmed", env=env)
+
+
+def _people(project: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+    settings = load_settings(config=project / "slice.toml", environ=env)
+    return [(s.email, s.name) for s in rows(Store.open(settings.database_url))]
+
+
+def test_import_takes_addresses_written_with_a_display_name(
+    run_cli: Callable[..., Result], environ: dict[str, str], project: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "email,name\n"
+        '"Ann Reader <ann@example.org>",\n'
+        "<bob@example.org>,Bob\n"
+        '"Carl <carl@example.org>",Carl C\n'
+        '"""Reader, Dora"" <dora@example.org>",\n'
+        '"Eve <not an address>",\n'
+    )
+    result = _import(run_cli, environ, path)
+    assert result.exit_code == 0, result.output
+    assert _people(project, environ) == [
+        ("ann@example.org", "Ann Reader"),
+        ("bob@example.org", "Bob"),
+        ("carl@example.org", "Carl C"),  # the name column wins over the display name
+        ("dora@example.org", "Reader, Dora"),
+    ]
+    assert [line for line in result.stderr.splitlines() if line] == [
+        f"{path}: line 6: 'not an address' is not a valid email address: "
+        "An email address must have an @-sign."
+    ]
