@@ -150,3 +150,16 @@ def test_import_takes_addresses_written_with_a_display_name(
         f"{path}: line 6: 'not an address' is not a valid email address: "
         "An email address must have an @-sign."
     ]
+
+
+def test_import_summary_counts_one_in_the_singular(
+    run_cli: Callable[..., Result], smtp_environ: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("email,name\nann@example.org,Ann\nANN@example.org,\nnot-an-address,\n")
+    result = run_cli("subscribers", "import", str(path), env=smtp_environ)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"{path}: 1 added as pending, 1 confirmation email sent, 0 already on the list, "
+        "1 duplicate row merged, 0 unsubscribed or bounced kept off, 1 bad row skipped.\n"
+    )
