@@ -141,7 +141,9 @@ def import_(
     added = now_confirmed = on_list = sent = 0
     suppressed: list[str] = []
     failed: list[str] = []
-    with Progress(console=err(), transient=True) as progress:
+    console = err()
+    # a bar only on a terminal: elsewhere it would leave a blank line on stderr
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("Importing", total=total)
         # chunk by chunk: each is committed with its confirmation emails queued, then they go
         # out; if this is stopped, `slice serve` sends what is left in the queue
