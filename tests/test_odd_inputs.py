@@ -17,6 +17,7 @@ from newsletter.core.config import load_settings
 from newsletter.core.models import Paper
 from newsletter.core.store import Store
 from newsletter.papers.ingest import ingest_files
+from tests.composedata import add_papers, project_settings
 from tests.signup_support import rows
 
 GOOD = {
@@ -163,3 +164,20 @@ def test_import_summary_counts_one_in_the_singular(
         f"{path}: 1 added as pending, 1 confirmation email sent, 0 already on the list, "
         "1 duplicate row merged, 0 unsubscribed or bounced kept off, 1 bad row skipped.\n"
     )
+
+
+# --- what a person reads ------------------------------------------------------------------
+
+
+def test_issues_shows_the_whole_id_in_an_80_column_terminal(
+    project: Path, environ: dict[str, str], run_cli: Callable[..., Result]
+) -> None:
+    """The id is what `slice send` takes; it was cut to '2026-05-20…' at 80 columns."""
+    settings = project_settings(project, environ)
+    with Store.open(settings.database_url) as store:
+        add_papers(store)
+    assert run_cli("compose", "--since", "2026-05-20", "--until", "2026-05-31").exit_code == 0
+    listed = run_cli("issues", env={**environ, "COLUMNS": "80"})
+    assert listed.exit_code == 0, listed.output
+    assert "2026-05-20_2026-05-31" in listed.stdout
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80

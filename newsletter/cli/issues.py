@@ -26,8 +26,9 @@ def register(app: typer.Typer) -> None:
             err().print("No issues yet: `slice compose` makes the first draft.")
             return
         table = Table(title_justify="left")
+        # the id is what `slice send` and `slice discard` take: never cut, in any width
+        table.add_column("issue", no_wrap=True, min_width=max(len(r.id) for r in rows))
         for name, justify in (
-            ("issue", "left"),
             ("#", "right"),
             ("status", "left"),
             ("window", "left"),
