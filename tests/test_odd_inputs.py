@@ -180,4 +180,7 @@ def test_issues_shows_the_whole_id_in_an_80_column_terminal(
     listed = run_cli("issues", env={**environ, "COLUMNS": "80"})
     assert listed.exit_code == 0, listed.output
     assert "2026-05-20_2026-05-31" in listed.stdout
+    # and the window's dates, one whole date on a line; the header reads 'deliveries'
+    assert "2026-05-20 " in listed.stdout and "2026-05-31 " in listed.stdout
+    assert " deliveries " in listed.stdout
     assert max(len(line) for line in listed.stdout.splitlines()) <= 80
