@@ -97,6 +97,17 @@ def test_a_big_week_reads_few_papers_in_full_and_chooses_as_a_full_scoring(
         add_papers(store, later)  # then the store doubles: every term is rarer than it was
         quick = compose_issue(settings, store, window=window, now=NOW, reselect=True)
         full = compose_issue(settings, store, window=window, now=NOW, reselect=True, explain=True)
+        # the editor pins a paper from the bottom and removes the top one: the same again
+        edits: dict[str, Any] = {
+            "pins": [quick.selection.ranked[-1].paper_id, quick.selection.ranked[-2].paper_id],
+            "excludes": [quick.issue.papers[0].id],
+        }
+        edited = [
+            compose_issue(settings, store, window=window, now=NOW, reselect=True, **edits),
+            compose_issue(
+                settings, store, window=window, now=NOW, reselect=True, explain=True, **edits
+            ),
+        ]
 
     assert [p.id for p in quick.issue.papers] == [p.id for p in full.issue.papers]
     assert len(quick.issue.papers) == 6
@@ -108,6 +119,10 @@ def test_a_big_week_reads_few_papers_in_full_and_chooses_as_a_full_scoring(
     assert len(quick.selection.ranked) == len(full.selection.ranked) == in_week
     assert quick.selection.scored_in_full < in_week / 2
     assert full.selection.scored_in_full == in_week
+    pinned, excluded = edits["pins"], edits["excludes"]
+    assert [p.id for p in edited[0].issue.papers] == [p.id for p in edited[1].issue.papers]
+    assert set(pinned) <= {p.id for p in edited[0].issue.papers}
+    assert excluded[0] not in {p.id for p in edited[0].issue.papers}
 
     # --explain lists every candidate scored in full, each with its reason
     result = run_cli(

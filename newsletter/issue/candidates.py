@@ -133,8 +133,8 @@ def stored_scores(
     """The relevance stored for the candidates scored with the current profile.
 
     Papers are scored in the order they were stored, each with every earlier paper in
-    the statistics: the store held at least as many papers as have an id up to the
-    first candidate's, which bounds how far the IDF has moved since (capped at
+    the statistics: the statistics then held all of today's but those stored after the
+    first candidate, which bounds how far the IDF has moved since (capped at
     `MAX_IDF_GROWTH`: a store that grew by a whole week at once gives a loose bound).
     """
     key = profile.key
@@ -146,8 +146,10 @@ def stored_scores(
     if not scores or not stats.docs:
         return StoredScores(scores)
     first = min(scores)
-    docs_then = conn.execute(
-        select(func.count()).where(P.c.id <= first, P.c.relevance_key == key)
+    # every paper in today's statistics but not in those of the first candidate's scoring
+    # was stored after it: counting those reads the recent papers only, not the whole store
+    later = conn.execute(
+        select(func.count()).where(P.c.id > first, P.c.relevance_key == key)
     ).scalar_one()
-    growth = Bm25.idf_growth(profile, stats, max(1, int(docs_then)))
+    growth = Bm25.idf_growth(profile, stats, max(1, stats.docs - int(later)))
     return StoredScores(scores, min(growth, MAX_IDF_GROWTH))

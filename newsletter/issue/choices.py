@@ -153,6 +153,7 @@ class EditorModel:
         self.coef = coef
         self.bias = bias
         self.examples = examples
+        self._usable: dict[str, float] | None = None
 
     @staticmethod
     def features(words: Sequence[str], idf: Mapping[str, float]) -> dict[str, float]:
@@ -216,8 +217,13 @@ class EditorModel:
         return cls(data["idf"], data["coef"], float(data["bias"]), int(data["examples"]))
 
     def probability(self, words: Sequence[str]) -> float:
-        x = self.features(words, self.idf)
-        return _sigmoid(self.bias + sum(self.coef.get(k, 0.0) * v for k, v in x.items()))
+        """`features` of ``words`` (the same numbers, in the same order) through the model."""
+        if self._usable is None:  # the words `features` keeps, with their IDF
+            self._usable = {w: v for w, v in self.idf.items() if len(w) > 2 and w not in STOPWORDS}
+        usable, coef = self._usable, self.coef
+        vec = {w: (1 + math.log(c)) * usable[w] for w, c in Counter(words).items() if w in usable}
+        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
+        return _sigmoid(self.bias + sum(coef.get(k, 0.0) * (v / norm) for k, v in vec.items()))
 
     def points(self, words: Sequence[str], *, weight: float) -> float:
         """Score points for a paper, between -``weight`` and +``weight``.

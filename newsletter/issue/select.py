@@ -240,20 +240,22 @@ def _order(s: Scored) -> tuple[float, int, int]:
     return (-s.score, -s.paper.published.toordinal(), s.paper_id)
 
 
-def _fills(settled: list[Scored], options: SelectOptions) -> bool:
-    """Whether choosing from ``settled`` (the best, in order) fills the issue."""
-    pins = set(options.pins)
-    chosen = len(pins)
-    per_source: Counter[str] = Counter()
+def _fills(settled: list[Scored], pinned: list[Scored], options: SelectOptions) -> bool:
+    """Whether choosing from ``settled`` (the best, in order) after the ``pinned`` papers
+    (wherever they rank) fills the issue, as `select` chooses, with as many papers below
+    it as the editor excluded (an issue.json kept fills their places from those)."""
+    chosen = len(pinned)
+    spare = 0
+    per_source = Counter(s.paper.source for s in pinned)
     for s in settled:
+        if s.paper_id in options.pins or s.status != "candidate":
+            continue  # the pins are counted already
         if chosen >= options.max_papers:
-            return True
-        if s.paper_id in pins:
-            per_source[s.paper.source] += 1
-        elif s.status == "candidate" and per_source[s.paper.source] < options.per_source_cap:
+            spare += 1
+        elif per_source[s.paper.source] < options.per_source_cap:
             chosen += 1
             per_source[s.paper.source] += 1
-    return chosen >= options.max_papers
+    return chosen >= options.max_papers and spare >= len(options.excludes)
 
 
 def _pruned(
@@ -301,7 +303,8 @@ def _pruned(
             break
         reach = bounds[at][0]
         settled = sorted((s for s in done if s.score > reach), key=_order)
-        if len(settled) >= head and _fills(settled, options):
+        pinned = [s for s in done if s.paper_id in options.pins]  # read first: unbounded
+        if len(settled) >= head and _fills(settled, pinned, options):
             break
     done.sort(key=_order)
     rest: list[Scored] = []
