@@ -184,3 +184,29 @@ def test_issues_shows_the_whole_id_in_an_80_column_terminal(
     assert "2026-05-20 " in listed.stdout and "2026-05-31 " in listed.stdout
     assert " deliveries " in listed.stdout
     assert max(len(line) for line in listed.stdout.splitlines()) <= 80
+
+
+def test_papers_says_when_the_list_stops_at_the_limit(
+    run_cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    """`slice papers --limit 2` said '2 papers' with 3 stored."""
+    empty = run_cli("papers")
+    assert empty.exit_code == 0 and empty.stdout == ""
+    assert empty.stderr.startswith("No papers stored yet: `slice fetch`")
+    path = tmp_path / "three.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"title": f"Paper {n}", "published": f"2025-01-0{n}", "doi": f"10.5555/p.{n}"}
+            )
+            + "\n"
+            for n in (1, 2, 3)
+        )
+    )
+    ingested = run_cli("ingest", str(path))
+    assert ingested.exit_code == 0, ingested.output
+    cut = run_cli("papers", "--limit", "2")
+    assert cut.stdout.startswith("The first 2 papers; more are stored (raise --limit to see them)")
+    assert "Paper 3" in cut.stdout and "Paper 1" not in cut.stdout
+    assert run_cli("papers", "--limit", "3").stdout.startswith("3 papers\n")
+    assert run_cli("papers", "--search", "nothing-like-it").stderr == "No stored paper matches.\n"
