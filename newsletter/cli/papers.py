@@ -226,13 +226,29 @@ def papers(
 
     since, until = iso_week(week) if week else (None, None)
     with state(ctx).store().read() as session:
+        # one more than asked for: whether the list stops at --limit or at the last paper
         found = list_papers(
-            session, PaperQuery(since=since, until=until, search=search, source=source, limit=limit)
+            session,
+            PaperQuery(since=since, until=until, search=search, source=source, limit=limit + 1),
         )
+    more = len(found) > limit
+    found = found[:limit]
     if as_json:
         typer.echo(json.dumps([as_record(p) for p in found], ensure_ascii=False, indent=2))
         return
-    table = Table(title=plural(len(found), "paper"), title_justify="left")
+    if not found:
+        filtered = week or search or source
+        err().print(
+            "No stored paper matches."
+            if filtered
+            else "No papers stored yet: `slice fetch` gets them from the sources in slice.toml, "
+            "`slice ingest FILE` from saved files."
+        )
+        return
+    title = plural(len(found), "paper")
+    if more:
+        title = f"The first {title}; more are stored (raise --limit to see them)"
+    table = Table(title=title, title_justify="left")
     # "id" is the number `slice compose --pin/--exclude` take; the identifier says where it is from
     table.add_column("id", justify="right", no_wrap=True)
     for column in ("published", "source", "kind", "title", "identifier"):

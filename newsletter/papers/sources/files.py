@@ -161,6 +161,8 @@ def _json_records(path: Path) -> Iterator[PaperRecord]:
         raise ParseError(
             f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError:
+        raise ParseError(f"{path}: JSON nested too deeply to hold paper records") from None
     items = data.get("papers") if isinstance(data, dict) and "papers" in data else data
     if isinstance(items, dict):
         items = [items]
@@ -179,6 +181,8 @@ def _jsonl_records(path: Path) -> Iterator[PaperRecord]:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ParseError(f"{path}: line {number} is not valid JSON: {exc.msg}") from exc
+            except RecursionError:
+                raise ParseError(f"{path}: line {number}: JSON nested too deeply") from None
             yield from_mapping(item, position=f"line {number}")
 
 

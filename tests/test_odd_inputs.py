@@ -1,0 +1,212 @@
+"""Inputs nobody sends on purpose: each record is stored or refused by name, never garbled.
+
+Written from what a first run of `slice ingest` and `slice subscribers import` did with
+hand-made variants of the recorded payloads (nulls, wrong types, deep nesting).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlmodel import select
+from typer.testing import Result
+
+from newsletter.core.config import load_settings
+from newsletter.core.models import Paper
+from newsletter.core.store import Store
+from newsletter.papers.ingest import ingest_files
+from tests.composedata import add_papers, project_settings
+from tests.signup_support import rows
+
+GOOD = {
+    "title": "Estimates of severity",
+    "authors": "Verity, R.; Okell, L. C.",
+    "doi": "10.1101/2020.03.09.20033357",
+    "date": "2020-03-13",
+    "version": "1",
+    "abstract": "A range of estimates.",
+    "published": "NA",
+    "server": "medRxiv",
+}
+
+
+def _item(doi: str, **changes: object) -> dict[str, object]:
+    return {**GOOD, "doi": doi, "title": f"Paper {doi[-1]}", **changes}
+
+
+def _medrxiv(tmp_path: Path, collection: list[object]) -> Path:
+    path = tmp_path / "details.json"
+    path.write_text(json.dumps({"messages": [{"status": "ok"}], "collection": collection}))
+    return path
+
+
+def _stored(store: Store) -> dict[str, Paper]:
+    with store.read() as session:
+        return {p.doi or "": p for p in session.exec(select(Paper)).all()}
+
+
+def test_medrxiv_nulls_are_empty_fields_not_the_word_none(store: Store, tmp_path: Path) -> None:
+    path = _medrxiv(
+        tmp_path,
+        [
+            _item("10.1101/x.1", title=None),
+            _item("10.1101/x.2", authors=None),
+            _item("10.1101/x.3", abstract=None),
+            _item("10.1101/x.4", published=None, version=None),
+        ],
+    )
+    (result,) = ingest_files(store, [path])
+    assert [(r.where, r.reason) for r in result.rejected] == [("DOI 10.1101/x.1", "no title")]
+    stored = _stored(store)
+    assert sorted(stored) == ["10.1101/x.2", "10.1101/x.3", "10.1101/x.4"]
+    assert stored["10.1101/x.2"].authors == []
+    assert stored["10.1101/x.3"].abstract == ""
+    assert stored["10.1101/x.4"].published_doi is None
+    assert all("None" not in p.title for p in stored.values())
+
+
+def test_medrxiv_wrong_types_and_non_objects_are_refused_by_position(
+    store: Store, tmp_path: Path
+) -> None:
+    path = _medrxiv(
+        tmp_path,
+        [
+            _item("10.1101/x.1", title=123),
+            _item("10.1101/x.2", authors=["Verity, R.", "Okell, L."]),
+            "a string",
+            None,
+            {**_item("10.1101/x.5"), "doi": 12345},
+            _item("10.1101/x.6"),
+        ],
+    )
+    (result,) = ingest_files(store, [path])
+    assert sorted((r.where, r.reason) for r in result.rejected) == [
+        ("DOI 10.1101/x.1", "'title' is a number, not text"),
+        ("DOI 10.1101/x.2", "'authors' is a list, not text"),
+        ("record #3", "a string, not a JSON object"),
+        ("record #4", "null, not a JSON object"),
+        ("record #5", "'doi' is a number, not text"),
+    ]
+    assert (result.fetched, result.new) == (6, 1)
+    assert list(_stored(store)) == ["10.1101/x.6"]
+
+
+def test_json_nested_too_deeply_is_one_line_not_a_traceback(
+    run_cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    files = {
+        "details.json": '{"messages": [{"status": "ok"}], "collection": ' + deep + "}",
+        "papers.json": deep,
+        "papers.jsonl": '{"title": "A", "published": "2025-01-01"}\n{"a": ' + deep + "}\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = run_cli("ingest", *(str(tmp_path / name) for name in files))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: 3 files failed:")
+    assert "details.json: JSON nested too deeply" in error
+    assert "papers.json: JSON nested too deeply" in error
+    assert "papers.jsonl: line 2: JSON nested too deeply" in error
+
+
+# --- subscribers import ------------------------------------------------------------------
+
+
+def _import(run_cli: Callable[..., Result], env: dict[str, str], path: Path) -> Result:
+    return run_cli("subscribers", "import", str(path), "--confirmed", env=env)
+
+
+def _people(project: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+    settings = load_settings(config=project / "slice.toml", environ=env)
+    return [(s.email, s.name) for s in rows(Store.open(settings.database_url))]
+
+
+def test_import_takes_addresses_written_with_a_display_name(
+    run_cli: Callable[..., Result], environ: dict[str, str], project: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "email,name\n"
+        '"Ann Reader <ann@example.org>",\n'
+        "<bob@example.org>,Bob\n"
+        '"Carl <carl@example.org>",Carl C\n'
+        '"""Reader, Dora"" <dora@example.org>",\n'
+        '"Eve <not an address>",\n'
+    )
+    result = _import(run_cli, environ, path)
+    assert result.exit_code == 0, result.output
+    assert _people(project, environ) == [
+        ("ann@example.org", "Ann Reader"),
+        ("bob@example.org", "Bob"),
+        ("carl@example.org", "Carl C"),  # the name column wins over the display name
+        ("dora@example.org", "Reader, Dora"),
+    ]
+    assert result.stderr.splitlines() == [  # and no blank line from a progress bar
+        f"{path}: line 6: 'not an address' is not a valid email address: "
+        "An email address must have an @-sign."
+    ]
+
+
+def test_import_summary_counts_one_in_the_singular(
+    run_cli: Callable[..., Result], smtp_environ: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("email,name\nann@example.org,Ann\nANN@example.org,\nnot-an-address,\n")
+    result = run_cli("subscribers", "import", str(path), env=smtp_environ)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"{path}: 1 added as pending, 1 confirmation email sent, 0 already on the list, "
+        "1 duplicate row merged, 0 unsubscribed or bounced kept off, 1 bad row skipped.\n"
+    )
+
+
+# --- what a person reads ------------------------------------------------------------------
+
+
+def test_issues_shows_the_whole_id_in_an_80_column_terminal(
+    project: Path, environ: dict[str, str], run_cli: Callable[..., Result]
+) -> None:
+    """The id is what `slice send` takes; it was cut to '2026-05-20…' at 80 columns."""
+    settings = project_settings(project, environ)
+    with Store.open(settings.database_url) as store:
+        add_papers(store)
+    assert run_cli("compose", "--since", "2026-05-20", "--until", "2026-05-31").exit_code == 0
+    listed = run_cli("issues", env={**environ, "COLUMNS": "80"})
+    assert listed.exit_code == 0, listed.output
+    assert "2026-05-20_2026-05-31" in listed.stdout
+    # and the window's dates, one whole date on a line; the header reads 'deliveries'
+    assert "2026-05-20 " in listed.stdout and "2026-05-31 " in listed.stdout
+    assert " deliveries " in listed.stdout
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80
+
+
+def test_papers_says_when_the_list_stops_at_the_limit(
+    run_cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    """`slice papers --limit 2` said '2 papers' with 3 stored."""
+    empty = run_cli("papers")
+    assert empty.exit_code == 0 and empty.stdout == ""
+    assert empty.stderr.startswith("No papers stored yet: `slice fetch`")
+    path = tmp_path / "three.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"title": f"Paper {n}", "published": f"2025-01-0{n}", "doi": f"10.5555/p.{n}"}
+            )
+            + "\n"
+            for n in (1, 2, 3)
+        )
+    )
+    ingested = run_cli("ingest", str(path))
+    assert ingested.exit_code == 0, ingested.output
+    cut = run_cli("papers", "--limit", "2")
+    assert cut.stdout.startswith("The first 2 papers; more are stored (raise --limit to see them)")
+    assert "Paper 3" in cut.stdout and "Paper 1" not in cut.stdout
+    assert run_cli("papers", "--limit", "3").stdout.startswith("3 papers\n")
+    assert run_cli("papers", "--search", "nothing-like-it").stderr == "No stored paper matches.\n"
