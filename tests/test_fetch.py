@@ -455,7 +455,8 @@ def test_cli_fetch_bad_options(run_cli: Callable[..., Result], project: Path) ->
         "Error: no sources configured: add a [[sources]] entry (name, kind, options) to slice.toml."
     )
     bad_date = run_cli("fetch", "--since", "June")
-    assert bad_date.exit_code == 2
+    assert bad_date.exit_code == 1
+    assert bad_date.stderr == "Error: --since 'June' is not a date; write it like 2025-06-09.\n"
 
 
 def test_the_progress_line_counts_records_in_the_singular_and_plural() -> None:

@@ -210,3 +210,15 @@ def test_papers_says_when_the_list_stops_at_the_limit(
     assert "Paper 3" in cut.stdout and "Paper 1" not in cut.stdout
     assert run_cli("papers", "--limit", "3").stdout.startswith("3 papers\n")
     assert run_cli("papers", "--search", "nothing-like-it").stderr == "No stored paper matches.\n"
+
+
+def test_a_bad_date_or_format_is_one_line_as_in_compose(run_cli: Callable[..., Result]) -> None:
+    """fetch and ingest printed the usage block and 'Invalid value for ...' over four lines."""
+    for args, says in [
+        (("fetch", "--since", "2025-02-30"), "Error: --since '2025-02-30' is not a date"),
+        (("fetch", "--until", "soon"), "Error: --until 'soon' is not a date"),
+        (("ingest", "--format", "nope", "x.xml"), "Error: --format 'nope' is not a format"),
+    ]:
+        result = run_cli(*args)
+        assert result.exit_code == 1
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(says)

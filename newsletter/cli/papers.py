@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from newsletter.cli.base import err, out, plural, state
-from newsletter.core.errors import SomeSourcesFailed
+from newsletter.core.errors import ConfigError, SomeSourcesFailed
 from newsletter.papers.formats import FORMATS
 
 if TYPE_CHECKING:  # ingest and the sources load when a command runs, not for --help
@@ -36,9 +36,8 @@ def _date(value: str | None, flag: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date; write YYYY-MM-DD.", param_hint=flag
-        ) from None
+        # one line, as compose says it (a usage error would print the usage block first)
+        raise ConfigError(f"{flag} {value!r} is not a date; write it like 2025-06-09.") from None
 
 
 def results_table(results: Sequence[IngestResult], title: str) -> Table:
@@ -194,7 +193,7 @@ def ingest(
 ) -> None:
     """Store papers from local files; the format is detected from each file's content."""
     if format is not None and format not in FORMATS:
-        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+        raise ConfigError(f"--format {format!r} is not a format; use one of {', '.join(FORMATS)}.")
     app_state = state(ctx)
     store = app_state.store()
     with Bars() as bars, _scored_after(app_state.settings(), store):
