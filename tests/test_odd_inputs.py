@@ -222,3 +222,32 @@ def test_a_bad_date_or_format_is_one_line_as_in_compose(run_cli: Callable[..., R
         result = run_cli(*args)
         assert result.exit_code == 1
         assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(says)
+
+
+def _pubmed_article(pmid: str, pubdate: str) -> str:
+    return (
+        f'<PubmedArticle><MedlineCitation><PMID Version="1">{pmid}</PMID><Article>'
+        f"<Journal><JournalIssue><PubDate>{pubdate}</PubDate></JournalIssue></Journal>"
+        f"<ArticleTitle>Dates as journals print them, number {pmid}.</ArticleTitle>"
+        "</Article></MedlineCitation></PubmedArticle>"
+    )
+
+
+def test_pubmed_dates_with_a_day_the_month_lacks_or_the_season_first(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "efetch.xml"
+    path.write_text(
+        "<PubmedArticleSet>"
+        + _pubmed_article("41000001", "<Year>2025</Year><Month>Feb</Month><Day>30</Day>")
+        + _pubmed_article("41000002", "<MedlineDate>Summer 2025</MedlineDate>")
+        + _pubmed_article("41000003", "<MedlineDate>some day</MedlineDate>")
+        + "</PubmedArticleSet>"
+    )
+    (result,) = ingest_files(store, [path])
+    assert [(r.where, r.reason) for r in result.rejected] == [
+        ("PMID 41000003", "no publication date")
+    ]
+    with store.read() as session:
+        dates = {p.pmid: p.published.isoformat() for p in session.exec(select(Paper)).all()}
+    assert dates == {"41000001": "2025-02-01", "41000002": "2025-06-01"}
