@@ -251,3 +251,30 @@ def test_pubmed_dates_with_a_day_the_month_lacks_or_the_season_first(
     with store.read() as session:
         dates = {p.pmid: p.published.isoformat() for p in session.exec(select(Paper)).all()}
     assert dates == {"41000001": "2025-02-01", "41000002": "2025-06-01"}
+
+
+def test_slice_json_fields_of_the_wrong_shape_are_refused_not_stored_as_reprs(
+    store: Store, tmp_path: Path
+) -> None:
+    """A list title was stored as "'a', 'b'", an object abstract as "{'x': 1}"."""
+    day = {"published": "2025-01-01"}
+    path = tmp_path / "papers.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"title": ["a", "b"], **day},
+                {"title": "A fine paper with a numeric PMID", "pmid": 12345678, **day},
+                {"title": "An abstract that is an object", "abstract": {"x": 1}, **day},
+                {"title": "Authors that are objects", "authors": [{"name": "x"}], **day},
+            ]
+        )
+    )
+    (result,) = ingest_files(store, [path])
+    assert [(r.where, r.reason) for r in result.rejected] == [
+        ("record #1", "'title' is a list, not text"),
+        ("record #3", "'abstract' is an object, not text"),
+        ("record #4", "'authors' holds something other than names"),
+    ]
+    with store.read() as session:
+        titles = [p.title for p in session.exec(select(Paper)).all()]
+    assert titles == ["A fine paper with a numeric PMID"]

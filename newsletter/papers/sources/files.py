@@ -229,11 +229,32 @@ def _as_date(value: Any) -> date | None:
         return biorxiv.loose_date(text)
 
 
+def _shape_problem(item: dict[str, Any]) -> str | None:
+    """Why a record's fields cannot be read as text, if one cannot: a list where a title
+    belongs would be stored as "['a', 'b']". Numbers are fine (a PMID is often one)."""
+    for key in RECORD_FIELDS:
+        value = item.get(key)
+        if key == "authors" and isinstance(value, list):
+            if not all(isinstance(a, str | int | float) for a in value):
+                return "'authors' holds something other than names"
+            continue
+        if isinstance(value, bool | list | dict):
+            kind = "true/false" if isinstance(value, bool) else type(value).__name__
+            kind = {"list": "a list", "dict": "an object"}.get(kind, kind)
+            return f"'{key}' is {kind}, not text"
+    return None
+
+
 def from_mapping(item: Any, *, position: str) -> PaperRecord:
     """A paper record from a Slice JSON/JSONL/CSV item; problems become a rejectable record."""
     if not isinstance(item, dict):
         record = PaperRecord(title="", source="file", published=None)
         record.extra.update(position=position, problem="not a JSON object")
+        return record
+    problem = _shape_problem(item)
+    if problem:
+        record = PaperRecord(title="", source="file", published=None)
+        record.extra.update(position=position, problem=problem)
         return record
     authors_raw = item.get("authors", [])
     if isinstance(authors_raw, str):
