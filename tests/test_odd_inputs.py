@@ -7,6 +7,7 @@ hand-made variants of the recorded payloads (nulls, wrong types, deep nesting).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from newsletter.core.models import Paper
 from newsletter.core.store import Store
 from newsletter.papers.ingest import ingest_files
 from tests.composedata import add_papers, project_settings
+from tests.conftest import FIXTURES
 from tests.signup_support import rows
 
 GOOD = {
@@ -278,3 +280,18 @@ def test_slice_json_fields_of_the_wrong_shape_are_refused_not_stored_as_reprs(
     with store.read() as session:
         titles = [p.title for p in session.exec(select(Paper)).all()]
     assert titles == ["A fine paper with a numeric PMID"]
+
+
+def test_a_truncated_feed_says_where_once(run_cli: Callable[..., Result], tmp_path: Path) -> None:
+    """lxml's text said the place three times: '... line 7, line 7, column 81 (f.xml, line 7))'."""
+    feed = (FIXTURES / "sources" / "arxiv_new.xml").read_text(encoding="utf-8")
+    cut = tmp_path / "cut.xml"
+    cut.write_text(feed[: feed.index("</summary>")])
+    result = run_cli("ingest", str(cut))
+    assert result.exit_code == 1
+    (error,) = result.stderr.splitlines()[-1:]
+    assert re.search(
+        r"cut\.xml: malformed or truncated Atom XML at line \d+: Premature end of data in tag "
+        r"summary line \d+$",
+        error,
+    ), error

@@ -30,6 +30,7 @@ from newsletter.papers.sources.base import (
     Options,
     PaperRecord,
     SourceKind,
+    xml_problem,
 )
 from newsletter.papers.text import clean_markup, clean_title
 
@@ -313,9 +314,7 @@ def iter_articles(
                 f"{label}: bytes at line {exc.lineno} are not in the file's encoding (UTF-8 unless "
                 "its XML declaration names another); save the file as UTF-8 and ingest it again."
             ) from exc
-        raise ParseError(
-            f"{label}: malformed or truncated PubMed XML at line {exc.lineno}: {exc.msg}"
-        ) from exc
+        raise ParseError(f"{label}: malformed or truncated PubMed XML {xml_problem(exc)}") from exc
     if not saw_root:
         raise ParseError(f"{label}: not a PubMed efetch answer (no <PubmedArticleSet>)")
 
