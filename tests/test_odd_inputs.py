@@ -117,6 +117,18 @@ def test_json_nested_too_deeply_is_one_line_not_a_traceback(
     assert "papers.jsonl: line 2: JSON nested too deeply" in error
 
 
+def test_a_folder_or_a_device_given_to_ingest_is_named_for_what_it_is(
+    run_cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    (tmp_path / "feeds").mkdir()
+    result = run_cli("ingest", str(tmp_path / "feeds"), "/dev/null", str(tmp_path / "gone.xml"))
+    assert result.exit_code == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert f"feeds: is a folder; name the files in it (e.g. {tmp_path / 'feeds'}/*.xml)" in error
+    assert "/dev/null: not a regular file" in error
+    assert "gone.xml: no such file" in error
+
+
 # --- subscribers import ------------------------------------------------------------------
 
 
