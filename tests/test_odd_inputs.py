@@ -69,6 +69,20 @@ def test_medrxiv_nulls_are_empty_fields_not_the_word_none(store: Store, tmp_path
     assert all("None" not in p.title for p in stored.values())
 
 
+def test_a_medrxiv_collection_saved_without_its_envelope_is_read_as_medrxiv(
+    store: Store, tmp_path: Path
+) -> None:
+    """A bare list of API items (the 'collection' alone) was read as Slice JSON and every
+    record refused for its date."""
+    path = tmp_path / "collection.json"
+    path.write_text(json.dumps([_item("10.1101/x.1"), _item("10.1101/x.2", version="2")]))
+    (result,) = ingest_files(store, [path])
+    assert result.error is None and result.rejected == []
+    stored = _stored(store)
+    assert sorted(stored) == ["10.1101/x.1", "10.1101/x.2"]
+    assert stored["10.1101/x.1"].source == "medrxiv"
+
+
 def test_medrxiv_wrong_types_and_non_objects_are_refused_by_position(
     store: Store, tmp_path: Path
 ) -> None:

@@ -161,6 +161,8 @@ def parse_page(body: bytes | str, *, label: str) -> tuple[list[Any], int]:
         ) from exc
     except RecursionError:
         raise ParseError(f"{label}: JSON nested too deeply to be a bioRxiv answer") from None
+    if isinstance(data, list):  # a collection saved without the answer around it
+        return list(data), len(data)
     if not isinstance(data, dict):
         raise ParseError(f"{label}: expected a JSON object with 'messages' and 'collection'")
     messages = data.get("messages") or [{}]

@@ -85,6 +85,8 @@ def detect_format(path: Path) -> str:
         first_line = text.split(b"\n", 1)[0].strip()
         if b'"collection"' in lower and b'"messages"' in lower:
             return "biorxiv"
+        if text.startswith(b"[") and _biorxiv_items(lower):
+            return "biorxiv"  # the API's collection saved on its own, without its envelope
         if (
             text.startswith(b"{")
             and first_line.endswith(b"}")
@@ -96,6 +98,13 @@ def detect_format(path: Path) -> str:
     if _csv_delimiter(first) is not None:
         return "csv"
     raise UnknownFormatError(f"{path}: unknown format; Slice reads {_names()}")
+
+
+def _biorxiv_items(lower: bytes) -> bool:
+    """Whether a JSON list holds bioRxiv/medRxiv API items (keys no Slice record has)."""
+    return any(key in lower for key in (b'"jatsxml"', b'"author_corresponding"')) or (
+        b'"server"' in lower and b'"version"' in lower and b'"date"' in lower
+    )
 
 
 def _names() -> str:
