@@ -83,6 +83,28 @@ def test_a_medrxiv_collection_saved_without_its_envelope_is_read_as_medrxiv(
     assert stored["10.1101/x.1"].source == "medrxiv"
 
 
+def test_dates_no_paper_can_have_are_refused_by_record(store: Store, tmp_path: Path) -> None:
+    """Year 1 and 2099 were stored; a paper dated 2099 heads the newest-first archive."""
+    from datetime import date, timedelta
+
+    soon = (date.today() + timedelta(days=120)).isoformat()  # a journal's next print issue
+    path = _medrxiv(
+        tmp_path,
+        [
+            _item("10.1101/x.1", date="2099-01-01"),
+            _item("10.1101/x.2", date="0001-01-01"),
+            _item("10.1101/x.3", date=soon),
+            _item("10.1101/x.4"),
+        ],
+    )
+    (result,) = ingest_files(store, [path])
+    assert [(r.where, r.reason) for r in result.rejected] == [
+        ("DOI 10.1101/x.1", "publication date 2099-01-01 is not plausible"),
+        ("DOI 10.1101/x.2", "publication date 0001-01-01 is not plausible"),
+    ]
+    assert sorted(_stored(store)) == ["10.1101/x.3", "10.1101/x.4"]
+
+
 def test_medrxiv_wrong_types_and_non_objects_are_refused_by_position(
     store: Store, tmp_path: Path
 ) -> None:
