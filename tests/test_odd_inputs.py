@@ -343,3 +343,20 @@ def test_a_truncated_feed_says_where_once(run_cli: Callable[..., Result], tmp_pa
         r"summary line \d+$",
         error,
     ), error
+
+
+def test_ingesting_a_file_again_counts_its_records_as_unchanged(
+    run_cli: Callable[..., Result], environ: dict[str, str], tmp_path: Path
+) -> None:
+    """A second ingest said 'fetched 2, new 0' with nothing accounting for the 2."""
+    path = _medrxiv(tmp_path, [_item("10.1101/x.1"), _item("10.1101/x.2")])
+    assert run_cli("ingest", str(path)).exit_code == 0
+    again = run_cli("ingest", str(path), env={**environ, "COLUMNS": "80"})
+    assert again.exit_code == 0
+    header = next(line for line in again.stdout.splitlines() if "fetched" in line)
+    row = next(line for line in again.stdout.splitlines() if "file:details.json" in line)
+    assert header.split() == [
+        "source", "fetched", "new", "updated", "unchanged", "merged", "linked", "rejected"
+    ]  # fmt: skip
+    assert row.split()[1:] == ["2", "0", "0", "2", "0", "0", "0"]
+    assert all(len(line) <= 80 for line in again.stdout.splitlines()[:3]), again.stdout

@@ -44,22 +44,26 @@ def results_table(results: Sequence[IngestResult], title: str) -> Table:
     table = Table(
         title=title,
         title_justify="left",
-        caption="merged: duplicates merged into a stored record; linked: preprint and journal version linked",
+        box=None,  # no borders: seven counts and a file name fit an 80-column terminal
+        pad_edge=False,
+        caption="unchanged: stored already, as it was; merged: duplicates merged into a stored "
+        "record; linked: preprint and journal version linked",
         caption_justify="left",
     )
     # long file names fold; the counts never shrink away in a narrow terminal
     table.add_column("source", overflow="fold", min_width=20)
-    for name in ("fetched", "new", "updated", "merged", "linked", "rejected"):
+    for name in ("fetched", "new", "updated", "unchanged", "merged", "linked", "rejected"):
         table.add_column(name, justify="right", no_wrap=True, min_width=min(len(name), 7))
     for r in results:
         if r.error:
-            table.add_row(r.origin, "failed", "-", "-", "-", "-", "-")
+            table.add_row(r.origin, "failed", "-", "-", "-", "-", "-", "-")
             continue
         table.add_row(
             r.origin,
             str(r.fetched),
             str(r.new),
             str(r.updated),
+            str(r.unchanged),
             str(r.merged),
             str(r.linked),
             str(len(r.rejected)),
