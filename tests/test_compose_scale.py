@@ -108,6 +108,17 @@ def test_a_big_week_reads_few_papers_in_full_and_chooses_as_a_full_scoring(
                 settings, store, window=window, now=NOW, reselect=True, explain=True, **edits
             ),
         ]
+        # three pins from the bottom, all of one source: they fill that source's cap
+        # wherever they rank, so the settled papers of that source cannot be chosen
+        top_source = quick.selection.ranked[0].paper.source
+        bottom = [s for s in reversed(full.selection.ranked) if s.paper.source == top_source]
+        capped: dict[str, Any] = {"pins": [s.paper_id for s in bottom[:3]]}
+        capped_issues = [
+            compose_issue(settings, store, window=window, now=NOW, reselect=True, **capped),
+            compose_issue(
+                settings, store, window=window, now=NOW, reselect=True, explain=True, **capped
+            ),
+        ]
 
     assert [p.id for p in quick.issue.papers] == [p.id for p in full.issue.papers]
     assert len(quick.issue.papers) == 6
@@ -123,6 +134,9 @@ def test_a_big_week_reads_few_papers_in_full_and_chooses_as_a_full_scoring(
     assert [p.id for p in edited[0].issue.papers] == [p.id for p in edited[1].issue.papers]
     assert set(pinned) <= {p.id for p in edited[0].issue.papers}
     assert excluded[0] not in {p.id for p in edited[0].issue.papers}
+    quick_capped, full_capped = ([p.id for p in c.issue.papers] for c in capped_issues)
+    assert quick_capped == full_capped and len(quick_capped) == 6
+    assert [s.paper.source for s in capped_issues[0].selection.chosen].count(top_source) == 3
 
     # --explain lists every candidate scored in full, each with its reason
     result = run_cli(
