@@ -261,3 +261,38 @@ def test_the_floor_defaults_work_for_this_repositorys_profile() -> None:
     rows = [Row(i, t, a) for i, (t, a) in enumerate(RADIOLOGY + GENERAL_AI)]
     chosen = select(rows, window, profile, options=SelectOptions(max_papers=6)).chosen
     assert {s.paper_id for s in chosen} == {0, 1, 2}
+
+
+def test_a_paper_whose_abstract_arrives_later_is_scored_again(
+    project: Path, environ: dict[str, str], run_cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    """First seen without an abstract (under the floor), then with one: it reaches the archive."""
+    import json
+
+    settings = _settings(project, environ)
+    title = "A multicentre reader study across twelve hospitals"
+    abstract = (
+        "A deep learning model for chest radiograph triage was read alongside radiologists "
+        "on 12 000 CT and radiograph examinations; radiology reporting time fell by a third."
+    )
+    feed = tmp_path / "papers.jsonl"
+
+    def ingest(text: str) -> None:
+        line = {"title": title, "abstract": text, "authors": ["A B"], "source": "arxiv",
+                "kind": "preprint", "published": "2026-05-27", "arxiv_id": "2605.01234"}  # fmt: skip
+        feed.write_text(json.dumps(line) + "\n", encoding="utf-8")
+        assert run_cli("ingest", str(feed)).exit_code == 0
+
+    def in_archive() -> bool:
+        with Store.open(settings.database_url) as store:
+            server = LiveServer(create_app(settings, store=store)).start()
+            try:
+                with urllib.request.urlopen(f"{server.url}/?per_page=50") as page:
+                    return title in page.read().decode()
+            finally:
+                server.stop()
+
+    ingest("")
+    assert not in_archive()  # a title alone does not clear the floor
+    ingest(abstract)
+    assert in_archive()

@@ -420,8 +420,10 @@ def test_no_confirmed_reader_is_an_error_that_changes_nothing(
 ) -> None:
     write_issue(smtp_settings, db)
     add_reader(db, "p@example.com", status="pending")
-    with pytest.raises(SendError, match="No confirmed subscribers"):
+    with pytest.raises(SendError, match="No confirmed subscribers") as refused:
         send(smtp_settings, db)
+    # the hint names the command that adds a reader who can be sent to at once
+    assert "`slice subscribers add ADDRESS --confirmed`" in str(refused.value)
     with db.read() as session:
         assert session.get(Issue, ISSUE).status == "draft"  # type: ignore[union-attr]
         assert session.exec(select(Delivery)).all() == []

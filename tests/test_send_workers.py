@@ -132,11 +132,16 @@ def test_three_workers_one_killed_share_one_send_and_one_rate(
     rate = (len(steady) - 1) / (steady[-1] - steady[0])
     print(f"rate {rate:.2f}/s, busiest second {max_in_window(times)}")
     assert rate <= 1.03 * RATE, rate  # one rate for all, not three times it
-    assert max_in_window(times) <= RATE + 1 + JITTER
     # reaching the rate needs the CPU for it: on a machine loaded far beyond its cores
-    # (other test suites running) the workers fall behind, which is not a pacing fault
+    # (other test suites running) the workers fall behind, which is not a pacing fault;
+    # and there the relay's thread, stalled for a tenth of a second, stamps the four
+    # messages that queued meanwhile at one instant (seen: 45 in a second at load 12),
+    # so only a burst far past one rate (three workers each at it: 120) fails
     if os.getloadavg()[0] < 2 * (os.cpu_count() or 1):
         assert rate >= 0.97 * RATE, rate
+        assert max_in_window(times) <= RATE + 1 + JITTER
+    else:
+        assert max_in_window(times) <= 1.5 * RATE
 
 
 def test_more_than_one_worker_is_refused_on_sqlite(

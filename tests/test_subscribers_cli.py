@@ -140,7 +140,7 @@ def test_import_reports_bad_rows_and_imports_the_good(
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         f"{MIXED}: 5 added as pending, 5 confirmation emails sent, 0 already on the list, "
-        "1 duplicate rows merged, 0 unsubscribed or bounced kept off, 4 bad rows skipped.\n"
+        "1 duplicate row merged, 0 unsubscribed or bounced kept off, 4 bad rows skipped.\n"
     )
     warnings = result.stderr.splitlines()
     assert (
@@ -316,11 +316,11 @@ def test_prune_command(cli: Run, store: Store) -> None:
         session.add(sub)
     dry = cli("prune", "--dry-run")
     assert (
-        dry.stdout.startswith("Would remove 1 unconfirmed subscribers")
+        dry.stdout.startswith("Would remove 1 unconfirmed subscriber whose")
         and "stale@example.org" in dry.stdout
     )
     assert len(rows(store)) == 1
-    assert cli("prune").stdout.startswith("Removed 1 unconfirmed subscribers")
+    assert cli("prune").stdout.startswith("Removed 1 unconfirmed subscriber whose")
     assert rows(store) == []
 
 

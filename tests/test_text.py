@@ -11,6 +11,7 @@ from newsletter.papers.names import normalize_name, split_authors, title_key
 from newsletter.papers.text import (
     clean_markup,
     clean_plain,
+    clean_tex,
     clean_title,
     collapse,
     is_sanitized,
@@ -216,3 +217,27 @@ def test_the_fast_path_gives_what_nh3_gives() -> None:
         collapsed = "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
         assert collapse(fragment) == collapsed, repr(fragment)
     assert fast > 2_000  # the comparison covered the fast path, not only nh3
+
+
+@pytest.mark.parametrize(
+    ("tex", "shown"),
+    [
+        ("a lesion of $\\sim 5$ mm", "a lesion of ~ 5 mm"),
+        ("$\\sim$10% of scans", "~10% of scans"),
+        ("AUC rose by $\\frac{1}{2}$ point", "AUC rose by 1/2 point"),
+        ("$\\dfrac{a+b}{2}$ and $\\tfrac12$", "(a+b)/2 and 1/2"),
+        ("$\\frac{\\pi}{2}$", "π/2"),
+        ("$\\left(x\\right)$", "(x)"),
+        ("$\\mathcal{O}(n\\log n)$", "O(n log n)"),
+        ("$\\hat{y}$ and $\\bar{x}$", "ŷ and x̄"),
+        ("$p \\lt 0.05$", "p &lt; 0.05"),
+        ("Code: \\url{https://github.com/a/b}.", "Code: https://github.com/a/b."),
+        ("see \\href{https://a.org}{our site}", "see our site"),
+        ("Ko\\l{}odziej and \\o ystein, Stra\\ss{}e", "Kołodziej and øystein, Straße"),
+        ("and so on\\dots", "and so on…"),
+        ("$\\alpha$~and $\\beta$", "α and β"),
+    ],
+)
+def test_tex_that_read_as_letters_or_vanished(tex: str, shown: str) -> None:
+    """\\sim became a blank (TeX's "~" space), \\frac{1}{2} read "frac12", \\url stayed raw."""
+    assert clean_tex(clean_plain(tex)) == shown

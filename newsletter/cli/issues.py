@@ -25,17 +25,16 @@ def register(app: typer.Typer) -> None:
         if not rows:
             err().print("No issues yet: `slice compose` makes the first draft.")
             return
-        table = Table(title_justify="left")
-        for name, justify in (
-            ("issue", "left"),
-            ("#", "right"),
-            ("status", "left"),
-            ("window", "left"),
-            ("papers", "right"),
-            ("deliveries", "left"),
-            ("subject", "left"),
-        ):
-            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        # no borders: the columns below need the room in an 80-column terminal
+        table = Table(title_justify="left", box=None)
+        # the id is what `slice send` and `slice discard` take: never cut, in any width
+        table.add_column("issue", no_wrap=True, min_width=max(len(r.id) for r in rows))
+        table.add_column("#", justify="right")
+        table.add_column("status")
+        table.add_column("window", min_width=10)  # a whole date on each line
+        table.add_column("papers", justify="right")
+        table.add_column("deliveries", min_width=10)
+        table.add_column("subject", overflow="fold")
         for row in rows:
             number = str(row.number) if row.status in ("sending", "sent") else f"({row.number})"
             parts = []

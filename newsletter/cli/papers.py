@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from newsletter.cli.base import err, out, plural, state
-from newsletter.core.errors import SomeSourcesFailed
+from newsletter.core.errors import ConfigError, SomeSourcesFailed
 from newsletter.papers.formats import FORMATS
 
 if TYPE_CHECKING:  # ingest and the sources load when a command runs, not for --help
@@ -36,31 +36,34 @@ def _date(value: str | None, flag: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date; write YYYY-MM-DD.", param_hint=flag
-        ) from None
+        # one line, as compose says it (a usage error would print the usage block first)
+        raise ConfigError(f"{flag} {value!r} is not a date; write it like 2025-06-09.") from None
 
 
 def results_table(results: Sequence[IngestResult], title: str) -> Table:
     table = Table(
         title=title,
         title_justify="left",
-        caption="merged: duplicates merged into a stored record; linked: preprint and journal version linked",
+        box=None,  # no borders: seven counts and a file name fit an 80-column terminal
+        pad_edge=False,
+        caption="unchanged: stored already, as it was; merged: duplicates merged into a stored "
+        "record; linked: preprint and journal version linked",
         caption_justify="left",
     )
     # long file names fold; the counts never shrink away in a narrow terminal
     table.add_column("source", overflow="fold", min_width=20)
-    for name in ("fetched", "new", "updated", "merged", "linked", "rejected"):
+    for name in ("fetched", "new", "updated", "unchanged", "merged", "linked", "rejected"):
         table.add_column(name, justify="right", no_wrap=True, min_width=min(len(name), 7))
     for r in results:
         if r.error:
-            table.add_row(r.origin, "failed", "-", "-", "-", "-", "-")
+            table.add_row(r.origin, "failed", "-", "-", "-", "-", "-", "-")
             continue
         table.add_row(
             r.origin,
             str(r.fetched),
             str(r.new),
             str(r.updated),
+            str(r.unchanged),
             str(r.merged),
             str(r.linked),
             str(len(r.rejected)),
@@ -194,7 +197,7 @@ def ingest(
 ) -> None:
     """Store papers from local files; the format is detected from each file's content."""
     if format is not None and format not in FORMATS:
-        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+        raise ConfigError(f"--format {format!r} is not a format; use one of {', '.join(FORMATS)}.")
     app_state = state(ctx)
     store = app_state.store()
     with Bars() as bars, _scored_after(app_state.settings(), store):
@@ -226,13 +229,29 @@ def papers(
 
     since, until = iso_week(week) if week else (None, None)
     with state(ctx).store().read() as session:
+        # one more than asked for: whether the list stops at --limit or at the last paper
         found = list_papers(
-            session, PaperQuery(since=since, until=until, search=search, source=source, limit=limit)
+            session,
+            PaperQuery(since=since, until=until, search=search, source=source, limit=limit + 1),
         )
+    more = len(found) > limit
+    found = found[:limit]
     if as_json:
         typer.echo(json.dumps([as_record(p) for p in found], ensure_ascii=False, indent=2))
         return
-    table = Table(title=plural(len(found), "paper"), title_justify="left")
+    if not found:
+        filtered = week or search or source
+        err().print(
+            "No stored paper matches."
+            if filtered
+            else "No papers stored yet: `slice fetch` gets them from the sources in slice.toml, "
+            "`slice ingest FILE` from saved files."
+        )
+        return
+    title = plural(len(found), "paper")
+    if more:
+        title = f"The first {title}; more are stored (raise --limit to see them)"
+    table = Table(title=title, title_justify="left")
     # "id" is the number `slice compose --pin/--exclude` take; the identifier says where it is from
     table.add_column("id", justify="right", no_wrap=True)
     for column in ("published", "source", "kind", "title", "identifier"):

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from newsletter.cli.base import WholeHelpGroup, err, out, plural, state
 from newsletter.cli.stopping import run_stoppable, term_as_interrupt
-from newsletter.core.errors import RelayRefusedError, SendError
+from newsletter.core.errors import ConfigError, RelayRefusedError, SendError
 
 if TYPE_CHECKING:  # the sender and its database load when a command runs, not for --help
     from newsletter.core.settings import Settings
@@ -181,7 +181,8 @@ def send(
 ) -> None:
     """Send a composed issue to every confirmed subscriber (resumes a stopped send)."""
     if sum([dry_run_, to is not None or proof, status]) > 1:
-        raise typer.BadParameter("use only one of --dry-run, --to/--proof and --status")
+        # one line, as every other mistake here (a usage error prints the usage block first)
+        raise ConfigError("use only one of --dry-run, --to/--proof and --status.")
     app_state = state(ctx)
     settings = app_state.settings(
         {"send": {"rate": rate, "concurrency": concurrency, "workers": workers}}

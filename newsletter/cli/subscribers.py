@@ -141,7 +141,9 @@ def import_(
     added = now_confirmed = on_list = sent = 0
     suppressed: list[str] = []
     failed: list[str] = []
-    with Progress(console=err(), transient=True) as progress:
+    console = err()
+    # a bar only on a terminal: elsewhere it would leave a blank line on stderr
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("Importing", total=total)
         # chunk by chunk: each is committed with its confirmation emails queued, then they go
         # out; if this is stopped, `slice serve` sends what is left in the queue
@@ -170,19 +172,24 @@ def import_(
         warn.print(f"confirmation email not sent yet to {failure}", markup=False)
     if failed:
         warn.print(
-            f"{len(failed)} confirmation emails stay queued: `slice serve` sends them "
-            "once the relay answers.",
+            f"{plural(len(failed), 'confirmation email')} "
+            + (
+                "stays queued: `slice serve` sends it"
+                if len(failed) == 1
+                else "stay queued: `slice serve` sends them"
+            )
+            + " once the relay answers.",
             markup=False,
         )
     summary = [
         f"{added} added" + (" as confirmed" if confirmed else " as pending"),
         f"{now_confirmed} pending now confirmed"
         if confirmed
-        else f"{sent} confirmation emails sent",
+        else f"{plural(sent, 'confirmation email')} sent",
         f"{on_list} already on the list",
-        f"{len(stream.merged)} duplicate rows merged",
+        f"{plural(len(stream.merged), 'duplicate row')} merged",
         f"{len(suppressed)} unsubscribed or bounced kept off",
-        f"{len(stream.problems)} bad rows skipped",
+        f"{plural(len(stream.problems), 'bad row')} skipped",
     ]
     out().print(f"{file}: " + ", ".join(summary) + ".", markup=False)
     if stream.ignored_columns:
@@ -281,7 +288,7 @@ def prune(
     result = _service(ctx).prune(dry_run=dry_run)
     verb = "Would remove" if dry_run else "Removed"
     out().print(
-        f"{verb} {len(result.removed)} unconfirmed subscribers whose link expired "
+        f"{verb} {plural(len(result.removed), 'unconfirmed subscriber')} whose link expired "
         f"(asked before {result.cutoff:%Y-%m-%d %H:%M} UTC).",
         markup=False,
     )

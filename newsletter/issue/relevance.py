@@ -12,6 +12,11 @@ the statistics and its score, so a refresh costs a few milliseconds per new pape
 A paper's stored score uses the statistics as they were when it was scored; as the
 store grows the IDF moves a little. Compose reads the week's stored scores to find the
 candidates that can still reach the issue, and scores only those afresh.
+
+An ingest that changes a paper's title or abstract clears its ``relevance_key``, so the
+next refresh scores it again (a preprint first stored without its abstract is not left
+under the floor). Its words then count twice in the statistics, a drift of one
+document per such paper, which the IDF barely notices.
 """
 
 from __future__ import annotations

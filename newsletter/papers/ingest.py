@@ -168,6 +168,10 @@ def ingest_files(
 
         result = IngestResult(origin=origin)
         try:
+            if path.is_dir():
+                raise ParseError(f"{path}: is a folder; name the files in it (e.g. {path}/*.xml)")
+            if path.exists() and not path.is_file():
+                raise ParseError(f"{path}: not a regular file; save the feed to a file first")
             if not path.is_file():
                 raise ParseError(f"{path}: no such file")
             ingest(

@@ -104,8 +104,17 @@ _TEX_SYMBOLS = {
     'langle': '⟨', 'rangle': '⟩', 'ldots': '…', 'dots': '…', 'cdots': '⋯', 'prime': '′', '%': '%',
     '&': '&', '_': '_', '#': '#', '$': '$', '{': '{', '}': '}', ',': ' ', ';': ' ', 'quad': ' ',
     'qquad': ' ', 'textasciitilde': '~', 'log': 'log', 'exp': 'exp', 'sin': 'sin', 'cos': 'cos',
-    'max': 'max', 'min': 'min', 'lim': 'lim', 'AA': 'Å',
+    'max': 'max', 'min': 'min', 'lim': 'lim', 'AA': 'Å', 'iota': 'ι', 'upsilon': 'υ', 'Xi': 'Ξ',
+    'Upsilon': 'Υ', 'vartheta': 'ϑ', 'lt': '&lt;', 'gt': '&gt;', 'lesssim': '≲', 'gtrsim': '≳',
+    'll': '≪', 'gg': '≫', 'propto': '∝', 'div': '÷', 'equiv': '≡', 'forall': '∀', 'exists': '∃',
+    'subset': '⊂', 'subseteq': '⊆', 'cup': '∪', 'cap': '∩', 'emptyset': '∅', 'otimes': '⊗',
+    'oplus': '⊕', 'uparrow': '↑', 'downarrow': '↓', 'leftrightarrow': '↔', 'mapsto': '↦',
+    'ast': '∗', 'star': '⋆', 'bullet': '•', 'dagger': '†', 'ln': 'ln', 'det': 'det', 'tan': 'tan',
+    'tanh': 'tanh', 'arg': 'arg', 'left': '', 'right': '', 'big': '', 'Big': '', 'bigl': '',
+    'bigr': '', 'Bigl': '', 'Bigr': '', '!': '', ':': ' ',
 }
+# named functions: "n\log n" reads "n log n", not "nlog n"
+_FUNCTIONS = frozenset({'log', 'ln', 'exp', 'sin', 'cos', 'tan', 'tanh', 'max', 'min', 'lim', 'det', 'arg'})
 # fmt: on
 _TEX_ACCENTS = {
     "'": "\u0301",
@@ -137,7 +146,42 @@ _PLAIN_RE = re.compile(
     r"\\(mathrm|text|textrm|mathcal|mathbb|mathsf|mathtt|operatorname|texttt|textsc|mbox|rm|bf|it)\s*\{([^{}]*)\}"
 )
 _SCRIPT_RE = re.compile(r"([_^])\s*(\{[^{}]*\}|\\[A-Za-z]+|[^\s{}\\])")
-_COMMAND_RE = re.compile(r"\\([A-Za-z]+|[%&_#${},;])")
+_COMMAND_RE = re.compile(r"\\([A-Za-z]+|[%&_#${},;!:])")
+_FRAC_ARG = r"\s*(\{[^{}]*\}|[^\s{}\\]|\\[A-Za-z]+)"
+_FRAC_RE = re.compile(r"\\[dt]?frac" + _FRAC_ARG + _FRAC_ARG)
+_MATH_ACCENTS = {
+    "hat": "\u0302",
+    "widehat": "\u0302",
+    "bar": "\u0304",
+    "overline": "\u0304",
+    "tilde": "\u0303",
+    "widetilde": "\u0303",
+    "vec": "\u20d7",
+    "dot": "\u0307",
+    "ddot": "\u0308",
+}
+_MATH_ACCENT_RE = re.compile(
+    r"\\(" + "|".join(_MATH_ACCENTS) + r")\b\s*(?:\{([^{}]*)\}|([A-Za-z]))"
+)
+# text-mode commands: a link's text, dots, and the letters TeX spells as commands
+_LINK_RE = re.compile(r"\\(?:url|nolinkurl)\s*\{([^{}]*)\}|\\href\s*\{[^{}]*\}\s*\{([^{}]*)\}")
+_TEXT_LETTERS = {
+    "ss": "ß",
+    "o": "ø",
+    "O": "Ø",
+    "aa": "å",
+    "ae": "æ",
+    "AE": "Æ",
+    "oe": "œ",
+    "OE": "Œ",
+    "l": "ł",
+    "L": "Ł",
+}
+# a control word eats the space after it ("\o ystein" is "øystein"); "{}" keeps it
+_TEXT_LETTER_RE = re.compile(
+    r"\\(" + "|".join(sorted(_TEXT_LETTERS, key=len, reverse=True)) + r")(?:\{\}|(?![A-Za-z])\s?)"
+)
+_DOTS_RE = re.compile(r"\\(?:ldots|dots)(?:\{\})?(?![A-Za-z])")
 _MATH_RE = re.compile(r"(?<!\\)\$\$?(.+?)(?<!\\)\$\$?", re.S)
 
 
@@ -152,6 +196,8 @@ def _tex_math(body: str) -> str:
         lambda m: f"<{_TEX_STYLE[m.group(1)]}>{m.group(2)}</{_TEX_STYLE[m.group(1)]}>", body
     )
     body = _PLAIN_RE.sub(lambda m: m.group(2), body)
+    body = _MATH_ACCENT_RE.sub(_math_accent, body)
+    body = _FRAC_RE.sub(_fraction, body)
 
     def script(m: re.Match[str]) -> str:
         arg = m.group(2)
@@ -164,8 +210,33 @@ def _tex_math(body: str) -> str:
     return body.replace("{", "").replace("}", "")
 
 
+def _math_accent(m: re.Match[str]) -> str:
+    base = _tex_commands(m.group(2) if m.group(2) is not None else m.group(3))
+    if len(base.strip()) == 1:
+        return unicodedata.normalize("NFC", base.strip() + _MATH_ACCENTS[m.group(1)])
+    return base
+
+
+def _fraction(m: re.Match[str]) -> str:
+    """\\frac{a+b}{2} → (a+b)/2; \\frac12 → 1/2."""
+    parts = []
+    for arg in (m.group(1), m.group(2)):
+        arg = _tex_commands(arg[1:-1] if arg.startswith("{") else arg).strip()
+        simple = arg.replace(".", "").isalnum() or len(arg) <= 1
+        parts.append(arg if simple else f"({arg})")
+    return "/".join(parts)
+
+
+def _tex_command(m: re.Match[str]) -> str:
+    name = m.group(1)
+    shown = _TEX_SYMBOLS.get(name, name)
+    if name in _FUNCTIONS and m.start() > 0 and m.string[m.start() - 1].isalnum():
+        return " " + shown
+    return shown
+
+
 def _tex_commands(text: str) -> str:
-    return _COMMAND_RE.sub(lambda m: _TEX_SYMBOLS.get(m.group(1), m.group(1)), text)
+    return _COMMAND_RE.sub(_tex_command, text)
 
 
 def tex_to_text(text: str) -> str:
@@ -173,7 +244,12 @@ def tex_to_text(text: str) -> str:
     if "\\" not in text and "$" not in text:
         return text
     text = _ACCENT_RE.sub(_accent, text)
+    # "~" is TeX's unbreakable space; \\sim, made after this, stays a tilde
+    text = text.replace("~", " ")
     text = _MATH_RE.sub(lambda m: _tex_math(m.group(1)), text)
+    text = _LINK_RE.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
+    text = _TEXT_LETTER_RE.sub(lambda m: _TEXT_LETTERS[m.group(1)], text)
+    text = _DOTS_RE.sub("…", text)
     text = _STYLE_RE.sub(
         lambda m: f"<{_TEX_STYLE[m.group(1)]}>{m.group(2)}</{_TEX_STYLE[m.group(1)]}>", text
     )
@@ -181,4 +257,4 @@ def tex_to_text(text: str) -> str:
     text = re.sub(r"\\([%&_#$])", r"\1", text)
     text = re.sub(r"\{\\(?:it|em)\s+([^{}]*)\}", r"<i>\1</i>", text)
     text = re.sub(r"\{\\bf\s+([^{}]*)\}", r"<b>\1</b>", text)
-    return text.replace("``", "“").replace("''", "”").replace("~", " ")
+    return text.replace("``", "“").replace("''", "”")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from newsletter.papers.names import normalize_name
@@ -82,6 +82,15 @@ def _scrub_record(record: PaperRecord) -> None:
     record.extra = _scrubbed(record.extra)
 
 
+# journals date issues months ahead (PubMed's print dates); nothing is dated further
+FUTURE_DAYS = 400
+EARLIEST = date(1800, 1, 1)
+
+
+def _plausible(published: date) -> bool:
+    return EARLIEST <= published <= date.today() + timedelta(days=FUTURE_DAYS)
+
+
 def validate(record: PaperRecord) -> str | None:
     """Normalize the record in place; the reason it must be rejected, or None."""
     problem = record.extra.pop("problem", None)
@@ -98,6 +107,9 @@ def validate(record: PaperRecord) -> str | None:
         return "no publication date"
     if not isinstance(record.published, date):
         return "publication date is not a date"
+    if not _plausible(record.published):
+        # a paper dated 2099 would head the archive's newest-first list for decades
+        return f"publication date {record.published.isoformat()} is not plausible"
     record.kind = (record.kind or "").strip().lower()
     if record.kind not in KINDS:
         return f"kind must be 'paper' or 'preprint', not {record.kind!r}"

@@ -47,6 +47,8 @@ COLUMNS = (
     "first_seen",
     "updated_at",
 )
+# what newsletter.issue.relevance scores a paper by
+_SCORED_TEXT = frozenset({"title", "abstract"})
 _MUTABLE = COLUMNS[1:]  # everything but the id may change on a merge
 _MUTABLE_VALUES = attrgetter(*_MUTABLE)  # a paper's values as one tuple, in C
 # the columns whose values are lists or dicts (copied when saved, so a change in place shows)
@@ -204,10 +206,10 @@ def update_changed(conn: Connection, papers: Iterable[StoredPaper]) -> int:
         groups.setdefault(names, []).append(params)
         paper.mark_saved()
     for names, rows in groups.items():
-        statement = (
-            update(PAPERS)
-            .where(PAPERS.c.id == bindparam("k_id"))
-            .values({name: bindparam(f"v_{name}") for name in names})
-        )
+        values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+        if _SCORED_TEXT.intersection(names):
+            # a new title or abstract (one that arrived later, say) is scored again
+            values["relevance_key"] = None
+        statement = update(PAPERS).where(PAPERS.c.id == bindparam("k_id")).values(values)
         conn.execute(statement, rows)
     return sum(len(rows) for rows in groups.values())

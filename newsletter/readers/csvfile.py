@@ -5,6 +5,9 @@ naming its columns; ``email`` is required, ``name`` is optional, other columns
 are ignored and reported. Commas, semicolons or tabs separate the columns.
 A file that cannot be read at all is an `ImportFileError`; a bad row is a
 `RowProblem` with its line number, and the good rows are still imported.
+An address written with a display name (``Ann Reader <ann@example.org>``, as
+mail programs export contacts) is taken as the address, the display name
+standing in for an empty name column.
 Rows for the same address (in any case or IDNA form) are merged.
 
 An export writes every cell that a spreadsheet would run as a formula (``=``,
@@ -18,6 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import itertools
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,6 +203,9 @@ class ImportStream:
         if not raw_email.strip():
             self.problems.append(RowProblem(line, "no email address"))
             return None
+        raw_email, display = split_display_name(raw_email)
+        if not raw_name.strip():
+            raw_name = display
         try:
             address = normalize_email(raw_email)
             person = clean_name(raw_name)
@@ -214,6 +221,21 @@ class ImportStream:
             return None
         seen[address.key] = line if person else -line
         return ImportRow(line, address, person)
+
+
+_DISPLAY = re.compile(r"^\s*(.*?)\s*<([^<>]*)>\s*$", re.S)
+
+
+def split_display_name(value: str) -> tuple[str, str]:
+    """'Ann Reader <ann@example.org>' → ('ann@example.org', 'Ann Reader'), as mail programs
+    and address books export a contact; a bare address comes back with no name."""
+    match = _DISPLAY.match(value)
+    if match is None:
+        return value, ""
+    name = match.group(1).strip()
+    if len(name) > 1 and name[0] == name[-1] == '"':
+        name = name[1:-1].replace('\\"', '"').strip()
+    return match.group(2), name
 
 
 def _header_key(cell: str) -> str:

@@ -47,7 +47,8 @@ def confirmed_count(store: Store) -> int:
 def no_readers() -> SendError:
     return SendError(
         "No confirmed subscribers: run `slice subscribers list --status pending` to see who has "
-        "not confirmed, or `slice subscribers add ADDRESS` to add a reader."
+        "not confirmed, or `slice subscribers add ADDRESS --confirmed` to add a reader whose "
+        "consent you hold (without --confirmed they are sent a confirmation email first)."
     )
 
 

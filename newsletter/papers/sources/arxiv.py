@@ -24,6 +24,7 @@ from newsletter.papers.sources.base import (
     Options,
     PaperRecord,
     SourceKind,
+    xml_problem,
 )
 from newsletter.papers.text import clean_plain, clean_title
 
@@ -92,14 +93,18 @@ def parse_feed(
                 source, parser=etree.XMLParser(resolve_entities=False, no_network=True)
             )
         except etree.XMLSyntaxError as exc:
-            raise ParseError(f"{label}: not valid Atom XML ({exc})") from exc
+            raise ParseError(
+                f"{label}: malformed or truncated Atom XML {xml_problem(exc)}"
+            ) from exc
     else:
         try:
             root = etree.parse(
                 source, parser=etree.XMLParser(resolve_entities=False, no_network=True)
             ).getroot()
         except etree.XMLSyntaxError as exc:
-            raise ParseError(f"{label}: not valid Atom XML ({exc})") from exc
+            raise ParseError(
+                f"{label}: malformed or truncated Atom XML {xml_problem(exc)}"
+            ) from exc
     if root.tag != f"{ATOM}feed":
         raise ParseError(f"{label}: expected an Atom <feed>, found <{etree.QName(root).localname}>")
     total_el = root.find(f"{OPENSEARCH}totalResults")
@@ -241,9 +246,7 @@ def parse_oai(source: IO[bytes], *, label: str = "arXiv OAI-PMH") -> Iterator[Pa
             yield record
             node.clear()
     except etree.XMLSyntaxError as exc:
-        raise ParseError(
-            f"{label}: malformed or truncated XML at line {exc.lineno}: {exc.msg}"
-        ) from exc
+        raise ParseError(f"{label}: malformed or truncated XML {xml_problem(exc)}") from exc
 
 
 def _oai_record(meta: etree._Element) -> PaperRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -97,3 +98,12 @@ class SourceKind:
     options: type[Options]
     build: Callable[[str, Any], Source]
     summary: str
+
+
+def xml_problem(exc: Exception) -> str:
+    """Where and why lxml refused a file, said once: 'at line 7: Premature end of data in
+    tag summary line 7' (lxml's own text repeats ', line 7, column 81' and the file name)."""
+    message = str(getattr(exc, "msg", None) or exc).strip()
+    message = re.sub(r",? line \d+, column \d+$", "", message)
+    line = getattr(exc, "lineno", None)
+    return f"at line {line}: {message}" if line else message

@@ -58,11 +58,51 @@ def _version(item: dict[str, Any]) -> int:
         return 1
 
 
-def to_record(item: dict[str, Any], *, server: str = "") -> PaperRecord:
-    server = (server or str(item.get("server", "")) or "biorxiv").lower()
-    doi = str(item.get("doi", "")).strip() or None
+_TEXT_KEYS = ("doi", "title", "authors", "abstract", "date", "published", "server")
+
+
+def _kind_of(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _texts(item: dict[str, Any]) -> tuple[dict[str, str], str | None]:
+    """The item's text fields (a missing or null one is empty); and why it is unusable, if it is."""
+    texts: dict[str, str] = {}
+    for key in _TEXT_KEYS:
+        value = item.get(key)
+        if value is None:
+            texts[key] = ""
+        elif isinstance(value, str):
+            texts[key] = value
+        else:
+            return texts, f"'{key}' is {_kind_of(value)}, not text"
+    return texts, None
+
+
+def to_record(item: Any, *, server: str = "") -> PaperRecord:
+    """A record from one item of a collection; an unusable item is a record with its problem."""
+    if not isinstance(item, dict):
+        record = PaperRecord(title="", source=server or "biorxiv", published=None)
+        record.extra["problem"] = f"{_kind_of(item)}, not a JSON object"
+        return record
+    texts, problem = _texts(item)
+    if problem:
+        record = PaperRecord(title="", source=server or "biorxiv", published=None)
+        record.extra["problem"] = problem
+        record.doi = texts.get("doi", "").strip() or None
+        return record
+    server = (server or texts["server"] or "biorxiv").lower()
+    doi = texts["doi"].strip() or None
     version = _version(item)
-    published = str(item.get("published", "") or "").strip()
+    published = texts["published"].strip()
     extra: dict[str, Any] = {"version": version}
     for key in (
         "category",
@@ -75,12 +115,12 @@ def to_record(item: dict[str, Any], *, server: str = "") -> PaperRecord:
         if value and value != "NA":
             extra[key] = value
     return PaperRecord(
-        title=clean_title(clean_plain(str(item.get("title", "")), tex=False)),
-        authors=split_authors(str(item.get("authors", ""))),
-        abstract=clean_abstract(clean_plain(str(item.get("abstract", "")), tex=False)),
+        title=clean_title(clean_plain(texts["title"], tex=False)),
+        authors=split_authors(texts["authors"]),
+        abstract=clean_abstract(clean_plain(texts["abstract"], tex=False)),
         source=server if server in ("medrxiv", "biorxiv") else "biorxiv",
         kind="preprint",
-        published=loose_date(str(item.get("date", ""))),
+        published=loose_date(texts["date"]),
         url=f"https://www.{server}.org/content/{doi}v{version}" if doi else "",
         doi=doi,
         published_doi=published if published and published != "NA" else None,
@@ -88,12 +128,14 @@ def to_record(item: dict[str, Any], *, server: str = "") -> PaperRecord:
     )
 
 
-def highest_versions(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One item per DOI: its highest version (first seen order kept)."""
+def highest_versions(items: Iterable[Any]) -> list[Any]:
+    """One item per DOI: its highest version (first seen order kept); items that are not
+    objects, or name no DOI as text, pass through for `to_record` to judge."""
     best: dict[str, dict[str, Any]] = {}
-    loose: list[dict[str, Any]] = []
+    loose: list[Any] = []
     for item in items:
-        doi = str(item.get("doi", "")).strip().lower()
+        doi = item.get("doi") if isinstance(item, dict) else None
+        doi = doi.strip().lower() if isinstance(doi, str) else ""
         if not doi:
             loose.append(item)
             continue
@@ -102,7 +144,7 @@ def highest_versions(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [*best.values(), *loose]
 
 
-def parse_page(body: bytes | str, *, label: str) -> tuple[list[dict[str, Any]], int]:
+def parse_page(body: bytes | str, *, label: str) -> tuple[list[Any], int]:
     """(collection, page size) of one answer; an empty body or 'no posts found' is empty."""
     text = body.decode("utf-8") if isinstance(body, bytes) else body
     if not text.strip():
@@ -117,6 +159,10 @@ def parse_page(body: bytes | str, *, label: str) -> tuple[list[dict[str, Any]], 
         raise ParseError(
             f"{label}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError:
+        raise ParseError(f"{label}: JSON nested too deeply to be a bioRxiv answer") from None
+    if isinstance(data, list):  # a collection saved without the answer around it
+        return list(data), len(data)
     if not isinstance(data, dict):
         raise ParseError(f"{label}: expected a JSON object with 'messages' and 'collection'")
     messages = data.get("messages") or [{}]
@@ -137,14 +183,19 @@ def parse_page(body: bytes | str, *, label: str) -> tuple[list[dict[str, Any]], 
         count = int(first.get("count", len(collection)))
     except (TypeError, ValueError):
         count = len(collection)
-    return [c for c in collection if isinstance(c, dict)], count or len(collection)
+    # items that are not objects stay: each is rejected by name, not dropped unseen
+    return list(collection), count or len(collection)
 
 
 def read_file(stream: IO[bytes], *, label: str) -> Iterator[PaperRecord]:
     """A saved details/pubs answer: highest version per DOI."""
     collection, _ = parse_page(stream.read(), label=label)
-    for position, item in enumerate(highest_versions(collection), 1):
-        if "preprint_doi" in item and "doi" not in item:  # the pubs/ endpoint
+    positions = {id(item): position for position, item in enumerate(collection, 1)}
+    for item in highest_versions(collection):
+        position = positions[id(item)]
+        if (
+            isinstance(item, dict) and "preprint_doi" in item and "doi" not in item
+        ):  # the pubs/ endpoint
             item = {
                 "doi": item.get("preprint_doi"),
                 "title": item.get("preprint_title", ""),
@@ -156,7 +207,7 @@ def read_file(stream: IO[bytes], *, label: str) -> Iterator[PaperRecord]:
                 "server": item.get("preprint_platform", ""),
             }
         record = to_record(item)
-        record.extra["position"] = position
+        record.extra["position"] = f"#{position}"
         yield record
 
 
@@ -186,7 +237,8 @@ class BiorxivSource:
             items.extend(
                 c
                 for c in collection
-                if not wanted or str(c.get("category", "")).strip().lower() == wanted
+                if not wanted
+                or (isinstance(c, dict) and str(c.get("category", "")).strip().lower() == wanted)
             )
             ctx.progress(len(items))
             cursor += count or len(collection)

@@ -85,6 +85,8 @@ def detect_format(path: Path) -> str:
         first_line = text.split(b"\n", 1)[0].strip()
         if b'"collection"' in lower and b'"messages"' in lower:
             return "biorxiv"
+        if text.startswith(b"[") and _biorxiv_items(lower):
+            return "biorxiv"  # the API's collection saved on its own, without its envelope
         if (
             text.startswith(b"{")
             and first_line.endswith(b"}")
@@ -96,6 +98,13 @@ def detect_format(path: Path) -> str:
     if _csv_delimiter(first) is not None:
         return "csv"
     raise UnknownFormatError(f"{path}: unknown format; Slice reads {_names()}")
+
+
+def _biorxiv_items(lower: bytes) -> bool:
+    """Whether a JSON list holds bioRxiv/medRxiv API items (keys no Slice record has)."""
+    return any(key in lower for key in (b'"jatsxml"', b'"author_corresponding"')) or (
+        b'"server"' in lower and b'"version"' in lower and b'"date"' in lower
+    )
 
 
 def _names() -> str:
@@ -161,6 +170,8 @@ def _json_records(path: Path) -> Iterator[PaperRecord]:
         raise ParseError(
             f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError:
+        raise ParseError(f"{path}: JSON nested too deeply to hold paper records") from None
     items = data.get("papers") if isinstance(data, dict) and "papers" in data else data
     if isinstance(items, dict):
         items = [items]
@@ -179,6 +190,8 @@ def _jsonl_records(path: Path) -> Iterator[PaperRecord]:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ParseError(f"{path}: line {number} is not valid JSON: {exc.msg}") from exc
+            except RecursionError:
+                raise ParseError(f"{path}: line {number}: JSON nested too deeply") from None
             yield from_mapping(item, position=f"line {number}")
 
 
@@ -225,11 +238,32 @@ def _as_date(value: Any) -> date | None:
         return biorxiv.loose_date(text)
 
 
+def _shape_problem(item: dict[str, Any]) -> str | None:
+    """Why a record's fields cannot be read as text, if one cannot: a list where a title
+    belongs would be stored as "['a', 'b']". Numbers are fine (a PMID is often one)."""
+    for key in RECORD_FIELDS:
+        value = item.get(key)
+        if key == "authors" and isinstance(value, list):
+            if not all(isinstance(a, str | int | float) for a in value):
+                return "'authors' holds something other than names"
+            continue
+        if isinstance(value, bool | list | dict):
+            kind = "true/false" if isinstance(value, bool) else type(value).__name__
+            kind = {"list": "a list", "dict": "an object"}.get(kind, kind)
+            return f"'{key}' is {kind}, not text"
+    return None
+
+
 def from_mapping(item: Any, *, position: str) -> PaperRecord:
     """A paper record from a Slice JSON/JSONL/CSV item; problems become a rejectable record."""
     if not isinstance(item, dict):
         record = PaperRecord(title="", source="file", published=None)
         record.extra.update(position=position, problem="not a JSON object")
+        return record
+    problem = _shape_problem(item)
+    if problem:
+        record = PaperRecord(title="", source="file", published=None)
+        record.extra.update(position=position, problem=problem)
         return record
     authors_raw = item.get("authors", [])
     if isinstance(authors_raw, str):

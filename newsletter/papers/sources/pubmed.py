@@ -30,6 +30,7 @@ from newsletter.papers.sources.base import (
     Options,
     PaperRecord,
     SourceKind,
+    xml_problem,
 )
 from newsletter.papers.text import clean_markup, clean_title
 
@@ -82,15 +83,21 @@ def _ymd(el: etree._Element | None) -> tuple[date | None, bool]:
     day = int(day_text) if day_text.isdigit() else None
     try:
         return date(int(year_text), month or 1, day or 1), bool(month and day)
-    except ValueError:
-        return None, False
+    except ValueError:  # a day the month lacks ("Feb 30"): the month still holds
+        try:
+            return date(int(year_text), month or 1, 1), False
+        except ValueError:
+            return None, False
 
 
 def medline_date(text: str) -> date | None:
     """'2020 Jan-Feb', '1998 Dec-1999 Jan', '2000 Spring', '2019' → the first day they name."""
     match = re.match(r"\s*(\d{4})(?:\s+([A-Za-z]+))?(?:\s+(\d{1,2}))?", text)
-    if not match:
-        return None
+    if not match:  # the season or month first, as in "Summer 2025"
+        turned = re.match(r"\s*([A-Za-z]+)\.?,?\s+(\d{4})\b", text)
+        if turned is None or _month(turned.group(1)) is None:
+            return None
+        return date(int(turned.group(2)), _month(turned.group(1)) or 1, 1)
     month = _month(match.group(2)) if match.group(2) else None
     day = int(match.group(3)) if match.group(3) and month else 1
     try:
@@ -307,9 +314,7 @@ def iter_articles(
                 f"{label}: bytes at line {exc.lineno} are not in the file's encoding (UTF-8 unless "
                 "its XML declaration names another); save the file as UTF-8 and ingest it again."
             ) from exc
-        raise ParseError(
-            f"{label}: malformed or truncated PubMed XML at line {exc.lineno}: {exc.msg}"
-        ) from exc
+        raise ParseError(f"{label}: malformed or truncated PubMed XML {xml_problem(exc)}") from exc
     if not saw_root:
         raise ParseError(f"{label}: not a PubMed efetch answer (no <PubmedArticleSet>)")
 
