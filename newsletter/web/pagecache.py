@@ -39,6 +39,7 @@ MAX_PAGE_BYTES = 512 * 1024
 
 _VERSION = select(slice_counters.c.value).where(slice_counters.c.name == "papers")
 _VERSION_SQL = "SELECT value FROM slice_counters WHERE name = 'papers'"
+_INLINE_WAIT_MS = 200
 
 
 class PageCache:
@@ -55,6 +56,12 @@ class PageCache:
 
     def version(self) -> int:
         """The papers' change counter, as every worker sees it."""
+        try:
+            return self._read_own()
+        except Exception:  # a dropped connection: once the usual way; a new one next time
+            return self._read_pooled()
+
+    def _read_own(self) -> int:
         with self._conn_lock:
             try:
                 if self._conn is None:
@@ -66,8 +73,11 @@ class PageCache:
                 finally:
                     cursor.close()
                 return int(row[0])
-            except Exception:  # a dropped connection: read once the usual way, reconnect later
+            except Exception:
                 self._close()
+                raise
+
+    def _read_pooled(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(_VERSION).scalar_one())
 
@@ -77,6 +87,9 @@ class PageCache:
         if self.engine.dialect.name == "postgresql":
             # each read sees the latest commit, and no transaction stays open between reads
             conn.dbapi_connection.set_autocommit(True)  # type: ignore[union-attr]
+        else:
+            # read on the event loop: never wait long for a lock (WAL readers rarely meet one)
+            conn.cursor().execute(f"PRAGMA busy_timeout={_INLINE_WAIT_MS}")
         return conn
 
     def _close(self) -> None:
@@ -88,7 +101,10 @@ class PageCache:
     async def current_version(self) -> int:
         """`version`, read where it costs the event loop least (see the module's notes)."""
         if self._inline:
-            return self.version()
+            try:
+                return self._read_own()
+            except Exception:  # the usual way, which may wait: not on the event loop
+                return await run_in_threadpool(self._read_pooled)
         return await run_in_threadpool(self.version)
 
     def get(self, key: str, version: int) -> bytes | None:
