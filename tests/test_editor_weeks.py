@@ -139,9 +139,16 @@ def _run_weeks(settings: Settings, store: Store, smtp: RecordingSMTPServer, site
         if n == 4:  # next week's draft composed early: it takes no papers or number
             ahead = compose_issue(settings, store, window=_week(5), now=now)
             assert ahead.issue.number == 4
+        model = settings.outbox_dir / ".cache" / "editor-model.json"
+        cached = model.read_bytes() if n == 3 else b""
         result = compose_issue(
             settings, store, window=window, pins=pins, excludes=excludes, now=now
         )
+        if n == 3:
+            # the send of week 2 (the editor's swap) trained the model this compose uses:
+            # it learns from the swap and trains nothing itself
+            assert result.selection.learned_from > 0
+            assert model.read_bytes() == cached
         listed = [p.id for p in result.issue.papers]
         assert all(p in listed for p in pins) and not set(excludes) & set(listed)
         assert ids[f"Old chest CT radiology paper indexed in week {n}"] not in listed

@@ -60,6 +60,7 @@ def send_with_workers(
     *,
     retry_failed: bool,
 ) -> None:
+    from newsletter.issue.compose import prepare_editor_model
     from newsletter.send.service import (
         SendOptions,
         finish_workers,
@@ -116,6 +117,8 @@ def send_with_workers(
             for worker in workers:
                 worker.join(60)
     report = finish_workers(store, issue)
+    if report.finished:
+        prepare_editor_model(settings, store)  # next week's compose finds it trained
     c = report.counts
     elapsed = time.monotonic() - started
     sent = c["sent"] - before["sent"]

@@ -11,15 +11,17 @@ previous render as it was.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import func
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from newsletter.core.errors import ComposeError, NoPapersError
+from newsletter.core.errors import ComposeError, NewsletterError, NoPapersError
 from newsletter.core.models import Issue, Paper, utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
@@ -42,6 +44,8 @@ from newsletter.issue.select import select as select_papers
 from newsletter.issue.stories import DraftReport, fill_drafts, unreviewed
 from newsletter.issue.window import Window
 from newsletter.papers.links import has_direct_link
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ComposeResult", "compose_issue"]
 
@@ -146,6 +150,21 @@ def _editor_model(session: Session, issue_id: str, settings: Settings) -> Editor
         except OSError:
             pass  # a cache that cannot be written only costs time
     return model
+
+
+def prepare_editor_model(settings: Settings, store: Store) -> None:
+    """Train (and cache) the model next week's compose will want, once an issue is sent.
+
+    The history a compose learns from leaves out only the issue being composed, and next
+    week's is not stored yet: so the model trained now on every issue's choices is the
+    one its first compose finds in the cache, and that compose trains nothing (with two
+    years of choices, about a third of its time). Any failure only costs that time.
+    """
+    try:
+        with store.read() as session:
+            _editor_model(session, "", settings)
+    except (OSError, NewsletterError, SQLAlchemyError) as exc:
+        log.warning("the editor model was not prepared for the next compose: %s", exc)
 
 
 def _check_ids(session: Session, ids: Sequence[int], flag: str) -> None:

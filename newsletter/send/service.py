@@ -21,6 +21,7 @@ from newsletter.core.errors import SendError, StoreError
 from newsletter.core.models import IssueStatus
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.issue.compose import prepare_editor_model
 from newsletter.issue.outbox import IssueFolder
 from newsletter.readers.subscribers import Subscribers
 from newsletter.send.claims import Claims, new_worker_id
@@ -209,6 +210,8 @@ async def send_issue(
             report.elapsed = time.monotonic() - started
         report.finished = ledger.finish_if_done(clock.now())
         report.counts = ledger.counts()
+    if report.finished:
+        prepare_editor_model(settings, store)  # next week's compose finds it trained
     return report
 
 
