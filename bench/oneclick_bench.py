@@ -1,0 +1,99 @@
+"""One-click unsubscribe with 1 and 2 `slice serve` workers, on SQLite or PostgreSQL.
+
+Every request unsubscribes a reader no other request touched, so each is a real write; the
+run fails unless every answer 200 is a reader recorded as unsubscribed. The load client and
+the servers are `web_bench.py`'s; the ratio printed is 2 workers over 1 worker, measured in
+alternating runs so the machine's load falls on both alike.
+
+    .venv/bin/python bench/oneclick_bench.py [--pg postgresql://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import web_bench  # bench/ is on the path: the script's own folder
+from ingest_bench import fresh_postgres
+
+from newsletter.core.config import load_settings
+from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.core.project import init_project
+from newsletter.core.store import Store
+from newsletter.readers.subscribers import ConsentSource, Subscribers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--pg", help="a PostgreSQL server URL (a new database is made on it)")
+    parser.add_argument("--readers", type=int, default=40_000)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=20)
+    args = parser.parse_args()
+    start_load = os.getloadavg()
+
+    web_bench.LOGS = Path(tempfile.mkdtemp(prefix="slice-oneclick-"))
+    root = web_bench.LOGS / "project"
+    init_project(root, name="Bench Weekly")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLICE_")}
+    env.update(SLICE_CONFIG=str(root / "slice.toml"), SLICE_SECRET_KEY=web_bench.SECRET)
+    if args.pg:
+        env["SLICE_DATABASE_URL"] = fresh_postgres(args.pg, "slice_oneclick_bench")
+    settings = load_settings(config=root / "slice.toml", environ=env)
+    store = Store.open(settings.database_url)
+    with store.write() as session:
+        session.add_all(
+            Subscriber(
+                email=f"reader{i}@example.org",
+                email_key=f"reader{i}@example.org",
+                status=SubscriberStatus.CONFIRMED.value,
+                consent_source=ConsentSource.IMPORT_HELD.value,
+            )
+            for i in range(args.readers)
+        )
+    subscribers = Subscribers(settings, store)
+    tokens = [subscribers.tokens.unsubscribe_token(s.uid) for s in subscribers.all()]
+    store.dispose()
+    backend = "PostgreSQL" if args.pg else "SQLite"
+    print(
+        f"{backend}, {args.readers:,} readers, {args.clients} clients, {args.seconds:g} s x {args.rounds}"
+    )
+
+    servers = {n: web_bench.start_slice(root, n, env) for n in (1, 2)}
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    answered = used = 0
+    try:
+        for _ in range(args.rounds):
+            for workers in (1, 2):
+                port = servers[workers][1]
+                rate, p50, p95, codes, _cpu = web_bench.drive(
+                    port, "oneclick", "", tokens[used:], clients=args.clients, seconds=args.seconds
+                )
+                used += sum(codes.values())
+                answered += codes.get(200, 0)
+                rates[workers].append(rate)
+                print(f"  {workers}w {rate:7.0f}/s  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  {codes}")
+    finally:
+        for proc, _ in servers.values():
+            web_bench.stop(proc)
+    store = Store.open(settings.database_url)
+    recorded = Subscribers(settings, store).count().get("unsubscribed", 0)
+    store.dispose()
+    print(f"{answered:,} answered 200, {recorded:,} recorded as unsubscribed")
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    print(f"median: 1 worker {one:.0f}/s, 2 workers {two:.0f}/s, 2w / 1w {two / one:.2f}x")
+    print(f"load average at the start {start_load[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
+    if recorded != answered:
+        raise SystemExit("an answered unsubscribe was not recorded")
+
+
+if __name__ == "__main__":
+    main()
