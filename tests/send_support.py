@@ -146,18 +146,25 @@ def write_issue(
     )
     folder.message.write_text(rendered.to_json(), "utf-8")
     if store is not None:
-        with store.write() as session:
-            if session.get(Issue, issue_id) is None:
-                session.add(
-                    Issue(
-                        id=issue_id,
-                        number=12,
-                        subject=subject,
-                        window_start=date(2025, 6, 9),
-                        window_end=date(2025, 6, 15),
-                    )
-                )
+        add_issue_row(store, issue_id, number=12, subject=subject)
     return folder
+
+
+def add_issue_row(
+    store: Store, issue_id: str = ISSUE, *, number: int = 1, subject: str = SUBJECT
+) -> None:
+    """The issue's row (week 2025-W24, a draft), unless it is stored already."""
+    with store.write() as session:
+        if session.get(Issue, issue_id) is None:
+            session.add(
+                Issue(
+                    id=issue_id,
+                    number=number,
+                    subject=subject,
+                    window_start=date(2025, 6, 9),
+                    window_end=date(2025, 6, 15),
+                )
+            )
 
 
 def add_readers(

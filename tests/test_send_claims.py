@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from newsletter.core.models import DeliveryStatus, Issue
+from newsletter.core.models import DeliveryStatus
 from newsletter.core.store import Store
 from newsletter.send.claims import Claims, new_worker_id
 from newsletter.send.ledger import Ledger, Outcome, Row
-from tests.send_support import ISSUE, SUBJECT, add_readers
+from tests.send_support import ISSUE, add_issue_row, add_readers
 
 NOW = datetime(2025, 6, 16, 8, tzinfo=UTC)
 
@@ -20,16 +20,7 @@ NOW = datetime(2025, 6, 16, 8, tzinfo=UTC)
 def ledger(db_url: str) -> Iterator[Ledger]:
     with Store.open(db_url) as store:
         add_readers(store, 6)
-        with store.write() as session:
-            session.add(
-                Issue(
-                    id=ISSUE,
-                    number=1,
-                    subject=SUBJECT,
-                    window_start=date(2025, 6, 9),
-                    window_end=date(2025, 6, 15),
-                )
-            )
+        add_issue_row(store)
         ledger = Ledger(store, ISSUE)
         ledger.start(NOW)
         yield ledger

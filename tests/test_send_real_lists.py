@@ -12,20 +12,20 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
 from newsletter.core.config import load_settings
-from newsletter.core.models import DeliveryStatus, Issue, Subscriber
+from newsletter.core.models import DeliveryStatus, Subscriber
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.send.claims import Claims, new_worker_id
 from newsletter.send.ledger import Ledger, Outcome
 from newsletter.send.service import SendOptions, SendReport, send_issue
-from tests.send_support import ISSUE, SUBJECT, add_readers, write_issue
+from tests.send_support import ISSUE, add_issue_row, add_readers, write_issue
 from tests.support.smtpd import RecordingSMTPServer
 
 FAST = SendOptions(
@@ -57,16 +57,7 @@ def statuses(store: Store) -> dict[str, str]:
 def test_two_hard_bounces_in_one_commit_are_both_recorded(list_store: Store) -> None:
     """The ledger write takes any mix of outcomes, several suppressions included."""
     add_readers(list_store, 4)
-    with list_store.write() as session:
-        session.add(
-            Issue(
-                id=ISSUE,
-                number=1,
-                subject=SUBJECT,
-                window_start=date(2025, 6, 9),
-                window_end=date(2025, 6, 15),
-            )
-        )
+    add_issue_row(list_store)
     ledger = Ledger(list_store, ISSUE)
     now = datetime(2025, 6, 16, 8, tzinfo=UTC)
     ledger.start(now)
