@@ -180,6 +180,7 @@ class Inbound:
                 why = "a token with a bad signature" if finding.forged_tokens else "no token"
                 detail = (
                     f"an unsubscribe request from {finding.sender or 'nobody'} with {why}: ignored"
+                    + self._by_hand(conn, finding.sender)
                 )
                 return Result(InboundOutcome.UNSIGNED, detail=detail), None
             return self._suppress(
@@ -188,6 +189,25 @@ class Inbound:
         if finding.kind == "auto_reply":
             return Result(InboundOutcome.AUTO_REPLY, detail=f"from {finding.sender}"), None
         return Result(InboundOutcome.NOT_REPORT, detail=f"from {finding.sender}"), None
+
+    @staticmethod
+    def _by_hand(conn: Connection, sender: str) -> str:
+        """For a request without a token from a subscribed address: how the editor can act.
+
+        The From line proves nothing (anyone can write it), so nothing is done here;
+        a person who wrote "unsubscribe" by hand is most likely genuine, though.
+        """
+        if not sender:
+            return ""
+        subscribed = conn.execute(
+            select(S.c.id).where(
+                S.c.email_key == sender,
+                S.c.status.in_([SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING]),
+            )
+        ).first()
+        if subscribed is None:
+            return ""
+        return f" (if they asked, `slice subscribers remove {sender}` unsubscribes them)"
 
     def _mark_delivery(self, conn: Connection, target: _Target, bounce: str) -> None:
         if target.delivery_id is not None:
