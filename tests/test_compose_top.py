@@ -91,6 +91,22 @@ def test_the_preview_line_does_not_repeat_the_subject(csettings: Settings, cstor
     assert message.subject not in lone.preheader
 
 
+def test_the_preview_line_does_not_repeat_a_headline_the_subject_shortened(
+    csettings: Settings, cstore: Store
+) -> None:
+    papers = long_papers()
+    papers[1]["title"] = (
+        "Deep learning (DL) reconstruction of accelerated knee MRI in 312 patients with knee pain"
+    )
+    add_papers(cstore, papers)
+    csettings.stories.drafts = False  # the titles themselves, not drafted headlines
+    message = compose(csettings, cstore).rendered.message
+    assert message.subject == "Deep learning reconstruction of accelerated knee MRI in 312 patients"
+    # the subject is the first title without its "(DL)": the preview line goes on from there
+    assert message.preheader.startswith("Artificial intelligence as an independent second reader")
+    assert "knee" not in message.preheader
+
+
 # --- greeting ------------------------------------------------------------------------
 
 
