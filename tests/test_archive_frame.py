@@ -88,6 +88,18 @@ def test_time_elements_carry_valid_datetimes_and_one_date_format(
     assert "papers from Jun 9 – 15, 2025" in pages["/issues"]
 
 
+def test_the_sent_date_is_the_editors_day_on_every_page(
+    settings: Settings, any_store: Store
+) -> None:
+    """Sent at 07:00 UTC on Jun 16 is still Jun 15 in Honolulu, on the list and on the copy."""
+    settings.newsletter.timezone = "Pacific/Honolulu"
+    _sent_with_copy(settings, any_store)
+    app = create_app(settings, store=any_store)
+    sent = '<time datetime="2025-06-16T07:00:00Z">Jun 15, 2025</time>'
+    assert sent in get(app, "/issues").text
+    assert f"Issue #1 · sent {sent}</h2>" in get(app, "/issues/2025-W24").text
+
+
 def test_sort_labels_say_what_happens(app: FastAPI, any_store: Store) -> None:
     add_papers(any_store, [make_paper(i) for i in range(3)])
 
