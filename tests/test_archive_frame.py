@@ -100,6 +100,26 @@ def test_the_sent_date_is_the_editors_day_on_every_page(
     assert f"Issue #1 · sent {sent}</h2>" in get(app, "/issues/2025-W24").text
 
 
+def test_tex_stored_before_ingest_cleaned_it_reads_as_text_in_the_archive(
+    app: FastAPI, any_store: Store
+) -> None:
+    """Records a JSON or CSV import stored with raw TeX read as the email shows them."""
+    add_papers(
+        any_store,
+        [
+            make_paper(
+                1,
+                title="VO$_2$max after \\textit{in vivo} training",
+                abstract="Mean age was $64.38\\pm13.63$ years; costs fell from $5 to $3.",
+            )
+        ],
+    )
+    page = get(app, "/").text
+    assert "VO<sub>2</sub>max after <i>in vivo</i> training" in page
+    assert "Mean age was 64.38±13.63 years; costs fell from $5 to $3." in page
+    assert "\\pm" not in page and "\\textit" not in page
+
+
 def test_sort_labels_say_what_happens(app: FastAPI, any_store: Store) -> None:
     add_papers(any_store, [make_paper(i) for i in range(3)])
 

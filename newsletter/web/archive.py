@@ -36,7 +36,7 @@ from newsletter.papers.search import (
     parse_params,
     search_papers,
 )
-from newsletter.papers.text import plain_text, sanitize
+from newsletter.papers.text import clean_tex, plain_text, sanitize
 from newsletter.web.issuecopy import framed
 from newsletter.web.pagecache import PageCache
 
@@ -75,8 +75,10 @@ class PaperView:
 
 
 def inline_markup(text: str) -> Markup:
-    """Title or abstract text with only <i> <b> <sub> <sup> kept (as the paper record allows)."""
-    return Markup(sanitize(text))  # noqa: S704 - sanitized by nh3
+    """Title or abstract text with only <i> <b> <sub> <sup> kept (as the paper record allows),
+    and TeX made readable (a record stored before ingest cleaned it may hold some, as the
+    email's cards allow for too)."""
+    return Markup(clean_tex(sanitize(text)))  # noqa: S704 - sanitized by nh3
 
 
 def author_line(authors: list[str]) -> str:
