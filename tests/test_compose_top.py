@@ -241,6 +241,23 @@ def test_a_paper_without_identifiers_links_to_a_search_and_compose_warns(
     ]
 
 
+def test_a_superscript_reads_as_a_power_in_the_text_part(
+    csettings: Settings, cstore: Store
+) -> None:
+    add_papers(cstore, [{
+        "title": "Deep learning on 10<sup>5</sup> radiographs", "authors": ["A B"],
+        "abstract": "Radiology AI at a dose of 10<sup>-3</sup> Gy.", "source": "pubmed",
+        "kind": "paper", "published": date(2026, 5, 27), "pmid": "40000300",
+    }])  # fmt: skip
+    csettings.stories.drafts = False
+    result = compose(csettings, cstore)
+    text = result.folder.text.read_text()
+    assert "Deep learning on 10⁵ radiographs" in text and "10⁻³ Gy" in text
+    assert "105" not in text and "10-3" not in text
+    assert result.rendered.message.subject == "Deep learning on 10⁵ radiographs"
+    assert "10<sup>5</sup>" in result.folder.email_html.read_text()
+
+
 def test_tex_is_made_readable_from_json_csv_and_rss(store: Store, tmp_path: Path) -> None:
     record = {
         "title": "VO$_2$max after \\textit{in vivo} training",

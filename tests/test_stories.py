@@ -14,7 +14,12 @@ from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.abstracts import invented_numbers, numbers, sections, split_sentences
 from newsletter.issue.compose import compose_issue
-from newsletter.issue.storydraft import extractive_draft, headline_from_title, problems
+from newsletter.issue.storydraft import (
+    StoryDraft,
+    extractive_draft,
+    headline_from_title,
+    problems,
+)
 from newsletter.issue.window import week_window
 from tests.composedata import NOW, PAPERS, STRUCTURED, WEEK, add_papers, project_settings
 
@@ -122,6 +127,27 @@ def test_sentences_numbers_and_sections() -> None:
         ("RESULTS", "results"),
         ("CONCLUSIONS", "conclusion"),
     ]
+
+
+def test_a_superscript_stays_a_power_in_the_draft_and_in_the_check() -> None:
+    """10<sup>5</sup> is a hundred thousand: a draft that reads "105" misreports it."""
+    abstract = (
+        "Background: Reports are slow.\n\nResults: Pretrained on 10<sup>5</sup> radiographs, "
+        "the model reached a dose of 10<sup>-3</sup> Gy per 4 m<sup>2</sup>. Readers agreed "
+        "in 88% of cases.\n\nConclusion: It helps."
+    )
+    draft = extractive_draft("Pretraining at scale", abstract)
+    assert draft.details == [
+        "Pretrained on 10⁵ radiographs, the model reached a dose of 10⁻³ Gy per 4 m²",
+        "Readers agreed in 88% of cases",
+    ]
+    assert problems(draft, title="Pretraining at scale", abstract=abstract) == []
+    assert numbers("10⁵ and 10⁻³ and 4 m²") == {"10^5", "10^-3", "4"}
+    for wrong in ("Pretrained on 105 radiographs", "Pretrained on 10⁶ radiographs"):
+        flat = StoryDraft(draft.headline, draft.why_it_matters, [wrong, "x"], draft.takeaway)
+        assert problems(flat, title="Pretraining at scale", abstract=abstract) == [
+            f"figures not in the abstract: {'105' if '105' in wrong else '10^6'}"
+        ]
 
 
 # --- in issue.json ---------------------------------------------------------------------

@@ -31,7 +31,7 @@ from newsletter.core.models import Paper
 from newsletter.core.settings import StoriesSettings
 from newsletter.issue.issuefile import DraftMark, IssueFile, PaperEntry
 from newsletter.issue.storydraft import EXTRACTIVE, StoryDraft, extractive_draft, problems
-from newsletter.papers.text import clean_tex, plain_text, scrub
+from newsletter.papers.text import clean_tex, reading_text, scrub
 
 
 @dataclass
@@ -144,7 +144,7 @@ def model_draft(
 
     Raises ModelTimeoutError when the model does not answer within ``timeout`` seconds.
     """
-    prompt = PROMPT.format(title=plain_text(title), abstract=plain_text(abstract))
+    prompt = PROMPT.format(title=reading_text(title), abstract=reading_text(abstract))
     try:
         answer = within(timeout, ask, SYSTEM_PROMPT, prompt)
     except ModelTimeoutError:

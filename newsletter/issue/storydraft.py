@@ -20,7 +20,7 @@ from newsletter.issue.abstracts import (
     sections,
     split_sentences,
 )
-from newsletter.papers.text import plain_text
+from newsletter.papers.text import reading_text
 
 HEADLINE_CHARS = 70
 LINE_CHARS = 240  # why it matters, the takeaway
@@ -147,7 +147,7 @@ def extractive_draft(title: str, abstract: str) -> StoryDraft:
     roles: dict[str, list[Section]] = {}
     for part in parts:
         roles.setdefault(part.role, []).append(part)
-    headline = headline_from_title(plain_text(title))
+    headline = headline_from_title(reading_text(title))
 
     relevance = next((by_label[x] for x in RELEVANCE_LABELS if x in by_label), None)
     results = [s for part in roles.get("results", []) for s in split_sentences(part.text)]
@@ -197,7 +197,7 @@ def problems(draft: StoryDraft, *, title: str, abstract: str) -> list[str]:
     if not MIN_DETAILS <= len(draft.details) <= MAX_DETAILS:
         out.append(f"{len(draft.details)} details (2 to 5 wanted)")
     words = " ".join([draft.headline, draft.why_it_matters, *draft.details, draft.takeaway])
-    source = plain_text(f"{title}\n\n{abstract}")
+    source = reading_text(f"{title}\n\n{abstract}")
     invented = invented_numbers(words, source)
     if invented:
         out.append(f"figures not in the abstract: {', '.join(invented)}")

@@ -6,9 +6,11 @@ TeX become readable text, hard wraps collapse to single spaces, and paragraph
 breaks survive as one blank line (``"\\n\\n"``). Control characters are
 removed and markup nested too deep loses its tags.
 
-`plain_text` turns a stored fragment back into plain text (for the text/plain
-email part and for search). Structured abstracts' section labels live in
-`newsletter.papers.headings`, author names and title keys in `newsletter.papers.names`.
+`plain_text` turns a stored fragment back into plain text (for search and
+matching); `reading_text` does too for what a reader reads (the text/plain email
+part, story drafts), keeping a superscript raised. Structured abstracts' section
+labels live in `newsletter.papers.headings`, author names and title keys in
+`newsletter.papers.names`.
 """
 
 from __future__ import annotations
@@ -99,6 +101,28 @@ def plain_text(fragment: str) -> str:
     if is_sanitized(fragment):  # only the kept tags, balanced: dropping them is all nh3 does
         return html.unescape(_KEPT_TAG.sub("", fragment))
     return html.unescape(nh3.clean(fragment, tags=set(), attributes={}))
+
+
+_SUPERSCRIPT = str.maketrans("0123456789+-−=()ni", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾ⁿⁱ")
+_SUP_SPAN = re.compile(r"<sup>((?:(?!</sup>).)*)</sup>", re.S)
+
+
+def _raised(match: re.Match[str]) -> str:
+    inner = html.unescape(_KEPT_TAG.sub("", match.group(1))).strip()
+    if not inner:
+        return ""
+    raised = inner.translate(_SUPERSCRIPT)
+    if all(ch in "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱ" for ch in raised):
+        return html.escape(raised, quote=False)
+    return html.escape(f"^{inner}" if " " not in inner else f"^({inner})", quote=False)
+
+
+def reading_text(fragment: str) -> str:
+    """A stored fragment as plain text for a reader: like `plain_text`, but a superscript
+    stays raised ("10<sup>5</sup>" is "10⁵", not "105"; "x<sup>ab</sup>" is "x^ab")."""
+    if "<sup>" in fragment:
+        fragment = _SUP_SPAN.sub(_raised, fragment)
+    return plain_text(fragment)
 
 
 # --- hostile text: control characters, deep nesting -------------------------
