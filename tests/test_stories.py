@@ -172,6 +172,26 @@ def test_compose_drafts_each_featured_story_and_marks_it(
     assert "In 55 581 women screened with mammography" in html and "The details:" in html
 
 
+def test_an_extractive_draft_with_a_figure_not_in_the_abstract_is_not_written(
+    csettings: Settings, cstore: Store
+) -> None:
+    """Cutting "(b)" out of a long title glues "3" and "4" into a 34 the paper never said."""
+    title = (
+        "Deep learning for grade 3(b)4 lesions on CT in a multicentre retrospective "
+        "radiology cohort"
+    )
+    ids = add_papers(cstore, [{**PAPERS[0], "title": title}])
+    csettings.compose.featured = 1
+    result = compose(csettings, cstore)
+    (story,) = featured(result.folder.root)
+    assert story["draft"] is None and not story["headline"] and not story["details"]
+    assert result.unreviewed == []
+    assert result.warnings == [
+        f"paper {ids[title]}: no story drafted (its draft had figures not in the abstract: "
+        "34); write its headline and details in issue.json."
+    ]
+
+
 def test_an_edited_or_accepted_draft_is_the_editors_and_is_kept(
     csettings: Settings, cstore: Store
 ) -> None:
