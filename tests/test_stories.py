@@ -16,6 +16,7 @@ from newsletter.issue.abstracts import invented_numbers, numbers, sections, spli
 from newsletter.issue.compose import compose_issue
 from newsletter.issue.storydraft import (
     StoryDraft,
+    draft_words,
     extractive_draft,
     headline_from_title,
     problems,
@@ -148,6 +149,18 @@ def test_a_superscript_stays_a_power_in_the_draft_and_in_the_check() -> None:
         assert problems(flat, title="Pretraining at scale", abstract=abstract) == [
             f"figures not in the abstract: {'105' if '105' in wrong else '10^6'}"
         ]
+
+
+def test_every_demo_paper_drafts_with_the_abstracts_own_figures() -> None:
+    from newsletter.demo import sample_papers
+
+    papers = sample_papers()
+    assert len(papers) >= 20
+    for paper in papers:
+        draft = extractive_draft(paper["title"], paper["abstract"])
+        source = f"{paper['title']}\n\n{paper['abstract']}"
+        assert invented_numbers(draft_words(draft), source) == [], paper["title"]
+        assert len(draft.headline) <= 70 and draft.details and draft.takeaway
 
 
 # --- in issue.json ---------------------------------------------------------------------
