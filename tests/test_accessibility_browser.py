@@ -289,6 +289,36 @@ def test_the_focus_ring_stands_out_on_every_control(site: Site, browser: Browser
     browser.screenshot(OUTPUT / "a11y-focus-1280.png", clip=(0, 0, 1280, 900))
 
 
+def test_a_phones_abstract_toggle_shows_its_focus_on_its_label(
+    site: Site, browser: Browser
+) -> None:
+    """The checkbox itself is invisible: the ring goes round "Show the whole abstract"."""
+    browser.viewport(375, 900, mobile=True)
+    browser.open(site.url + "/?q=learning")
+    label = None
+    for _ in range(30):
+        for kind in ("keyDown", "keyUp"):
+            browser.send(
+                "Input.dispatchKeyEvent",
+                {"type": kind, "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9},
+            )
+        label = browser.js(
+            "(() => { const el = document.activeElement;"
+            " if (!el.classList.contains('abstract-toggle')) return null;"
+            " const label = document.querySelector(`label[for='${el.id}']`);"
+            " const style = getComputedStyle(label);"
+            " const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);"
+            " return {text: label.innerText, style: style.outlineStyle,"
+            " width: parseFloat(style.outlineWidth), ring: rgb(style.outlineColor)}; })()"
+        )
+        if label is not None:
+            break
+    assert label is not None, "no abstract toggle is reached with Tab on a phone"
+    assert label["text"] == "Show the whole abstract"
+    assert label["style"] == "solid" and label["width"] >= 2
+    assert _contrast(label["ring"], [251, 251, 252]) >= 3.0  # on the page's background
+
+
 def test_the_abstract_toggle_shows_only_under_cut_abstracts(site: Site, browser: Browser) -> None:
     state = """[...document.querySelectorAll('.abstract')].map(box => {
       const text = box.querySelector('.abstract-text'), label = box.querySelector('.abstract-more');
