@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from newsletter.core.config import load_settings
-from newsletter.demo import DEMO_NAME, run_demo
+from newsletter.demo import DEMO_NAME, DEMO_SETTINGS, run_demo
 from tests.test_demo import TODAY
 
 
@@ -56,6 +56,10 @@ def test_demo_folder_keeps_its_settings_and_key(tmp_path: Path) -> None:
     assert settings.newsletter.postal_address == "Slice demo, 1 Example Street, Exampletown"
     assert settings.newsletter.editor_address == "editor@example.org"
     assert settings.profile.terms["deep learning"] == 2.0 and len(settings.profile.terms) == 8
+    # every value the demo sets is read back from the file, whatever is added to DEMO_SETTINGS
+    for section, values in DEMO_SETTINGS.items():
+        for key, value in values.items():
+            assert getattr(getattr(settings, section), key) == value, (section, key)
     # where `slice dev-smtp` listens (the demo's own sink lived only while it ran)
     assert (settings.smtp.host, settings.smtp.port, settings.smtp.tls) == (
         "127.0.0.1",
