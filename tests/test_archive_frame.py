@@ -63,6 +63,11 @@ def test_the_web_copy_sits_in_the_site_frame(
     assert "@media only screen and (max-width: 480px)" in page
     assert ".issue-copy .sheet h1 {" in page
     assert '<h2 id="issue-title" class="issue-heading">Issue #1 · sent <time' in page
+    # on a phone (one column, in document order) the issue comes first, the signup after it;
+    # the papers page keeps the form on top
+    assert page.index('class="archive-results"') < page.index('class="archive-signup"')
+    papers = get(app, "/").text
+    assert papers.index('class="archive-signup"') < papers.index('class="archive-results"')
 
 
 def test_css_scoping_keeps_every_rule_inside_the_copy() -> None:

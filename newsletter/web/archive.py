@@ -211,7 +211,7 @@ def issue_page(request: Request, issue_id: str) -> HTMLResponse:
     # The web copy has no placeholders; should one slip in, it gets no reader's value.
     html = html.replace(UNSUBSCRIBE_URL, f"{settings.web.base_url}/").replace(FIRST_NAME, "there")
     html = resolve_links(html, settings.web.base_url)  # the outbox holds no absolute site URL
-    return _render(request, "web/issue.html", issue=issue, copy=framed(html))
+    return _render(request, "web/issue.html", issue=issue, copy=framed(html), signup_after=True)
 
 
 @dataclass(frozen=True)
