@@ -148,6 +148,8 @@ def test_the_greetings_are_settings(csettings: Settings, cstore: Store) -> None:
     assert "<p>Hello!</p>" in folder.web_html.read_text()
     with pytest.raises(ValueError, match=r"the greeting needs \{name\}"):
         csettings.newsletter.greeting = "Hello"
+    with pytest.raises(ValueError, match=r"for readers without a name: leave \{name\} out"):
+        csettings.newsletter.greeting_no_name = "Hello {name}!"
 
 
 # --- the "need to know" links ---------------------------------------------------------
