@@ -91,6 +91,11 @@ def test_time_elements_carry_valid_datetimes_and_one_date_format(
     # the email's way of writing dates (newsletter.issue.cards), on every page
     assert '<time datetime="2025-06-03">Jun 3, 2025</time>' in pages["/"]
     assert "papers from Jun 9 – 15, 2025" in pages["/issues"]
+    # the feed's summary when the issue's message.json is gone: the same words for the week
+    IssueFolder.of(settings.outbox_dir, "2025-W24").message.unlink()
+    assert (
+        "<summary>Issue #1: papers from Jun 9 – 15, 2025.</summary>" in get(app, "/feed.xml").text
+    )
 
 
 def test_the_sent_date_is_the_editors_day_on_every_page(
