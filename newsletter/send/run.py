@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from newsletter.send.pacing import SharedLimiter, SharedPace
 from newsletter.send.ratelimit import DAY, HOUR, RateLimiter
 
 T = TypeVar("T")
+STATUS_SECONDS = 2.0  # how stale `slice send --status` may show a worker's count and rate
 __all__ = ["NoEvents", "RunTally", "SendEvents", "SendOptions", "Sender"]
 
 
@@ -187,16 +189,24 @@ class Sender:
                     self._writer.add(self._untried(row, "the send stopped before this message"))
 
     async def _heartbeat(self) -> None:
-        every = max(0.2, self.options.lease_seconds / 3)
+        # the worker's count and rate for `slice send --status` every few seconds; the
+        # leases (a write to every row held) a third of a lease apart
+        renew_every = max(0.2, self.options.lease_seconds / 3)
+        every = min(STATUS_SECONDS, renew_every)
+        ticks = max(1, round(renew_every / every))
         last_sent, last_at = 0, self.clock.monotonic()
-        while True:
+        for tick in itertools.count(1):
             await asyncio.sleep(every)  # real time: leases are real time for other workers
             now_mono = self.clock.monotonic()
             rate = (self.tally.sent - last_sent) / max(1e-6, now_mono - last_at)
             last_sent, last_at = self.tally.sent, now_mono
             try:
                 await self._db(
-                    self.claims.heartbeat, self.clock.now(), sent=self.tally.sent, rate=rate
+                    self.claims.heartbeat,
+                    self.clock.now(),
+                    sent=self.tally.sent,
+                    rate=rate,
+                    renew=tick % ticks == 0,
                 )
             except StoreError as exc:
                 self._halt(str(exc), exc)
