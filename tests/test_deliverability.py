@@ -83,6 +83,8 @@ def test_list_id_is_written_the_same_way_in_every_list_email(signed: Samples) ->
         kind: str(headers(signed[0][kind])["List-Id"]) for kind in ("issue", "proof", "welcome")
     }
     assert set(values.values()) == {'"Radiology AI Weekly" <newsletter.example.org>'}, values
+    # the confirmation is not list mail: it goes to an address that has not joined
+    assert "List-Id" not in headers(signed[0]["confirmation"])
 
 
 def test_feedback_id_names_the_campaign_and_the_sender(signed: Samples) -> None:
