@@ -92,7 +92,7 @@ def drain(
         if status != "OK":
             raise SendError(f"the IMAP folder {conf.imap_folder!r} cannot be opened.")
         status, found = client.uid("SEARCH", "ALL")
-        uids = found[0].split() if status == "OK" and found and found[0] else []
+        uids = found[0].decode().split() if status == "OK" and found and found[0] else []
         try:
             for uid in uids:
                 _take(client, uid, inbound, report, conf.max_message_bytes, on_result)
@@ -112,7 +112,7 @@ def drain(
 
 def _take(
     client: imaplib.IMAP4,
-    uid: bytes,
+    uid: str,
     inbound: Inbound,
     report: DrainReport,
     max_bytes: int,
