@@ -37,7 +37,8 @@ def inbound(
 ) -> None:
     """Receive bounces, complaints and unsubscribe emails from the MTA over LMTP (or SMTP).
 
-    Each message's outcome is committed before the server answers 250; see docs/inbound.md
+    Each message's outcome is committed before the server answers 250; when the database
+    cannot take it, the answer is 451 and the MTA tries again later. See docs/inbound.md
     for the Postfix lines that hand the list's addresses to it. With --imap, drain a hosted
     mailbox once instead (each message deleted once its outcome is committed).
     """
