@@ -41,7 +41,7 @@ from newsletter.core.models import (
 )
 from newsletter.core.store import Store
 from newsletter.core.words import plural
-from newsletter.readers.reports import Finding, classify
+from newsletter.readers.reports import Finding, ReportError, classify
 from newsletter.readers.tokens import Tokens
 
 S = table(Subscriber)
@@ -82,9 +82,12 @@ class Inbound:
         try:
             finding = classify(data, self.tokens, recipients=recipients)
         except RecursionError:
-            finding, result = None, Result(InboundOutcome.UNREADABLE, detail="nested too deep")
+            reason = "MIME parts nested too deep to read; not read"
+            finding, result = None, Result(InboundOutcome.UNREADABLE, detail=reason)
         except Exception as exc:  # any malformed message: recorded, the others go on
-            reason = " ".join(str(exc).split())[:200] or exc.__class__.__name__
+            reason = " ".join(str(exc).split())[:200]
+            if not isinstance(exc, ReportError):
+                reason = f"not readable as mail ({exc.__class__.__name__}: {reason})"
             finding, result = None, Result(InboundOutcome.UNREADABLE, detail=reason)
         with self.store.write() as session:
             conn = session.connection()

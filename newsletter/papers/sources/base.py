@@ -6,11 +6,12 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from newsletter.papers.sources.http import PoliteClient
+if TYPE_CHECKING:  # httpx is imported by fetching, not by reading a file (ingest's reader)
+    from newsletter.papers.sources.http import PoliteClient
 
 
 @dataclass
