@@ -353,7 +353,8 @@ def test_unreachable_relay_stops_with_one_line(project: Path, environ: dict[str,
         write_issue(settings, store)
         add_readers(store, 5)
         report = send(settings, store)
-        assert f"127.0.0.1:{port} refuses every message" in report.tally.stopped
+        assert f"the relay at 127.0.0.1:{port} cannot be reached (" in report.tally.stopped
+        assert "check smtp.host, smtp.port and that the relay runs" in report.tally.stopped
         assert {r.status for r in ledger(store).values()} == {"pending"}
 
 
