@@ -174,11 +174,13 @@ def test_sigterm_stops_dev_smtp_with_sigint_ignored(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_stops_serve_with_sigint_ignored(
-    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]]
+    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]], workers: int
 ) -> None:
     port = free_port()
-    proc = slice_proc(project, environ, "serve", "--host", "127.0.0.1", "--port", str(port))
+    where = ["--host", "127.0.0.1", "--port", str(port)]
+    proc = slice_proc(project, environ, "serve", *where, "--workers", str(workers))
     started.append(proc)
     wait_listening(port, proc)
     proc.send_signal(signal.SIGTERM)
@@ -186,6 +188,8 @@ def test_sigterm_stops_serve_with_sigint_ignored(
     # uvicorn shuts down, then ends the process with the signal it was given
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err
+    with pytest.raises(OSError):  # no worker process is left listening
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
 
 
 def test_sigterm_stops_a_send_with_two_workers_and_both_workers_with_it(
