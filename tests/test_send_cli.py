@@ -218,6 +218,7 @@ def test_proof_goes_to_one_address_and_touches_no_ledger(
     ("args", "expected"),
     [
         (["send", "2025-W99"], "issue 2025-W99 is not composed"),
+        (["send", "2025-W99", "--status"], "issue 2025-W99 is not composed"),
         (["send", "../etc"], "is not an issue id"),
         (["send", ISSUE, "--to", "not an address"], "is not one address"),
         (
