@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from itsdangerous import Signer
+from itsdangerous import Signer, TimestampSigner, URLSafeTimedSerializer
 
 from newsletter.core.store import Store
 from newsletter.readers.csvfile import ImportStream, write_export
@@ -79,6 +79,33 @@ async def test_a_link_scanner_opening_the_confirm_link_confirms_nothing(site: Si
     again = await site.client.post(link)  # a second press: said, not done twice
     assert again.status_code == 200 and "already subscribed" in again.text
     assert len(site.mail()) == 2
+
+
+async def test_a_confirmation_link_mailed_before_the_button_page_still_confirms(
+    site: Site,
+) -> None:
+    """Links already in inboxes: made as the first release made them, they work the same way."""
+    await site.subscribe("ann@example.org", "Ann")
+    sub = one(site.store)
+    assert sub.confirm_nonce is not None
+    when = int(site.clock().timestamp())
+
+    class Then(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return when
+
+    # the first release's link: /confirm/ + [uid, nonce] signed with the key, salt and
+    # timestamp format of that release (itsdangerous's URL-safe timed serializer)
+    key = site.settings.require_secret_key()
+    old = URLSafeTimedSerializer(key, salt="slice.confirm.v1", signer=Then)
+    link = f"/confirm/{old.dumps([sub.uid, sub.confirm_nonce])}"
+    shown = await site.client.get(link)
+    assert shown.status_code == 200 and "Yes, subscribe me" in shown.text
+    assert one(site.store).status == "pending"
+    pressed = await site.client.post(link)
+    assert pressed.status_code == 200 and "You're subscribed" in pressed.text
+    assert one(site.store).status == "confirmed"
+    assert site.mail()[-1]["Subject"].startswith("Welcome")
 
 
 @pytest.mark.parametrize("kind", ["unsubscribe", "confirm"])

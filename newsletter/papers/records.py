@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
-from newsletter.papers.names import normalize_name
+from newsletter.papers.names import normalize_name, title_key
 from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.papers.sources.base import PaperRecord
 from newsletter.papers.text import (
@@ -192,5 +192,6 @@ def validate(record: PaperRecord) -> str | None:
         record.published_doi = None
     record.authors = [a for a in (normalize_name(str(n)) for n in record.authors) if a]
     record.extra.pop("position", None)
+    record.keyed_title = (record.title, title_key(record.title))
     record.checked = True
     return None

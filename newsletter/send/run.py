@@ -304,10 +304,17 @@ class Sender:
         if answer.kind == "relay" or (answer.kind == "soft" and answer.code is None):
             self._relay_failures += 1
             if self._relay_failures >= self.options.relay_failure_limit:
+                what, fix = "refuses every message", "fix the relay"
+                if answer.stage == "connect" and answer.code is None:  # no answer at all
+                    what = "cannot be reached"
+                    fix = (
+                        "check smtp.host, smtp.port and that the relay runs "
+                        "(`slice dev-smtp` is one for a local test)"
+                    )
                 self._halt(
-                    f"the relay at {self.where} refuses every message "
-                    f"({answer.describe()}, {self._relay_failures} times in a row); stopped early "
-                    "and nothing was lost: fix the relay and run the same `slice send` again."
+                    f"the relay at {self.where} {what} ({answer.describe()}, "
+                    f"{self._relay_failures} times in a row); stopped early and nothing was "
+                    f"lost: {fix}, then run the same `slice send` again."
                 )
             elif answer.kind == "relay":
                 delay = self.options.reconnect_base_seconds * 2 ** min(self._relay_failures - 1, 6)
