@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -52,10 +53,14 @@ def inbound(
         _drain(settings, app_state.store())
         return
 
+    seen: Counter[str] = Counter()
+
     def show(result: Result, envelope: Envelope) -> None:
+        seen[result.outcome.value] += 1
         console.print(f"{_line(result)} (to {', '.join(envelope.rcpt_tos)})", highlight=False)
 
     def retry(reason: str, envelope: Envelope) -> None:
+        seen["answered 451 (the mail server tries again)"] += 1
         err().print(
             f"Not recorded, answered 451 so the mail server keeps it and tries again "
             f"(to {', '.join(envelope.rcpt_tos)}): {reason}",
@@ -80,7 +85,10 @@ def inbound(
         with term_as_interrupt():
             threading.Event().wait()
     except KeyboardInterrupt:
-        err().print("Stopped.")
+        counts = ", ".join(f"{n} {what}" for what, n in sorted(seen.items()))
+        err().print(
+            f"Stopped after {plural(seen.total(), 'message')}: {counts}." if seen else "Stopped."
+        )
     finally:
         server.stop()
 
