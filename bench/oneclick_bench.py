@@ -15,12 +15,14 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import web_bench  # bench/ is on the path: the script's own folder
+import workershare
 from ingest_bench import fresh_postgres
 
 from newsletter.core.config import load_settings
@@ -73,14 +75,15 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             for workers in (1, 2):
-                port = servers[workers][1]
-                rate, p50, p95, codes, _cpu = web_bench.drive(
-                    port, "oneclick", "", tokens[used:], clients=args.clients, seconds=args.seconds
+                proc, port = servers[workers]
+                rate, p50, p95, codes, shares = measured(
+                    proc.pid, port, tokens[used:], clients=args.clients, seconds=args.seconds
                 )
                 used += sum(codes.values())
                 answered += codes.get(200, 0)
                 rates[workers].append(rate)
                 print(f"  {workers}w {rate:7.0f}/s  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  {codes}")
+                print(f"     {shares}")
     finally:
         for proc, _ in servers.values():
             web_bench.stop(proc)
@@ -93,6 +96,40 @@ def main() -> None:
     print(f"load average at the start {start_load[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
     if recorded != answered:
         raise SystemExit("an answered unsubscribe was not recorded")
+
+
+def measured(
+    server: int, port: int, tokens: list[str], *, clients: int, seconds: float
+) -> tuple[float, float, float, dict[int, int], str]:
+    """One run of the load, with how the server's workers shared it.
+
+    The share line gives, per worker, the connections it held (sampled during the
+    run) and its CPU ms per request of the whole run, then the load client's.
+    """
+    pids = workershare.workers(server)
+    before = {pid: workershare.cpu_seconds(pid) for pid in pids}
+    found: list[tuple[float, float, float, dict[int, int], float]] = []
+    load = threading.Thread(
+        target=lambda: found.append(
+            web_bench.drive(port, "oneclick", "", tokens, clients=clients, seconds=seconds)
+        )
+    )
+    load.start()
+    held: dict[int, int] = {}
+    while load.is_alive():
+        now = workershare.connections(pids, port)
+        if sum(now.values()) > sum(held.values()):
+            held = now
+        load.join(0.25)
+    rate, p50, p95, codes, client_cores = found[0]
+    done = sum(codes.values()) or 1
+    parts = [
+        f"pid {pid}: {held.get(pid, 0)} conn, "
+        f"{(workershare.cpu_seconds(pid) - before[pid]) * 1000 / done:.2f} ms/req"
+        for pid in pids
+    ]
+    parts.append(f"client {client_cores / rate * 1000 if rate else 0:.2f} ms/req")
+    return rate, p50, p95, codes, "; ".join(parts)
 
 
 if __name__ == "__main__":

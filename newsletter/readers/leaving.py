@@ -8,6 +8,8 @@ it was asked for. Part of `newsletter.readers.subscribers.Subscribers`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, update
@@ -28,6 +30,15 @@ log = logging.getLogger(__name__)
 UNSUBSCRIBE_WAIT_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class Unsubscribing:
+    """One unsubscribe asked for: whose (a token's uid), why, and when it was asked."""
+
+    uid: str
+    reason: str
+    at: datetime
+
+
 class Leaving(ListBase):
     """Taking people off the list: their own unsubscribe, or the editor's remove and forget."""
 
@@ -46,16 +57,26 @@ class Leaving(ListBase):
         Raises StoreError only when neither the database nor the spool can take it.
         """
         uid = self.tokens.read_unsubscribe(token)
+        [result] = self.unsubscribe_many([Unsubscribing(uid, reason, self.clock())])
+        return result
+
+    def unsubscribe_many(self, asked: Sequence[Unsubscribing]) -> list[UnsubscribeResult]:
+        """`unsubscribe` for several subscribers at once (their tokens already read), in order.
+
+        One write transaction for all of them: a server takes the write lock and
+        commits once for the one-click POSTs that arrived together, instead of once
+        each. Spooled all together when the database does not take them.
+        """
         wait = min(self.store.busy_seconds, UNSUBSCRIBE_WAIT_SECONDS)
         try:
             with self._write(busy_seconds=wait) as session:
-                return _unsubscribe_uid(session, uid, reason, self.clock())
+                return [_unsubscribe_uid(session, one.uid, one.reason, one.at) for one in asked]
         except (StoreError, OperationalError) as exc:
-            return self._spool_unsubscribe(uid, reason, exc)
+            return [self._spool_unsubscribe(one, exc) for one in asked]
 
-    def _spool_unsubscribe(self, uid: str, reason: str, cause: Exception) -> UnsubscribeResult:
+    def _spool_unsubscribe(self, one: Unsubscribing, cause: Exception) -> UnsubscribeResult:
         try:
-            self.spool.add(uid, reason=reason, at=self.clock())
+            self.spool.add(one.uid, reason=one.reason, at=one.at)
         except OSError as exc:
             raise StoreError(
                 f"an unsubscribe could not be recorded: the database did not take it ({cause}) "
@@ -64,7 +85,7 @@ class Leaving(ListBase):
         log.warning("database busy or down (%s): unsubscribe spooled to %s", cause, self.spool.path)
         email: str | None = None
         try:  # reads go on while another program writes (WAL); if not, the page says less
-            found = self.by_uid(uid)
+            found = self.by_uid(one.uid)
             email = found.email if found is not None else None
         except SQLAlchemyError:
             pass
