@@ -3,7 +3,10 @@
 Every request unsubscribes a reader no other request touched, so each is a real write; the
 run fails unless every answer 200 is a reader recorded as unsubscribed. The load client and
 the servers are `web_bench.py`'s; the ratio printed is 2 workers over 1 worker, measured in
-alternating runs so the machine's load falls on both alike.
+alternating runs so the machine's load falls on both alike, next to the same ratio for
+`web_bench.py`'s trivial endpoint measured back to back (what a second worker can give at
+all on the machine at that moment). Each run also prints how the workers shared it: the
+connections each held and its CPU ms per request, and the load client's.
 
     .venv/bin/python bench/oneclick_bench.py [--pg postgresql://postgres@127.0.0.1:5432/test]
 """
@@ -22,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import web_bench  # bench/ is on the path: the script's own folder
-import workershare
 from ingest_bench import fresh_postgres
 
 from newsletter.core.config import load_settings
@@ -30,6 +32,7 @@ from newsletter.core.models import Subscriber, SubscriberStatus
 from newsletter.core.project import init_project
 from newsletter.core.store import Store
 from newsletter.readers.subscribers import ConsentSource, Subscribers
+from tests.support import workershare
 
 
 def main() -> None:
@@ -69,20 +72,28 @@ def main() -> None:
         f"{backend}, {args.readers:,} readers, {args.clients} clients, {args.seconds:g} s x {args.rounds}"
     )
 
-    servers = {n: web_bench.start_slice(root, n, env) for n in (1, 2)}
-    rates: dict[int, list[float]] = {1: [], 2: []}
+    # the baseline, run back to back with the one-click runs: what a second worker gives a
+    # trivial endpoint on this machine at this moment (uvicorn's own --workers, one socket)
+    servers = {("trivial", n): web_bench.start_trivial(n) for n in (1, 2)} | {
+        ("one-click", n): web_bench.start_slice(root, n, env) for n in (1, 2)
+    }
+    rates: dict[tuple[str, int], list[float]] = {key: [] for key in servers}
     answered = used = 0
     try:
         for _ in range(args.rounds):
-            for workers in (1, 2):
-                proc, port = servers[workers]
+            for (kind, workers), (proc, port) in servers.items():
+                batch = tokens[used:] if kind == "one-click" else []
                 rate, p50, p95, codes, shares = measured(
-                    proc.pid, port, tokens[used:], clients=args.clients, seconds=args.seconds
+                    proc.pid, port, batch, clients=args.clients, seconds=args.seconds
                 )
-                used += sum(codes.values())
-                answered += codes.get(200, 0)
-                rates[workers].append(rate)
-                print(f"  {workers}w {rate:7.0f}/s  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  {codes}")
+                if kind == "one-click":
+                    used += sum(codes.values())
+                    answered += codes.get(200, 0)
+                rates[(kind, workers)].append(rate)
+                print(
+                    f"  {kind:9} {workers}w {rate:7.0f}/s  p50 {p50:6.1f} ms  "
+                    f"p95 {p95:6.1f} ms  {codes}  (load {os.getloadavg()[0]:.1f})"
+                )
                 print(f"     {shares}")
     finally:
         for proc, _ in servers.values():
@@ -91,8 +102,11 @@ def main() -> None:
     recorded = Subscribers(settings, store).count().get("unsubscribed", 0)
     store.dispose()
     print(f"{answered:,} answered 200, {recorded:,} recorded as unsubscribed")
-    one, two = statistics.median(rates[1]), statistics.median(rates[2])
-    print(f"median: 1 worker {one:.0f}/s, 2 workers {two:.0f}/s, 2w / 1w {two / one:.2f}x")
+    for kind in ("trivial", "one-click"):
+        one, two = (statistics.median(rates[(kind, n)]) for n in (1, 2))
+        print(
+            f"median {kind}: 1 worker {one:.0f}/s, 2 workers {two:.0f}/s, 2w / 1w {two / one:.2f}x"
+        )
     print(f"load average at the start {start_load[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
     if recorded != answered:
         raise SystemExit("an answered unsubscribe was not recorded")
@@ -109,9 +123,10 @@ def measured(
     pids = workershare.workers(server)
     before = {pid: workershare.cpu_seconds(pid) for pid in pids}
     found: list[tuple[float, float, float, dict[int, int], float]] = []
+    kind, arg = ("oneclick", "") if tokens else ("get", "/")  # no tokens: the trivial baseline
     load = threading.Thread(
         target=lambda: found.append(
-            web_bench.drive(port, "oneclick", "", tokens, clients=clients, seconds=seconds)
+            web_bench.drive(port, kind, arg, tokens, clients=clients, seconds=seconds)
         )
     )
     load.start()

@@ -27,6 +27,7 @@ from newsletter.core.config import load_settings
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.store import Store
 from tests.send_support import ISSUE, add_readers, parse, write_issue
+from tests.support import workershare
 from tests.support.smtpd import RecordingSMTPServer
 
 CONCURRENCY = 3
@@ -163,15 +164,21 @@ def test_sigterm_stops_dev_smtp_with_sigint_ignored(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_stops_serve_with_sigint_ignored(
-    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]]
+    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]], workers: str
 ) -> None:
     port = free_port()
-    proc = slice_proc(project, environ, "serve", "--host", "127.0.0.1", "--port", str(port))
+    proc = slice_proc(
+        project, environ, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", workers
+    )
     started.append(proc)
     wait_listening(port, proc)
+    serving = workershare.workers(proc.pid)  # the process itself, or its two workers
+    assert len(serving) == int(workers)
     proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=15)
+    _out, err = proc.communicate(timeout=40)
     # uvicorn shuts down, then ends the process with the signal it was given
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err
+    assert not [pid for pid in serving if Path(f"/proc/{pid}").exists()]  # no worker left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -154,3 +155,39 @@ def test_serve_answers_503_with_retry_after_only_when_nothing_can_take_it(
 def test_the_spool_lives_in_the_subscribers_folder(settings: Settings) -> None:
     spool = UnsubscribeSpool.of(settings)
     assert spool.path == settings.resolve(settings.paths.subscribers) / "unsubscribe-spool.jsonl"
+
+
+def test_one_click_posts_arriving_together_are_each_recorded_busy_or_not(
+    settings: Settings, quick_store: Store
+) -> None:
+    """A burst of one-click POSTs is written together (newsletter.web.oneclick): every one is
+    answered 200 with the reader's address and recorded, in the database or in the spool."""
+    app = create_app(settings, store=quick_store)
+    subs: Subscribers = app.state.subscribers
+    tokens = {_reader(subs, f"r{i}@example.org"): f"r{i}@example.org" for i in range(40)}
+    burst = list(tokens)
+    server = LiveServer(app).start()
+
+    async def post_all(mine: list[str]) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(f"/unsubscribe/{t}", data={"List-Unsubscribe": "One-Click"})
+                    for t in mine
+                )
+            )
+
+    try:
+        answers = asyncio.run(post_all(burst[:20]))
+        with locked(quick_store):
+            answers += asyncio.run(post_all(burst[20:]))
+            assert subs.spool.pending()
+        for _ in range(100):  # serve applies the spool by itself within a few seconds
+            if not subs.spool.pending():
+                break
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    assert [a.status_code for a in answers] == [200] * 40
+    assert all(tokens[t] in a.text for t, a in zip(burst, answers, strict=True))
+    assert {s.status for s in rows(quick_store)} == {SubscriberStatus.UNSUBSCRIBED}

@@ -2,8 +2,9 @@
 
 Read from /proc (Linux): a server's workers are its child processes (or the server itself
 when it has none), the connections each holds are the established sockets on the server's
-port among its open files, and its CPU is utime + stime. `oneclick_bench.py` prints them
-per run, so that a worker that took most of the keep-alive connections shows as such.
+port among its open files, and its CPU is utime + stime. bench/oneclick_bench.py prints
+them per run (a worker that took most of the keep-alive connections shows as such), and
+tests/test_serve_workers.py checks that every worker holds some.
 """
 
 from __future__ import annotations
