@@ -142,7 +142,7 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
             "radiologist": 1.5,
             "ct": 1.0,
             "mri": 1.0,
-            "mammography": 1.0,
+            "mammogra*": 1.0,
             "prospective": 1.0,
             "multicentre": 1.0,
         }

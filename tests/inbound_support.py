@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
-from newsletter.core.models import Delivery, Issue, Subscriber, table, utcnow
+from newsletter.core.models import Delivery, InboundMessage, Issue, Subscriber, table, utcnow
 from newsletter.core.store import Store
 from newsletter.readers.tokens import Tokens
 from tests.conftest import FIXTURES, TEST_SECRET
@@ -123,3 +123,25 @@ def nested_bomb(depth: int = 3000) -> bytes:
     for i in reversed(range(depth)):
         parts.append(b"--b%d--\r\n" % i)
     return b"".join(parts)
+
+
+def report(name: str, store: Store, readers: list[str], sent: dict[str, tuple[int, str]]) -> bytes:
+    """A report fixture with CRLF line ends, as it travels (smtplib sends bytes as they are)."""
+    data = fill((REPORTS / name).read_bytes(), store, readers, sent)
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def status(store: Store, address: str) -> str:
+    with store.read() as session:
+        return str(
+            session.connection()
+            .execute(select(S.c.status).where(S.c.email == address))
+            .scalar_one()
+        )
+
+
+def outcomes(store: Store) -> list[str]:
+    """The outcome of every inbound message recorded, in the order they came."""
+    M = table(InboundMessage)
+    with store.read() as session:
+        return list(session.connection().execute(select(M.c.outcome).order_by(M.c.id)).scalars())

@@ -120,6 +120,71 @@ def test_the_email_has_no_serious_violations(
         scheme(browser, "light")
 
 
+@pytest.fixture(scope="module")
+def received_emails(site: Site, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The HTML of each kind of email a demo reader got: the issue, confirmation, welcome."""
+    folder = tmp_path_factory.mktemp("received")
+    issue_subject = site.report.compose.rendered.message.subject
+    found: dict[str, Path] = {}
+    for item in site.report.received:
+        message = message_from_bytes(item.data, policy=default_policy)
+        assert isinstance(message, EmailMessage)
+        subject = str(message["Subject"])
+        kind = (
+            "issue"
+            if subject == issue_subject
+            else "confirmation"
+            if b"/confirm/" in item.data
+            else "welcome"
+        )
+        body = message.get_body(preferencelist=("html",))
+        assert body is not None, subject
+        found.setdefault(kind, folder / f"{kind}.html").write_text(
+            str(body.get_content()), encoding="utf-8"
+        )
+    assert sorted(found) == ["confirmation", "issue", "welcome"]
+    return found
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("colors", ["light", "dark"])
+def test_every_email_a_reader_gets_has_no_serious_violations(
+    received_emails: dict[str, Path], browser: Browser, width: int, colors: str
+) -> None:
+    """As delivered (each reader's links and name filled in), not only as composed."""
+    browser.viewport(width, 900, mobile=width < 400)
+    scheme(browser, colors)
+    found: list[str] = []
+    try:
+        for kind, page in received_emails.items():
+            browser.open(page.as_uri())
+            found += check(browser, f"received-{kind}-{colors}", width)
+    finally:
+        scheme(browser, "light")
+    assert found == []
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_web_copy_and_the_archive_in_the_dark_scheme(
+    site: Site, browser: Browser, width: int
+) -> None:
+    """A reader whose system is dark gets the same readable pages (the site keeps one scheme)."""
+    browser.viewport(width, 900, mobile=width < 400)
+    scheme(browser, "dark")
+    found: list[str] = []
+    try:
+        for name, path in {
+            "web-copy": f"/issues/{site.report.issue_id}",
+            "papers": "/?q=mammo*",
+            "issues": "/issues",
+        }.items():
+            browser.open(site.url + path)
+            found += check(browser, f"{name}-dark", width)
+    finally:
+        scheme(browser, "light")
+    assert found == []
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_archive_page_has_no_serious_violations(
     site: Site, browser: Browser, width: int
@@ -222,6 +287,36 @@ def test_the_focus_ring_stands_out_on_every_control(site: Site, browser: Browser
         assert _contrast(focused["ring"], focused["behind"]) >= 3.0, focused
     assert any("INPUT#q" in s for s in seen), seen
     browser.screenshot(OUTPUT / "a11y-focus-1280.png", clip=(0, 0, 1280, 900))
+
+
+def test_a_phones_abstract_toggle_shows_its_focus_on_its_label(
+    site: Site, browser: Browser
+) -> None:
+    """The checkbox itself is invisible: the ring goes round "Show the whole abstract"."""
+    browser.viewport(375, 900, mobile=True)
+    browser.open(site.url + "/?q=learning")
+    label = None
+    for _ in range(30):
+        for kind in ("keyDown", "keyUp"):
+            browser.send(
+                "Input.dispatchKeyEvent",
+                {"type": kind, "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9},
+            )
+        label = browser.js(
+            "(() => { const el = document.activeElement;"
+            " if (!el.classList.contains('abstract-toggle')) return null;"
+            " const label = document.querySelector(`label[for='${el.id}']`);"
+            " const style = getComputedStyle(label);"
+            " const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);"
+            " return {text: label.innerText, style: style.outlineStyle,"
+            " width: parseFloat(style.outlineWidth), ring: rgb(style.outlineColor)}; })()"
+        )
+        if label is not None:
+            break
+    assert label is not None, "no abstract toggle is reached with Tab on a phone"
+    assert label["text"] == "Show the whole abstract"
+    assert label["style"] == "solid" and label["width"] >= 2
+    assert _contrast(label["ring"], [251, 251, 252]) >= 3.0  # on the page's background
 
 
 def test_the_abstract_toggle_shows_only_under_cut_abstracts(site: Site, browser: Browser) -> None:

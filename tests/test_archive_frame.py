@@ -63,6 +63,11 @@ def test_the_web_copy_sits_in_the_site_frame(
     assert "@media only screen and (max-width: 480px)" in page
     assert ".issue-copy .sheet h1 {" in page
     assert '<h2 id="issue-title" class="issue-heading">Issue #1 · sent <time' in page
+    # on a phone (one column, in document order) the issue comes first, the signup after it;
+    # the papers page keeps the form on top
+    assert page.index('class="archive-results"') < page.index('class="archive-signup"')
+    papers = get(app, "/").text
+    assert papers.index('class="archive-signup"') < papers.index('class="archive-results"')
 
 
 def test_css_scoping_keeps_every_rule_inside_the_copy() -> None:
@@ -86,6 +91,43 @@ def test_time_elements_carry_valid_datetimes_and_one_date_format(
     # the email's way of writing dates (newsletter.issue.cards), on every page
     assert '<time datetime="2025-06-03">Jun 3, 2025</time>' in pages["/"]
     assert "papers from Jun 9 – 15, 2025" in pages["/issues"]
+    # the feed's summary when the issue's message.json is gone: the same words for the week
+    IssueFolder.of(settings.outbox_dir, "2025-W24").message.unlink()
+    assert (
+        "<summary>Issue #1: papers from Jun 9 – 15, 2025.</summary>" in get(app, "/feed.xml").text
+    )
+
+
+def test_the_sent_date_is_the_editors_day_on_every_page(
+    settings: Settings, any_store: Store
+) -> None:
+    """Sent at 07:00 UTC on Jun 16 is still Jun 15 in Honolulu, on the list and on the copy."""
+    settings.newsletter.timezone = "Pacific/Honolulu"
+    _sent_with_copy(settings, any_store)
+    app = create_app(settings, store=any_store)
+    sent = '<time datetime="2025-06-16T07:00:00Z">Jun 15, 2025</time>'
+    assert sent in get(app, "/issues").text
+    assert f"Issue #1 · sent {sent}</h2>" in get(app, "/issues/2025-W24").text
+
+
+def test_tex_stored_before_ingest_cleaned_it_reads_as_text_in_the_archive(
+    app: FastAPI, any_store: Store
+) -> None:
+    """Records a JSON or CSV import stored with raw TeX read as the email shows them."""
+    add_papers(
+        any_store,
+        [
+            make_paper(
+                1,
+                title="VO$_2$max after \\textit{in vivo} training",
+                abstract="Mean age was $64.38\\pm13.63$ years; costs fell from $5 to $3.",
+            )
+        ],
+    )
+    page = get(app, "/").text
+    assert "VO<sub>2</sub>max after <i>in vivo</i> training" in page
+    assert "Mean age was 64.38±13.63 years; costs fell from $5 to $3." in page
+    assert "\\pm" not in page and "\\textit" not in page
 
 
 def test_sort_labels_say_what_happens(app: FastAPI, any_store: Store) -> None:

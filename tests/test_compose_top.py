@@ -91,6 +91,22 @@ def test_the_preview_line_does_not_repeat_the_subject(csettings: Settings, cstor
     assert message.subject not in lone.preheader
 
 
+def test_the_preview_line_does_not_repeat_a_headline_the_subject_shortened(
+    csettings: Settings, cstore: Store
+) -> None:
+    papers = long_papers()
+    papers[1]["title"] = (
+        "Deep learning (DL) reconstruction of accelerated knee MRI in 312 patients with knee pain"
+    )
+    add_papers(cstore, papers)
+    csettings.stories.drafts = False  # the titles themselves, not drafted headlines
+    message = compose(csettings, cstore).rendered.message
+    assert message.subject == "Deep learning reconstruction of accelerated knee MRI in 312 patients"
+    # the subject is the first title without its "(DL)": the preview line goes on from there
+    assert message.preheader.startswith("Artificial intelligence as an independent second reader")
+    assert "knee" not in message.preheader
+
+
 # --- greeting ------------------------------------------------------------------------
 
 
@@ -132,6 +148,8 @@ def test_the_greetings_are_settings(csettings: Settings, cstore: Store) -> None:
     assert "<p>Hello!</p>" in folder.web_html.read_text()
     with pytest.raises(ValueError, match=r"the greeting needs \{name\}"):
         csettings.newsletter.greeting = "Hello"
+    with pytest.raises(ValueError, match=r"for readers without a name: leave \{name\} out"):
+        csettings.newsletter.greeting_no_name = "Hello {name}!"
 
 
 # --- the "need to know" links ---------------------------------------------------------
@@ -223,6 +241,23 @@ def test_a_paper_without_identifiers_links_to_a_search_and_compose_warns(
         f"paper {pid} has no DOI, PubMed, PMC or arXiv id and no URL: its title links to a "
         "search; add its DOI or url to the record and ingest it again."
     ]
+
+
+def test_a_superscript_reads_as_a_power_in_the_text_part(
+    csettings: Settings, cstore: Store
+) -> None:
+    add_papers(cstore, [{
+        "title": "Deep learning on 10<sup>5</sup> radiographs", "authors": ["A B"],
+        "abstract": "Radiology AI at a dose of 10<sup>-3</sup> Gy.", "source": "pubmed",
+        "kind": "paper", "published": date(2026, 5, 27), "pmid": "40000300",
+    }])  # fmt: skip
+    csettings.stories.drafts = False
+    result = compose(csettings, cstore)
+    text = result.folder.text.read_text()
+    assert "Deep learning on 10⁵ radiographs" in text and "10⁻³ Gy" in text
+    assert "105" not in text and "10-3" not in text
+    assert result.rendered.message.subject == "Deep learning on 10⁵ radiographs"
+    assert "10<sup>5</sup>" in result.folder.email_html.read_text()
 
 
 def test_tex_is_made_readable_from_json_csv_and_rss(store: Store, tmp_path: Path) -> None:

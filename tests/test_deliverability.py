@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from email.header import decode_header, make_header
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from typer.testing import Result
 
 from newsletter.core.errors import SendError
 from newsletter.core.store import Store
+from newsletter.send.encoding import to_header
 from newsletter.send.service import send_issue
 from tests.conftest import TEST_SECRET
 from tests.mail_samples import KINDS, capture_all, compose_golden, sample_settings
@@ -216,3 +218,48 @@ def test_dry_run_warns_of_http_links_and_a_dkim_domain_that_does_not_align(
     assert len(warnings) == 2, result.stderr
     assert "must be https (RFC 8058)" in warnings[0]
     assert "DKIM signs as mailer.example.net but the From address is at example.org" in warnings[1]
+
+
+# --- a list whose name is not ASCII, and long -----------------------------------------
+
+LONG_NAME = "Radiología e IA — Boletín semanal de la Sociedad Española de Radiología Médica"
+
+
+@pytest.fixture(scope="module")
+def non_ascii(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    root = tmp_path_factory.mktemp("non-ascii")
+    with RecordingSMTPServer() as server:
+        settings = sample_settings(root / "project", {"SLICE_SECRET_KEY": TEST_SECRET}, server)
+        settings.newsletter.name = LONG_NAME
+        settings.newsletter.from_address = f'"{LONG_NAME}" <weekly@example.org>'
+        with Store.open(settings.database_url) as store:
+            return capture_all(settings, store, server)
+
+
+def decoded(data: bytes, name: str) -> str:
+    """A header as RFC 2047 says to read it: white space between encoded words dropped.
+
+    (Python's newer parser keeps that space inside a display name; mail programs do not.)
+    """
+    raw = email.message_from_bytes(data, policy=email.policy.compat32)[name]
+    return str(make_header(decode_header(str(raw))))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_encoded_words_stay_within_76_characters_a_line(
+    non_ascii: dict[str, bytes], kind: str
+) -> None:
+    """RFC 2047: a header line holding encoded words is at most 76 characters long."""
+    head = non_ascii[kind].partition(b"\r\n\r\n")[0]
+    encoded = [line for line in head.split(b"\r\n") if b"=?" in line]
+    assert encoded and max(len(line) for line in encoded) <= 76, encoded
+    assert decoded(non_ascii[kind], "From") == f"{LONG_NAME} <weekly@example.org>"
+    if kind != "confirmation":  # and List-Id reads back the same in every list email
+        assert decoded(non_ascii[kind], "List-Id") == f"{LONG_NAME} <weekly.example.org>"
+
+
+def test_a_long_non_ascii_reader_name_is_folded_within_76_characters() -> None:
+    name = "Zoë Ångström-Østergaard de la Fuente y Martínez Sánchez"
+    line = to_header("zoe@example.com", name)
+    assert max(len(part) for part in line.split(b"\r\n")) <= 76, line
+    assert decoded(line + b"\r\n", "To") == f"{name} <zoe@example.com>"

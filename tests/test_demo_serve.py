@@ -24,7 +24,9 @@ import httpx
 import pytest
 
 from newsletter.core.config import load_settings
-from newsletter.demo import DEMO_NAME, run_demo
+from newsletter.core.store import Store
+from newsletter.demo import DEMO_NAME, DEMO_SETTINGS, run_demo
+from newsletter.papers.search import SearchParams, search_papers
 from tests.test_demo import TODAY
 
 
@@ -56,6 +58,10 @@ def test_demo_folder_keeps_its_settings_and_key(tmp_path: Path) -> None:
     assert settings.newsletter.postal_address == "Slice demo, 1 Example Street, Exampletown"
     assert settings.newsletter.editor_address == "editor@example.org"
     assert settings.profile.terms["deep learning"] == 2.0 and len(settings.profile.terms) == 8
+    # every value the demo sets is read back from the file, whatever is added to DEMO_SETTINGS
+    for section, values in DEMO_SETTINGS.items():
+        for key, value in values.items():
+            assert getattr(getattr(settings, section), key) == value, (section, key)
     # where `slice dev-smtp` listens (the demo's own sink lived only while it ran)
     assert (settings.smtp.host, settings.smtp.port, settings.smtp.tls) == (
         "127.0.0.1",
@@ -114,3 +120,16 @@ def test_unsubscribe_link_from_a_demo_email_works_with_the_printed_serve(tmp_pat
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def test_the_search_help_example_finds_the_demos_mammography_papers(tmp_path: Path) -> None:
+    """The archive's help line offers `mammo*`: in the demo it finds the screening papers."""
+    report = run_demo(tmp_path / "demo", today=TODAY)
+    settings = load_settings(config=report.project / "slice.toml", environ={})
+    with Store.open(settings.database_url) as store, store.read() as session:
+        page = search_papers(session, SearchParams(q="mammo*"), on_topic_only=True)
+    assert sorted(p.title.split(":")[0] for p in page.papers) == [
+        "Patient attitudes towards AI reading their screening mammograms",
+        "Self-supervised pretraining on 1.2 million unlabeled mammograms improves breast "
+        "cancer screening at low label budgets",
+    ]

@@ -145,6 +145,39 @@ def test_every_source_is_stored_without_control_characters_or_deep_markup(
         assert re.search(r"[A-Za-z]{3} ", paper.title), paper.title
 
 
+def test_one_control_character_anywhere_in_a_record_is_removed_where_it_is(store: Store) -> None:
+    # records are checked whole, in one pass: a single hostile character in a keyword,
+    # an extra key or one author, with every other text clean, is still found and removed
+    def record(n: int, **changes: object) -> PaperRecord:
+        base = PaperRecord(
+            title=f"Clean title number {n}",
+            source="editor",
+            published=date(2025, 6, 10),
+            authors=["Ann Lee", "Bo Kim"],
+            abstract="Clean &lt; abstract with <i>markup</i>.",
+            extra={"keywords": ["ct", "mri"], "note": {"a": "b"}},
+        )
+        for name, value in changes.items():
+            setattr(base, name, value)
+        return base
+
+    records = [
+        record(1, extra={"keywords": ["ct", f"mri{JSON_HOSTILE}"], "note": {"a": "b"}}),
+        record(2, extra={f"no{JSON_HOSTILE}te": "x"}),
+        record(3, authors=["Ann Lee", f"Bo{JSON_HOSTILE} Kim"]),
+        record(4),
+    ]
+    result = ingest(store, records, origin="editor")
+    assert result.new == 4, result
+    with store.read() as session:
+        papers = {p.title: p for p in session.exec(select(Paper)).all()}
+    assert papers["Clean title number 1"].extra["keywords"] == ["ct", "mri[31m"]
+    assert papers["Clean title number 2"].extra["no[31mte"] == "x"
+    assert papers["Clean title number 3"].authors == ["Ann Lee", "Bo[31m Kim"]
+    assert papers["Clean title number 4"].extra == {"keywords": ["ct", "mri"], "note": {"a": "b"}}
+    assert papers["Clean title number 4"].abstract == "Clean &lt; abstract with <i>markup</i>."
+
+
 def _week_papers(store: Store, title: str, abstract: str) -> int:
     return add_papers(
         store,

@@ -22,11 +22,11 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from newsletter.core.models import InboundMessage, Subscriber
+from newsletter.core.models import InboundMessage
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.send.inbound import InboundServer, inbound_server
-from tests.inbound_support import REPORTS, fill, nested_bomb, sent_issue, verp
+from tests.inbound_support import nested_bomb, outcomes, report, sent_issue, status, verp
 from tests.send_support import add_readers
 
 Sent = dict[str, tuple[int, str]]
@@ -47,22 +47,6 @@ def server(settings: Settings, store: Store) -> Iterator[InboundServer]:
     settings.inbound.port = 0
     with inbound_server(settings, store) as running:
         yield running
-
-
-def report(name: str, store: Store, readers: list[str], sent: Sent) -> bytes:
-    """A report fixture with CRLF line ends, as it travels (smtplib sends bytes as they are)."""
-    data = fill((REPORTS / name).read_bytes(), store, readers, sent)
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def status(store: Store, address: str) -> str:
-    with store.read() as session:
-        return session.exec(select(Subscriber.status).where(Subscriber.email == address)).one()
-
-
-def outcomes(store: Store) -> list[str]:
-    with store.read() as session:
-        return list(session.exec(select(InboundMessage.outcome).order_by(col(InboundMessage.id))))
 
 
 def lmtp_send(server: InboundServer, rcpt: str, data: bytes) -> None:

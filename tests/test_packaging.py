@@ -48,3 +48,27 @@ def test_the_wheel_carries_the_templates_and_demo_data(tmp_path: Path) -> None:
     assert {f"newsletter/{t}" for t in templates} <= names
     assert "newsletter/data/demo/papers.jsonl" in names
     assert "newsletter/py.typed" in names
+
+
+def test_dkimpy_is_only_a_test_dependency() -> None:
+    """The send signs with `cryptography`; dkimpy only verifies in the tests (dev extras)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {
+            r.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip() for r in requirements
+        }
+
+    assert "dkimpy" not in names(project["dependencies"])
+    assert "dkimpy" in names(project["optional-dependencies"]["dev"])
+    for extra, listed in project["optional-dependencies"].items():
+        assert extra == "dev" or "dkimpy" not in names(listed), extra
+    importing = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "newsletter").rglob("*.py")
+        if any(
+            line.strip().startswith(("import dkim", "from dkim "))
+            for line in p.read_text(encoding="utf-8").splitlines()
+        )
+    ]
+    assert importing == []

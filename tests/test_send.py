@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -240,6 +242,41 @@ def test_dkim_signature_verifies_with_an_independent_verifier(
         assert not dkim_verify(forged, record)
 
 
+def test_dkim_signatures_are_made_off_the_event_loop(
+    project: Path, smtp_environ: dict[str, str], tmp_path: Path, smtp_server: RecordingSMTPServer
+) -> None:
+    """Signing is CPU work: it runs on the signing threads (a second core), not the loop's."""
+    key, record = make_dkim_key(tmp_path)
+    environ = {
+        **smtp_environ,
+        "SLICE_DKIM_KEY": str(key),
+        "SLICE_DKIM_SELECTOR": "s1",
+        "SLICE_DKIM_DOMAIN": "example.org",
+    }
+    settings = load_settings(config=project / "slice.toml", environ=environ)
+    signed_on: list[str] = []
+
+    def watch(frame: Any, event: str, _arg: object) -> None:
+        code = frame.f_code
+        if event == "call" and code.co_name == "_signature" and "send" in code.co_filename:
+            signed_on.append(threading.current_thread().name)
+
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store)
+        add_readers(store, 6)
+        threading.setprofile(watch)
+        sys.setprofile(watch)
+        try:
+            report = send(settings, store)
+        finally:
+            sys.setprofile(None)
+            threading.setprofile(None)  # type: ignore[arg-type]
+    assert report.signed and report.tally.sent == 6
+    assert all(dkim_verify(m.data, record) for m in smtp_server.messages)
+    assert len(signed_on) == 6
+    assert all(name.startswith("slice-dkim") for name in signed_on), signed_on
+
+
 def test_fault_mix_nobody_lost_5xx_suppressed_4xx_retried(
     smtp_settings: Settings, db: Store, smtp_server: RecordingSMTPServer
 ) -> None:
@@ -353,7 +390,8 @@ def test_unreachable_relay_stops_with_one_line(project: Path, environ: dict[str,
         write_issue(settings, store)
         add_readers(store, 5)
         report = send(settings, store)
-        assert f"127.0.0.1:{port} refuses every message" in report.tally.stopped
+        assert f"the relay at 127.0.0.1:{port} cannot be reached (" in report.tally.stopped
+        assert "check smtp.host, smtp.port and that the relay runs" in report.tally.stopped
         assert {r.status for r in ledger(store).values()} == {"pending"}
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from newsletter.core.models import DeliveryStatus
 from newsletter.core.store import Store
+from newsletter.issue.outbox import RenderedIssue
 from newsletter.send.claims import Claims, new_worker_id
 from newsletter.send.ledger import Ledger, Outcome, Row
 from tests.send_support import ISSUE, add_issue_row, add_readers
@@ -80,3 +83,35 @@ def test_a_row_whose_lease_ran_out_is_claimed_by_another_worker(ledger: Ledger) 
     assert alive.claim(6, now=NOW + timedelta(seconds=30)) == ([], [])
     taken, _ = alive.claim(6, now=NOW + timedelta(seconds=61))
     assert sorted(_emails(taken)) == sorted(_emails(held))
+
+
+def test_workers_starting_at_the_same_instant_freeze_one_audience(db_url: str) -> None:
+    """Four workers make the issue row and the snapshot at once: one does, none fails."""
+    with Store.open(db_url) as store:
+        add_readers(store, 40)
+        rendered = RenderedIssue(
+            issue_id=ISSUE,
+            number=1,
+            subject="The week",
+            preheader="",
+            date="2025-06-16",
+            window_start="2025-06-09",
+            window_end="2025-06-15",
+            web_url="http://127.0.0.1:8000/issues/" + ISSUE,
+            paper_count=1,
+            rendered_at="2025-06-16T08:00:00+00:00",
+        )
+        gate = threading.Barrier(4)
+
+        def start() -> int:
+            ledger = Ledger(store, ISSUE)
+            gate.wait(10)
+            ledger.ensure_issue(rendered)
+            gate.wait(10)
+            return ledger.start(NOW).created
+
+        with ThreadPoolExecutor(4) as pool:
+            created = sorted(pool.map(lambda _: start(), range(4)))  # raises what any raised
+        assert created == [0, 0, 0, 40]
+        counts = Ledger(store, ISSUE).counts()
+        assert counts["pending"] == 40 and sum(counts.values()) == 40

@@ -218,6 +218,7 @@ def test_proof_goes_to_one_address_and_touches_no_ledger(
     ("args", "expected"),
     [
         (["send", "2025-W99"], "issue 2025-W99 is not composed"),
+        (["send", "2025-W99", "--status"], "issue 2025-W99 is not composed"),
         (["send", "../etc"], "is not an issue id"),
         (["send", ISSUE, "--to", "not an address"], "is not one address"),
         (
@@ -389,3 +390,16 @@ def test_real_relay_with_local_links_is_refused_before_anything_happens(
     with db.read() as session:
         assert session.exec(select(Delivery)).all() == []  # no ledger, no connection tried
         assert session.get(Issue, ISSUE).status == "draft"  # type: ignore[union-attr]
+
+
+def test_status_of_a_composed_issue_not_yet_sent_says_who_would_get_it(
+    run_cli: Run, smtp_environ: dict[str, str], smtp_settings: Settings, db: Store
+) -> None:
+    write_issue(smtp_settings, db)
+    add_readers(db, 3)
+    result = run_cli("send", ISSUE, "--status", env=smtp_environ)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"Issue {ISSUE}: draft, not sent yet; 3 confirmed subscribers would get it: "
+        f"run `slice send {ISSUE}` to send it.\n"
+    )

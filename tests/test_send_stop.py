@@ -2,9 +2,10 @@
 
 A shell script's background job, or a systemd unit, runs with SIGINT ignored and
 is stopped with SIGTERM. These tests start the real commands that way, as
-subprocesses, and stop them with SIGTERM. For the send, every message the relay
-has answered by then is in the ledger as sent: only the messages still on the
-wire stay 'sending' (and go again, with the same Message-ID, on the next run).
+subprocesses, and stop them with SIGTERM. For the send (stopped by SIGTERM or by
+Ctrl-C), every message the relay has answered by then is in the ledger as sent:
+only the messages still on the wire stay 'sending' (and go again, with the same
+Message-ID, on the next run). `send --workers 2` stops its workers with it.
 """
 
 from __future__ import annotations
@@ -38,9 +39,16 @@ def ignore_sigint() -> None:
 
 
 def slice_proc(
-    project: Path, env: dict[str, str], *args: str, stdout: IO[str] | int = subprocess.PIPE
+    project: Path,
+    env: dict[str, str],
+    *args: str,
+    stdout: IO[str] | int = subprocess.PIPE,
+    sigint: bool = False,
 ) -> subprocess.Popen[str]:
-    """`slice ARGS` in a process of its own that ignores SIGINT, as a background job does."""
+    """`slice ARGS` in a process of its own that ignores SIGINT, as a background job does.
+
+    With ``sigint`` it takes Ctrl-C, as in a terminal.
+    """
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SLICE_")}
     config = str(project / "slice.toml")
     return subprocess.Popen(
@@ -49,7 +57,7 @@ def slice_proc(
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=ignore_sigint,
+        preexec_fn=None if sigint else ignore_sigint,
     )
 
 
@@ -82,20 +90,23 @@ def wait_listening(port: int, proc: subprocess.Popen[str]) -> None:
     raise AssertionError(f"nothing listens on port {port}")
 
 
-def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stopped_send_keeps_every_answer_the_relay_gave(
     project: Path,
     smtp_environ: dict[str, str],
     smtp_server: RecordingSMTPServer,
     db_url: str,
     started: list[subprocess.Popen[str]],
+    stop: signal.Signals,
 ) -> None:
+    """SIGTERM with SIGINT ignored (a background job), and Ctrl-C in a terminal."""
     env = {**smtp_environ, "SLICE_DATABASE_URL": db_url}
     settings = load_settings(config=project / "slice.toml", environ=env)
     with Store.open(settings.database_url) as store:
         write_issue(settings, store, papers=1)
         addresses = add_readers(store, 60)
     send_args = ["send", ISSUE, "--rate", "0", "--concurrency", str(CONCURRENCY)]
-    proc = slice_proc(project, env, *send_args)
+    proc = slice_proc(project, env, *send_args, sigint=stop == signal.SIGINT)
     started.append(proc)
     deadline = time.monotonic() + 60
     while len(smtp_server.messages) < 12 and time.monotonic() < deadline:
@@ -113,7 +124,7 @@ def test_sigterm_stops_a_send_and_keeps_every_answer_the_relay_gave(
         assert time.monotonic() < deadline, f"{smtp_server.rcpt_waiting} RCPTs held"
         time.sleep(0.01)
     received = {m.rcpt_tos[0] for m in smtp_server.messages}
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Interrupted: " in err and f"Run `slice send {ISSUE}` again to continue." in err
@@ -164,21 +175,65 @@ def test_sigterm_stops_dev_smtp_with_sigint_ignored(
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_stops_serve_with_sigint_ignored(
-    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]], workers: str
+    project: Path, environ: dict[str, str], started: list[subprocess.Popen[str]], workers: int
 ) -> None:
     port = free_port()
-    proc = slice_proc(
-        project, environ, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", workers
-    )
+    where = ["--host", "127.0.0.1", "--port", str(port)]
+    proc = slice_proc(project, environ, "serve", *where, "--workers", str(workers))
     started.append(proc)
     wait_listening(port, proc)
     serving = workershare.workers(proc.pid)  # the process itself, or its two workers
-    assert len(serving) == int(workers)
+    assert len(serving) == workers
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=40)
     # uvicorn shuts down, then ends the process with the signal it was given
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err
     assert not [pid for pid in serving if Path(f"/proc/{pid}").exists()]  # no worker left
+    with pytest.raises(OSError):  # no worker process is left listening
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+
+
+def test_sigterm_stops_a_send_with_two_workers_and_both_workers_with_it(
+    project: Path,
+    smtp_environ: dict[str, str],
+    smtp_server: RecordingSMTPServer,
+    pg_url: str,
+    started: list[subprocess.Popen[str]],
+) -> None:
+    env = {**smtp_environ, "SLICE_DATABASE_URL": pg_url}
+    settings = load_settings(config=project / "slice.toml", environ=env)
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store, papers=1)
+        addresses = add_readers(store, 200)
+    smtp_server.delay = 0.05
+    send_args = ["send", ISSUE, "--workers", "2", "--rate", "0", "--concurrency", "2"]
+    proc = slice_proc(project, env, *send_args)
+    started.append(proc)
+    deadline = time.monotonic() + 120
+    while len(smtp_server.messages) < 20:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the send made no progress"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert f"Run `slice send {ISSUE}` again to continue." in err and "Traceback" not in err
+    # no worker goes on sending on its own
+    stopped_at = len(smtp_server.messages)
+    time.sleep(1.0)
+    assert len(smtp_server.messages) == stopped_at < len(addresses)
+    status = slice_proc(project, env, "send", ISSUE, "--status")
+    shown, _ = status.communicate(timeout=60)
+    assert "No worker is sending it now." in shown
+
+    smtp_server.delay = 0.0
+    final = slice_proc(project, env, *send_args)
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    assert "Issue finished." in out
+    copies = Counter(m.rcpt_tos[0] for m in smtp_server.messages)
+    assert set(copies) == set(addresses)
+    assert sum(copies.values()) - len(addresses) <= 2 * 2  # only what was on the wire

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -185,3 +185,71 @@ def test_workers_flag_starts_that_many_workers_on_postgres(
     assert proc.returncode == 0, err
     assert "over 2 workers" in out and "Issue finished." in out
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(addresses)
+
+
+def test_status_shows_each_live_workers_count_rate_and_a_fresh_heartbeat(
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, db_url: str
+) -> None:
+    """Seconds into a send, `--status` shows what the worker has sent and at what rate."""
+    env = {**smtp_environ, "SLICE_DATABASE_URL": db_url}
+    settings = load_settings(config=project / "slice.toml", environ=env)
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store, papers=1)
+        add_readers(store, 400)
+    # 20/s: 20 s in all; the lease (and its renewal) stays at the default 60 s
+    sender = slice_cmd(project / "slice.toml", env, "send", ISSUE, "--rate", "20")
+    try:
+        deadline = time.monotonic() + 120
+        while len(smtp_server.messages) < 80:  # some four seconds of sending
+            assert time.monotonic() < deadline, "the send made no progress"
+            assert sender.poll() is None, sender.communicate()
+            time.sleep(0.05)
+        status = slice_cmd(project / "slice.toml", env, "send", ISSUE, "--status")
+        shown, err = status.communicate(timeout=60)
+        received = len(smtp_server.messages)
+    finally:
+        sender.kill()
+        sender.wait()
+    assert status.returncode == 0, err
+    assert "Workers sending it now" in shown
+    [row] = [line for line in shown.splitlines() if f" {sender.pid} " in line]
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    sent, rate, heartbeat = int(cells[3]), float(cells[4].removesuffix("/s")), cells[5]
+    assert 40 <= sent <= received, shown  # what it sent a few seconds ago at most
+    assert 10 <= rate <= 25, shown  # about the 20/s it sends at
+    age = float(heartbeat.removesuffix("s ago"))
+    assert age <= 5, shown
+
+
+def test_a_live_worker_keeps_its_rows_past_the_lease_by_its_heartbeat(
+    project: Path, smtp_environ: dict[str, str], smtp_server: RecordingSMTPServer, pg_url: str
+) -> None:
+    """A worker busy for several leases holds its claim: no second worker sends its rows too."""
+    config = configure(project, lease_seconds=2)
+    env = {**smtp_environ, "SLICE_DATABASE_URL": pg_url}
+    settings = load_settings(config=config, environ=env)
+    with Store.open(settings.database_url) as store:
+        write_issue(settings, store, papers=1)
+        addresses = add_readers(store, 100)
+    smtp_server.delay = 0.15  # 100 messages over 2 connections: about 8 s, four leases
+    args = ("send", ISSUE, "--rate", "0", "--concurrency", "2")
+    first = slice_cmd(config, env, *args)
+    started = [first]
+    try:
+        deadline = time.monotonic() + 120
+        while not smtp_server.messages:  # it has claimed every row (one batch of 100)
+            assert time.monotonic() < deadline, "the send made no progress"
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        started.append(slice_cmd(config, env, *args))
+        results = [(p.wait(120), *p.communicate()) for p in started]
+    finally:
+        for p in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for code, _out, err in results:
+        assert code == 0, err
+    copies = Counter(m.rcpt_tos[0] for m in smtp_server.messages)
+    assert set(copies) == set(addresses)
+    assert max(copies.values()) == 1, copies.most_common(3)

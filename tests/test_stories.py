@@ -14,7 +14,13 @@ from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.issue.abstracts import invented_numbers, numbers, sections, split_sentences
 from newsletter.issue.compose import compose_issue
-from newsletter.issue.storydraft import extractive_draft, headline_from_title, problems
+from newsletter.issue.storydraft import (
+    StoryDraft,
+    draft_words,
+    extractive_draft,
+    headline_from_title,
+    problems,
+)
 from newsletter.issue.window import week_window
 from tests.composedata import NOW, PAPERS, STRUCTURED, WEEK, add_papers, project_settings
 
@@ -124,6 +130,39 @@ def test_sentences_numbers_and_sections() -> None:
     ]
 
 
+def test_a_superscript_stays_a_power_in_the_draft_and_in_the_check() -> None:
+    """10<sup>5</sup> is a hundred thousand: a draft that reads "105" misreports it."""
+    abstract = (
+        "Background: Reports are slow.\n\nResults: Pretrained on 10<sup>5</sup> radiographs, "
+        "the model reached a dose of 10<sup>-3</sup> Gy per 4 m<sup>2</sup>. Readers agreed "
+        "in 88% of cases.\n\nConclusion: It helps."
+    )
+    draft = extractive_draft("Pretraining at scale", abstract)
+    assert draft.details == [
+        "Pretrained on 10⁵ radiographs, the model reached a dose of 10⁻³ Gy per 4 m²",
+        "Readers agreed in 88% of cases",
+    ]
+    assert problems(draft, title="Pretraining at scale", abstract=abstract) == []
+    assert numbers("10⁵ and 10⁻³ and 4 m²") == {"10^5", "10^-3", "4"}
+    for wrong in ("Pretrained on 105 radiographs", "Pretrained on 10⁶ radiographs"):
+        flat = StoryDraft(draft.headline, draft.why_it_matters, [wrong, "x"], draft.takeaway)
+        assert problems(flat, title="Pretraining at scale", abstract=abstract) == [
+            f"figures not in the abstract: {'105' if '105' in wrong else '10^6'}"
+        ]
+
+
+def test_every_demo_paper_drafts_with_the_abstracts_own_figures() -> None:
+    from newsletter.demo import sample_papers
+
+    papers = sample_papers()
+    assert len(papers) >= 20
+    for paper in papers:
+        draft = extractive_draft(paper["title"], paper["abstract"])
+        source = f"{paper['title']}\n\n{paper['abstract']}"
+        assert invented_numbers(draft_words(draft), source) == [], paper["title"]
+        assert len(draft.headline) <= 70 and draft.details and draft.takeaway
+
+
 # --- in issue.json ---------------------------------------------------------------------
 
 
@@ -144,6 +183,26 @@ def test_compose_drafts_each_featured_story_and_marks_it(
     )
     html = result.folder.email_html.read_text()
     assert "In 55 581 women screened with mammography" in html and "The details:" in html
+
+
+def test_an_extractive_draft_with_a_figure_not_in_the_abstract_is_not_written(
+    csettings: Settings, cstore: Store
+) -> None:
+    """Cutting "(b)" out of a long title glues "3" and "4" into a 34 the paper never said."""
+    title = (
+        "Deep learning for grade 3(b)4 lesions on CT in a multicentre retrospective "
+        "radiology cohort"
+    )
+    ids = add_papers(cstore, [{**PAPERS[0], "title": title}])
+    csettings.compose.featured = 1
+    result = compose(csettings, cstore)
+    (story,) = featured(result.folder.root)
+    assert story["draft"] is None and not story["headline"] and not story["details"]
+    assert result.unreviewed == []
+    assert result.warnings == [
+        f"paper {ids[title]}: no story drafted (its draft had figures not in the abstract: "
+        "34); write its headline and details in issue.json."
+    ]
 
 
 def test_an_edited_or_accepted_draft_is_the_editors_and_is_kept(

@@ -16,6 +16,7 @@ from newsletter.papers.text import (
     collapse,
     is_sanitized,
     plain_text,
+    reading_text,
     sanitize,
 )
 
@@ -241,3 +242,13 @@ def test_the_fast_path_gives_what_nh3_gives() -> None:
 def test_tex_that_read_as_letters_or_vanished(tex: str, shown: str) -> None:
     """\\sim became a blank (TeX's "~" space), \\frac{1}{2} read "frac12", \\url stayed raw."""
     assert clean_tex(clean_plain(tex)) == shown
+
+
+def test_reading_text_keeps_a_superscript_raised() -> None:
+    assert reading_text("n = 10<sup>5</sup>; 10<sup>&minus;3</sup> Gy; 4 m<sup>2</sup>") == (
+        "n = 10⁵; 10⁻³ Gy; 4 m²"
+    )
+    # letters without a raised form keep a caret; subscripts join their word, as in search
+    assert reading_text("Smith<sup>a,b</sup> and VO<sub>2</sub>max") == "Smith^a,b and VO2max"
+    assert reading_text("x<sup>two words</sup> p &lt; 0.05") == "x^(two words) p < 0.05"
+    assert plain_text("10<sup>5</sup>") == "105"  # search and matching still see the digits

@@ -54,9 +54,16 @@ def inbound(
     def show(result: Result, envelope: Envelope) -> None:
         console.print(f"{_line(result)} (to {', '.join(envelope.rcpt_tos)})", highlight=False)
 
+    def retry(reason: str, envelope: Envelope) -> None:
+        err().print(
+            f"Not recorded, answered 451 so the mail server keeps it and tries again "
+            f"(to {', '.join(envelope.rcpt_tos)}): {reason}",
+            highlight=False,
+        )
+
     from newsletter.send.inbound import inbound_server, list_addresses
 
-    server = inbound_server(settings, app_state.store(), on_result=show)
+    server = inbound_server(settings, app_state.store(), on_result=show, on_retry=retry)
     conf = settings.inbound
     try:
         server.start()

@@ -285,6 +285,12 @@ def _print_status(console: Console, report: IssueStatusReport, issue: str) -> No
             f"issue {issue} has not been sent yet ({report.confirmed} confirmed subscribers "
             f"would get it); run `slice send {issue}` to send it."
         )
+    if not any(report.counts.values()) and not report.workers:  # composed, never sent
+        console.print(
+            f"Issue {issue}: {report.issue.status}, not sent yet; {report.confirmed} confirmed "
+            f"subscribers would get it: run `slice send {issue}` to send it."
+        )
+        return
     table = Table(title=f"Issue {issue}: {report.issue.status}", title_justify="left")
     table.add_column("state")
     table.add_column("readers", justify="right")

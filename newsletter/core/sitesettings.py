@@ -69,6 +69,16 @@ class NewsletterSettings(Section):
             raise ValueError("the greeting needs {name} where the first name goes")
         return value
 
+    @field_validator("greeting_no_name")
+    @classmethod
+    def _greeting_no_name(cls, value: str) -> str:
+        if "{name}" in value:
+            raise ValueError(
+                "greeting_no_name is for readers without a name: leave {name} out "
+                "(e.g. 'Good morning,')"
+            )
+        return value
+
     feedback_id: str = Field(
         "",
         description="Sender id for a Feedback-ID header (Gmail's feedback loop groups "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from itertools import pairwise
 
-from newsletter.papers.text import plain_text
+from newsletter.papers.text import reading_text
 
 # Labels of structured abstracts (PubMed, Radiology, JAMA, Lancet, medRxiv ...), by role.
 ROLES: dict[str, str] = {
@@ -74,8 +74,14 @@ _ABBREVIATIONS = (
 )  # fmt: skip
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"”’)]?\s+(?=[A-Z0-9(\"“])")
 
-# A figure: 0.93, 27%, 41 212 or 41,212 (one number), −3.5, 1.2e-3. Not the digit in VO2 or T2.
-_NUMBER = re.compile(r"(?<![\w.])[-−–]?(?:\d{1,3}(?:[,\u2009\u202f ]\d{3})+(?!\d)|\d+(?:\.\d+)?)")
+# A figure: 0.93, 27%, 41 212 or 41,212 (one number), −3.5, 1.2e-3, 10⁵ (a power: not 10).
+# Not the digit in VO2 or T2.
+_POWER = "⁻⁺⁰¹²³⁴⁵⁶⁷⁸⁹"
+_NUMBER = re.compile(
+    r"(?<![\w.])[-−–]?(?:\d{1,3}(?:[,\u2009\u202f ]\d{3})+(?!\d)|\d+(?:\.\d+)?)"
+    rf"(?:[{_POWER}]*[⁰¹²³⁴⁵⁶⁷⁸⁹])?"
+)
+_FROM_POWER = str.maketrans(_POWER, "-+0123456789")
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ class Section:
 
     @property
     def text(self) -> str:
-        return " ".join(plain_text(self.html).split())
+        return " ".join(reading_text(self.html).split())
 
 
 def role_of(label: str) -> str:
@@ -149,6 +155,9 @@ def _ends_with_abbreviation(sentence: str) -> bool:
 
 
 def _canonical(raw: str) -> str:
+    power = raw.lstrip("-−–").lstrip("0123456789.,\u2009\u202f ")
+    if power:  # 10⁵ is "10^5"
+        return f"{_canonical(raw[: -len(power)])}^{power.translate(_FROM_POWER)}"
     raw = raw.replace("−", "-").replace("–", "-")
     raw = re.sub(r"[,\u2009\u202f ]", "", raw)
     try:
@@ -172,7 +181,7 @@ def numbers(text: str) -> set[str]:
 def source_numbers(text: str) -> set[str]:
     """`numbers`, plus each group of a grouped figure ("41 212" also gives 41 and 212)."""
     found = numbers(text)
-    for part in re.findall(r"\d+(?:\.\d+)?", text):
+    for part in re.findall(rf"\d+(?:\.\d+)?(?![\d{_POWER}])", text):  # 10 of 10⁵ is no figure
         found.add(_canonical(part))
     return found
 

@@ -21,7 +21,14 @@ from newsletter.core.models import Paper, PaperKind
 from newsletter.issue.abstracts import KNOWN_LABELS, Section, is_structured, sections
 from newsletter.issue.outbox import strip_placeholders
 from newsletter.papers import links
-from newsletter.papers.text import bound_nesting, clean_tex, one_line, plain_text, sanitize, scrub
+from newsletter.papers.text import (
+    bound_nesting,
+    clean_tex,
+    one_line,
+    reading_text,
+    sanitize,
+    scrub,
+)
 
 SOURCE_LABELS = {
     "pubmed": "PubMed",
@@ -58,8 +65,8 @@ def clean_html(fragment: str) -> str:
 
 
 def plain(fragment: str) -> str:
-    """A paper's fragment as plain text (for the text part and subjects)."""
-    return strip_placeholders(scrub(plain_text(clean_tex(fragment))))
+    """A paper's fragment as plain text (for the text part and subjects), superscripts raised."""
+    return strip_placeholders(scrub(reading_text(clean_tex(fragment))))
 
 
 def inline_html(fragment: str) -> Markup:

@@ -114,16 +114,26 @@ def default_subject(cards: list[PaperCard], limit: int = 70) -> str:
 
 
 def default_preheader(
-    cards: list[PaperCard], *, subject: str, intro: str, plus: str, limit: int = 140
+    cards: list[PaperCard],
+    *,
+    subject: str,
+    intro: str,
+    plus: str,
+    limit: int = 140,
+    subject_chars: int = 70,
 ) -> str:
     """The inbox preview line: the intro, else what the subject leaves out (the other
-    headlines, why the top story matters, the "Plus:" count); never the subject again."""
+    headlines, why the top story matters, the "Plus:" count); never the subject again,
+    not even the whole of a headline the subject shortened."""
     if intro:
         return _shorten(intro, limit)
     stories = [c for c in cards if c.featured] or cards
-    parts = [
-        h for h in (_headline(c) for c in stories[:3]) if h not in subject and subject not in h
-    ]
+
+    def in_subject(head: str) -> bool:
+        shortened = headline_from_title(head, subject_chars)
+        return head in subject or subject in head or shortened in subject
+
+    parts = [h for h in (_headline(c) for c in stories[:3]) if not in_subject(h)]
     if stories and stories[0].why_it_matters and not parts:
         parts.append(stories[0].why_it_matters)
     if plus:
@@ -193,7 +203,13 @@ def build_context(
     intro_text = one_line(strip_placeholders(issue.intro))
     plus = plus_line({k: len(v) for k, v in sections.items()}, len(rest))
     preheader = _header_safe(issue.preheader) or _header_safe(
-        default_preheader(cards, subject=subject, intro=intro_text, plus=plus)
+        default_preheader(
+            cards,
+            subject=subject,
+            intro=intro_text,
+            plus=plus,
+            subject_chars=cfg.subject_chars,
+        )
     )
     nl = settings.newsletter
     return {

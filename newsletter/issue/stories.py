@@ -9,7 +9,9 @@ For each featured paper whose story the editor has not written, compose fills a 
 - with ``[stories] model = "..."``, a language model through the `llm` library (any
   model its plugins offer). Its draft is checked: every figure in it must be in the
   paper's abstract or title, the headline must fit, and there must be 2 to 5 details;
-  otherwise the extractive draft is used and compose says why.
+  otherwise the extractive draft is used and compose says why. The extractive draft
+  is held to the figure rule too: one that breaks it is not written, and compose
+  says so.
 
 A draft carries a ``draft`` mark in issue.json (who wrote it and a digest of its
 words). It stays a draft until the editor edits any of its words (the digest no longer
@@ -29,9 +31,16 @@ from dataclasses import dataclass, field
 from newsletter.core.errors import ComposeError
 from newsletter.core.models import Paper
 from newsletter.core.settings import StoriesSettings
+from newsletter.issue.abstracts import invented_numbers
 from newsletter.issue.issuefile import DraftMark, IssueFile, PaperEntry
-from newsletter.issue.storydraft import EXTRACTIVE, StoryDraft, extractive_draft, problems
-from newsletter.papers.text import clean_tex, plain_text, scrub
+from newsletter.issue.storydraft import (
+    EXTRACTIVE,
+    StoryDraft,
+    draft_words,
+    extractive_draft,
+    problems,
+)
+from newsletter.papers.text import clean_tex, reading_text, scrub
 
 
 @dataclass
@@ -144,7 +153,7 @@ def model_draft(
 
     Raises ModelTimeoutError when the model does not answer within ``timeout`` seconds.
     """
-    prompt = PROMPT.format(title=plain_text(title), abstract=plain_text(abstract))
+    prompt = PROMPT.format(title=reading_text(title), abstract=reading_text(abstract))
     try:
         answer = within(timeout, ask, SYSTEM_PROMPT, prompt)
     except ModelTimeoutError:
@@ -239,6 +248,14 @@ def _drafted(
             by = f"model:{model}" if model else "model"
     if draft is None:
         draft = extractive_draft(title, abstract)
+        # the extractive draft copies the abstract's words, but is held to the same rule
+        invented = invented_numbers(draft_words(draft), reading_text(f"{title}\n\n{abstract}"))
+        if invented:
+            report.notes.append(
+                f"paper {entry.id}: no story drafted (its draft had figures not in the "
+                f"abstract: {', '.join(invented)}); write its headline and details in issue.json."
+            )
+            return entry
     if not (draft.headline or draft.details or draft.takeaway):
         return entry
     report.drafted.append(entry.id)

@@ -20,7 +20,7 @@ from newsletter.issue.abstracts import (
     sections,
     split_sentences,
 )
-from newsletter.papers.text import plain_text
+from newsletter.papers.text import reading_text
 
 HEADLINE_CHARS = 70
 LINE_CHARS = 240  # why it matters, the takeaway
@@ -147,7 +147,7 @@ def extractive_draft(title: str, abstract: str) -> StoryDraft:
     roles: dict[str, list[Section]] = {}
     for part in parts:
         roles.setdefault(part.role, []).append(part)
-    headline = headline_from_title(plain_text(title))
+    headline = headline_from_title(reading_text(title))
 
     relevance = next((by_label[x] for x in RELEVANCE_LABELS if x in by_label), None)
     results = [s for part in roles.get("results", []) for s in split_sentences(part.text)]
@@ -187,6 +187,11 @@ def extractive_draft(title: str, abstract: str) -> StoryDraft:
 # --- checking any draft -----------------------------------------------------------
 
 
+def draft_words(draft: StoryDraft) -> str:
+    """Every word of a draft, in one text (for the figure check)."""
+    return " ".join([draft.headline, draft.why_it_matters, *draft.details, draft.takeaway])
+
+
 def problems(draft: StoryDraft, *, title: str, abstract: str) -> list[str]:
     """Why a draft cannot be used (an empty list: it can)."""
     out: list[str] = []
@@ -196,9 +201,8 @@ def problems(draft: StoryDraft, *, title: str, abstract: str) -> list[str]:
         out.append(f"the headline has {len(draft.headline)} characters (at most {HEADLINE_CHARS})")
     if not MIN_DETAILS <= len(draft.details) <= MAX_DETAILS:
         out.append(f"{len(draft.details)} details (2 to 5 wanted)")
-    words = " ".join([draft.headline, draft.why_it_matters, *draft.details, draft.takeaway])
-    source = plain_text(f"{title}\n\n{abstract}")
-    invented = invented_numbers(words, source)
+    source = reading_text(f"{title}\n\n{abstract}")
+    invented = invented_numbers(draft_words(draft), source)
     if invented:
         out.append(f"figures not in the abstract: {', '.join(invented)}")
     return out

@@ -30,6 +30,14 @@ from newsletter.papers.sources.base import PaperRecord
 # --- merging ----------------------------------------------------------------
 
 
+def _title_key(record: PaperRecord) -> str:
+    """The record's title key, as validate worked it out when the title is still the same."""
+    keyed = record.keyed_title
+    if keyed is not None and keyed[0] == record.title:
+        return keyed[1]
+    return title_key(record.title)
+
+
 def _year_close(a: date, b: date) -> bool:
     return abs(a.year - b.year) <= 1
 
@@ -88,7 +96,7 @@ class Merger:
         wanted: list[tuple[str, set[str]]] = [
             (key, {getattr(r, key) for r in records if getattr(r, key)}) for key in IDS
         ]
-        wanted.append(("title_key", {title_key(r.title) for r in records}))
+        wanted.append(("title_key", {_title_key(r) for r in records}))
         wanted.append(("doi", {r.published_doi for r in records if r.published_doi}))
         wanted.append(("published_doi", {r.doi for r in records if r.doi}))
         seen: dict[int, StoredPaper] = {}
@@ -139,7 +147,7 @@ class Merger:
             arxiv_id=record.arxiv_id,
             pmid=record.pmid,
             pmcid=record.pmcid,
-            title_key=title_key(record.title),
+            title_key=_title_key(record),
             seen_in=[self.stamp],
             published_doi=record.published_doi,
             extra=dict(record.extra),
@@ -160,7 +168,7 @@ class Merger:
 
     def _by_title(self, record: PaperRecord) -> tuple[StoredPaper | None, StoredPaper | None]:
         """(the same work, or None; a counterpart of the other kind to link, or None)."""
-        key = title_key(record.title)
+        key = _title_key(record)
         if len(key) < 12:  # too short to tell works apart
             return None, None
         counterpart = None

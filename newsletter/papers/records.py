@@ -13,10 +13,17 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
-from newsletter.papers.names import normalize_name
+from newsletter.papers.names import normalize_name, title_key
 from newsletter.papers.sources.arxiv import arxiv_id as split_arxiv_id
 from newsletter.papers.sources.base import PaperRecord
-from newsletter.papers.text import bound_nesting, clean_tex, plain_text, sanitize, scrub
+from newsletter.papers.text import (
+    bound_nesting,
+    clean_tex,
+    needs_scrub,
+    plain_text,
+    sanitize,
+    scrub,
+)
 
 # PaperKind's values, spelled out: the read-ahead process that validates a big file's records
 # need not import the models and SQLAlchemy (a test checks that the two agree)
@@ -56,6 +63,8 @@ def normalize_arxiv_id(value: str | None) -> str | None:
 # --- validation -------------------------------------------------------------
 
 _TEXT_FIELDS = ("title", "abstract", "source", "kind", "url", "journal")
+_ID_FIELDS = ("doi", "arxiv_id", "pmid", "pmcid", "published_doi")
+_SCRUBBED_FIELDS = _TEXT_FIELDS + _ID_FIELDS
 
 
 def _scrubbed(value: Any) -> Any:
@@ -68,13 +77,58 @@ def _scrubbed(value: Any) -> Any:
     return value
 
 
+def _gather(value: Any, out: list[str]) -> bool:
+    """Add every string in ``value`` to ``out``; False if `_scrubbed` would change a non-string
+    (a key that is no string, which it turns into one)."""
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, list):
+        return all(_gather(v, out) for v in value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str or not _gather(item, out):
+                return False
+            out.append(key)
+    return True
+
+
+def _clean_already(record: PaperRecord) -> bool:
+    """True when no text of the record holds a character `scrub` removes (the common case).
+
+    One regex pass over all the texts joined by newlines (which `scrub` keeps),
+    instead of one per field, author and extra value.
+    """
+    texts: list[str] = []
+    for name in _SCRUBBED_FIELDS:
+        value = getattr(record, name)
+        if isinstance(value, str):
+            texts.append(value)
+    for author in record.authors:
+        if type(author) is not str:
+            return False
+        texts.append(author)
+    return _gather(record.extra, texts) and not needs_scrub("\n".join(texts))
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    return value
+
+
 def _scrub_record(record: PaperRecord) -> None:
     """Every text a source gave, whatever the source: no control characters."""
+    if _clean_already(record):  # copied all the same, as the long way does
+        record.authors = list(record.authors)
+        record.extra = _copied(record.extra)
+        return
     for name in _TEXT_FIELDS:
         value = getattr(record, name)
         if isinstance(value, str):
             setattr(record, name, scrub(value))
-    for key in ("doi", "arxiv_id", "pmid", "pmcid", "published_doi"):
+    for key in _ID_FIELDS:
         value = getattr(record, key)
         if isinstance(value, str):
             setattr(record, key, scrub(value))
@@ -89,6 +143,14 @@ EARLIEST = date(1800, 1, 1)
 
 def _plausible(published: date) -> bool:
     return EARLIEST <= published <= date.today() + timedelta(days=FUTURE_DAYS)
+
+
+_NORMALIZERS: dict[str, Callable[[str | None], str | None]] = {
+    "doi": normalize_doi,
+    "pmid": normalize_pmid,
+    "pmcid": normalize_pmcid,
+    "arxiv_id": normalize_arxiv_id,
+}
 
 
 def validate(record: PaperRecord) -> str | None:
@@ -116,13 +178,7 @@ def validate(record: PaperRecord) -> str | None:
     record.source = (record.source or "").strip().lower()
     if not record.source:
         return "no source"
-    normalizers: dict[str, Callable[[str | None], str | None]] = {
-        "doi": normalize_doi,
-        "pmid": normalize_pmid,
-        "pmcid": normalize_pmcid,
-        "arxiv_id": normalize_arxiv_id,
-    }
-    for key, normalize in normalizers.items():
+    for key, normalize in _NORMALIZERS.items():
         raw = getattr(record, key)
         if raw in (None, ""):
             setattr(record, key, None)
@@ -136,5 +192,6 @@ def validate(record: PaperRecord) -> str | None:
         record.published_doi = None
     record.authors = [a for a in (normalize_name(str(n)) for n in record.authors) if a]
     record.extra.pop("position", None)
+    record.keyed_title = (record.title, title_key(record.title))
     record.checked = True
     return None

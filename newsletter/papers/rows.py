@@ -11,13 +11,16 @@ of changed columns.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from functools import cache
+from json.encoder import encode_basestring_ascii
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import JSON, Text, any_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import Select
 
@@ -82,14 +85,57 @@ class StoredPaper:
     updated_at: datetime
     _saved: tuple[Any, ...] | None  # the values as stored, to find what changed
 
-    def __init__(self, **values: Any) -> None:
-        for name in COLUMNS:
-            setattr(self, name, values.get(name))
+    def __init__(  # every column spelled out: a new paper per record, built fast
+        self,
+        *,
+        id: Any = None,
+        title: Any = None,
+        authors: Any = None,
+        abstract: Any = None,
+        source: Any = None,
+        kind: Any = None,
+        published: Any = None,
+        url: Any = None,
+        journal: Any = None,
+        doi: Any = None,
+        arxiv_id: Any = None,
+        pmid: Any = None,
+        pmcid: Any = None,
+        title_key: Any = None,
+        seen_in: Any = None,
+        published_version_id: Any = None,
+        published_doi: Any = None,
+        extra: Any = None,
+        first_seen: Any = None,
+        updated_at: Any = None,
+    ) -> None:
+        self.id = id
+        self.title = title
+        self.authors = authors
+        self.abstract = abstract
+        self.source = source
+        self.kind = kind
+        self.published = published
+        self.url = url
+        self.journal = journal
+        self.doi = doi
+        self.arxiv_id = arxiv_id
+        self.pmid = pmid
+        self.pmcid = pmcid
+        self.title_key = title_key
+        self.seen_in = seen_in
+        self.published_version_id = published_version_id
+        self.published_doi = published_doi
+        self.extra = extra
+        self.first_seen = first_seen
+        self.updated_at = updated_at
         self._saved = None
 
     @classmethod
     def loaded(cls, row: Any) -> StoredPaper:
-        paper = cls(**dict(zip(COLUMNS, row, strict=True)))
+        paper = cls.__new__(cls)
+        for name, value in zip(COLUMNS, row, strict=True):
+            setattr(paper, name, value)
         paper.mark_saved()
         return paper
 
@@ -125,20 +171,32 @@ def _copy(value: Any) -> Any:
 
 
 @cache
-def _matching(column: str) -> Select[Any]:
-    """The query for papers whose ``column`` is in a list: built once, compiled once."""
-    return select(*(PAPERS.c[name] for name in COLUMNS)).where(
-        PAPERS.c[column].in_(bindparam("wanted", expanding=True))
-    )
+def _matching(dialect: str, column: str) -> Select[Any]:
+    """The query for papers whose ``column`` is in a list: built once, compiled once.
+
+    The list is one parameter (a JSON array on SQLite, an array on PostgreSQL), not
+    one placeholder per value: an expanding ``IN`` is compiled again for every
+    length of list, which cost more than the query. Both use the column's index.
+    """
+    wanted: Any
+    if dialect == "postgresql":
+        wanted = any_(bindparam("wanted", type_=ARRAY(Text)))
+        where = PAPERS.c[column] == wanted
+    else:
+        each = func.json_each(bindparam("wanted")).table_valued("value")
+        where = PAPERS.c[column].in_(select(each.c.value))
+    return select(*(PAPERS.c[name] for name in COLUMNS)).where(where)
 
 
 def read_matching(conn: Connection, column: str, values: Iterable[str]) -> list[StoredPaper]:
     """The stored papers whose ``column`` is one of ``values``."""
     wanted = list(values)
-    query = _matching(column)
+    postgres = conn.dialect.name == "postgresql"
+    query = _matching(conn.dialect.name, column)
     found: list[StoredPaper] = []
     for start in range(0, len(wanted), 500):
-        rows = conn.execute(query, {"wanted": wanted[start : start + 500]})
+        part = wanted[start : start + 500]
+        rows = conn.execute(query, {"wanted": part if postgres else json.dumps(part)})
         found.extend(StoredPaper.loaded(row) for row in rows)
     return found
 
@@ -151,15 +209,63 @@ def _bind_processors(dialect: Dialect) -> tuple[Callable[[Any], Any] | None, ...
     )
 
 
+def _json_strings(value: Any) -> str | None:
+    """``json.dumps`` of a list of strings (what SQLAlchemy's JSON type would write); else None."""
+    if type(value) is not list:
+        return None
+    for item in value:
+        if type(item) is not str:
+            return None
+    return "[" + ", ".join(map(encode_basestring_ascii, value)) + "]"
+
+
+@cache
+def _plain_json(dialect: Dialect) -> tuple[bool, ...]:
+    """Per column: does SQLAlchemy write it as plain ``json.dumps`` text on this dialect?"""
+    return tuple(
+        isinstance(PAPERS.c[name].type, JSON)
+        and getattr(dialect, "_json_serializer", None) is None
+        and JSON()._str_impl.bind_processor(dialect) is None
+        for name in COLUMNS
+    )
+
+
+def _converter(process: Callable[[Any], Any], plain_json: bool) -> Callable[[Any], Any]:
+    """``process`` for one chunk, done once per distinct value (and a list of strings fast).
+
+    A chunk's papers share their first-seen and updated times (one object), and
+    many share a publication date; authors and sources seen are lists of strings.
+    """
+    done: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        if plain_json:
+            text = _json_strings(value)
+            return text if text is not None else process(value)
+        # dates by value; anything else (an aware datetime equals others in other zones,
+        # but is written as it is) only when it is the very same object
+        key = value if type(value) is date else (type(value), id(value))
+        if key not in done:
+            done[key] = (value, process(value))  # the value kept, so its id stays its own
+        return done[key][1]
+
+    return convert
+
+
 def _driver_rows(dialect: Dialect, papers: list[StoredPaper]) -> list[tuple[Any, ...]]:
     """The papers' rows (id first) as the driver takes them, converted as Core would."""
     processors = _bind_processors(dialect)
-    converting = [(at, process) for at, process in enumerate(processors) if process is not None]
+    plain_json = _plain_json(dialect)
+    converting = [
+        (at, _converter(process, plain_json[at]))
+        for at, process in enumerate(processors)
+        if process is not None
+    ]
     rows = []
     for paper in papers:
         row = [paper.id, *_MUTABLE_VALUES(paper)]
-        for at, process in converting:
-            row[at] = process(row[at])
+        for at, convert in converting:
+            row[at] = convert(row[at])
         rows.append(tuple(row))
     return rows
 

@@ -111,12 +111,48 @@ def derive_list_id(settings: Settings) -> str:
     return f"{local}.{addr.domain}"
 
 
+_EW_MAX = 66  # 76 less "List-Id: " and a space
+
+
+def encoded_words(text: str) -> str:
+    """``text`` as RFC 2047 encoded words on one line, separated by spaces.
+
+    Each word fits a 76-character line after ``List-Id: `` (RFC 2047 section 2),
+    and `fold_header` folds between them; a reader's mail program ignores the
+    spaces between encoded words, so the text reads back exactly.
+    """
+    chunks = [""]
+    for word in re.findall(r"\S+\s*|\s+", text):  # each word with the spaces after it
+        if chunks[-1] and len(Header(chunks[-1] + word, "utf-8").encode(maxlinelen=998)) > _EW_MAX:
+            chunks.append("")  # break where the text has a space, never inside a word
+        chunks[-1] += word
+    # a single word too long for one encoded word is split by the email package
+    return " ".join(
+        w for c in chunks for w in Header(c, "utf-8").encode(maxlinelen=_EW_MAX).split()
+    )
+
+
+def fold_header(name: str, value: str, *, width: int = 76) -> str:
+    """``Name: value`` and CRLF, folded at spaces so that no line is longer than ``width``
+    where a space allows it (a line with encoded words may not pass 76, RFC 2047)."""
+    check_header_value(value, name)
+    lines: list[str] = []
+    line = start = f"{name}:"
+    for word in value.split(" "):
+        if word and len(line) + 1 + len(word) > width and line not in (start, ""):
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
 def quoted_phrase(text: str) -> str:
     """A display phrase fit for a structured header: quoted, or RFC 2047 when not ASCII."""
     check_header_value(text, "phrase")
     if text.isascii():
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return Header(text, "utf-8").encode()
+    return encoded_words(text)
 
 
 def list_id_value(name: str, list_id: str) -> str:
@@ -149,27 +185,41 @@ def named_address(name: str, email: str) -> str:
         return email
     if name.isascii() and "=?" not in name:
         return formataddr((name, email))
-    return f"{Header(name, 'utf-8').encode(maxlinelen=998)} <{email}>"
+    return f"{encoded_words(name)} <{email}>"
 
 
-class WireAddressHeader(str):
-    """A To header value already in wire form, kept as it is by `email.message.EmailMessage`.
+class WireHeader(str):
+    """A header value already in wire form, kept as it is by `email.message.EmailMessage`.
 
-    The email package (Python 3.11-3.13) re-folds an address header from its parse,
-    and writes an ASCII display name that looks like an encoded word as bare text,
-    where mail programs decode it. A value with a ``name`` and ``fold`` is stored
-    and written untouched (`email.policy.EmailPolicy.header_store_parse`).
+    A value with a ``name`` and ``fold`` is stored and written untouched
+    (`email.policy.EmailPolicy.header_store_parse`), folded by `fold_header`: the
+    same bytes as the issue's own header of that name.
     """
 
     name: str
+
+    def __new__(cls, header: str, value: str) -> WireHeader:
+        made = super().__new__(cls, check_header_value(value, header))
+        made.name = header
+        return made
+
+    def fold(self, *, policy: Policy) -> str:
+        return fold_header(self.name, self).replace("\r\n", policy.linesep)
+
+
+class WireAddressHeader(WireHeader):
+    """A To header value already in wire form (see `WireHeader`).
+
+    The email package (Python 3.11-3.13) re-folds an address header from its parse,
+    and writes an ASCII display name that looks like an encoded word as bare text,
+    where mail programs decode it.
+    """
+
     addresses: tuple[Address, ...]
 
-    def __new__(cls, header: str, display: str, email: str) -> WireAddressHeader:
-        made = super().__new__(cls, named_address(display, email))
+    def __new__(cls, header: str, display: str, email: str) -> WireAddressHeader:  # type: ignore[misc]
+        made = str.__new__(cls, named_address(display, email))
         made.name = header
         local, _, domain = email.rpartition("@")
         made.addresses = (Address(display_name=display, username=local, domain=domain),)
         return made
-
-    def fold(self, *, policy: Policy) -> str:
-        return f"{self.name}: {self}{policy.linesep}"

@@ -41,7 +41,7 @@ from newsletter.core.models import (
 )
 from newsletter.core.store import Store
 from newsletter.core.words import plural
-from newsletter.readers.reports import Finding, classify
+from newsletter.readers.reports import Finding, ReportError, classify
 from newsletter.readers.tokens import Tokens
 
 S = table(Subscriber)
@@ -82,9 +82,12 @@ class Inbound:
         try:
             finding = classify(data, self.tokens, recipients=recipients)
         except RecursionError:
-            finding, result = None, Result(InboundOutcome.UNREADABLE, detail="nested too deep")
+            reason = "MIME parts nested too deep to read; not read"
+            finding, result = None, Result(InboundOutcome.UNREADABLE, detail=reason)
         except Exception as exc:  # any malformed message: recorded, the others go on
-            reason = " ".join(str(exc).split())[:200] or exc.__class__.__name__
+            reason = " ".join(str(exc).split())[:200]
+            if not isinstance(exc, ReportError):
+                reason = f"not readable as mail ({exc.__class__.__name__}: {reason})"
             finding, result = None, Result(InboundOutcome.UNREADABLE, detail=reason)
         with self.store.write() as session:
             conn = session.connection()
@@ -177,6 +180,7 @@ class Inbound:
                 why = "a token with a bad signature" if finding.forged_tokens else "no token"
                 detail = (
                     f"an unsubscribe request from {finding.sender or 'nobody'} with {why}: ignored"
+                    + self._by_hand(conn, finding.sender)
                 )
                 return Result(InboundOutcome.UNSIGNED, detail=detail), None
             return self._suppress(
@@ -185,6 +189,25 @@ class Inbound:
         if finding.kind == "auto_reply":
             return Result(InboundOutcome.AUTO_REPLY, detail=f"from {finding.sender}"), None
         return Result(InboundOutcome.NOT_REPORT, detail=f"from {finding.sender}"), None
+
+    @staticmethod
+    def _by_hand(conn: Connection, sender: str) -> str:
+        """For a request without a token from a subscribed address: how the editor can act.
+
+        The From line proves nothing (anyone can write it), so nothing is done here;
+        a person who wrote "unsubscribe" by hand is most likely genuine, though.
+        """
+        if not sender:
+            return ""
+        subscribed = conn.execute(
+            select(S.c.id).where(
+                S.c.email_key == sender,
+                S.c.status.in_([SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING]),
+            )
+        ).first()
+        if subscribed is None:
+            return ""
+        return f" (if they asked, `slice subscribers remove {sender}` unsubscribes them)"
 
     def _mark_delivery(self, conn: Connection, target: _Target, bounce: str) -> None:
         if target.delivery_id is not None:

@@ -255,7 +255,9 @@ def _cell(value: str) -> str:
 
 def write_export(subscribers: Iterable[Subscriber], out: TextIO) -> int:
     """Write subscribers as CSV (header first). Returns how many rows were written."""
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF ends a row (RFC 4180), which also makes the writer quote a cell holding a bare
+    # CR: with "\n" it wrote one unquoted, and a spreadsheet started a new row there
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for sub in subscribers:

@@ -28,6 +28,7 @@ from newsletter.issue.htmlmail import render_mjml
 from newsletter.issue.templating import template_environment
 from newsletter.readers.addresses import (
     WireAddressHeader,
+    WireHeader,
     check_header_value,
     list_id,
     parse_address,
@@ -64,7 +65,7 @@ def build_message(
     if settings.newsletter.reply_to:
         msg["Reply-To"] = parse_address(settings.newsletter.reply_to, "newsletter.reply_to")
     for key, value in (extra_headers or {}).items():
-        msg[key] = check_header_value(value, key)
+        msg[key] = value if isinstance(value, WireHeader) else check_header_value(value, key)
     if settings.newsletter.feedback_id and kind:
         msg["Feedback-ID"] = f"signup:{kind}:{settings.newsletter.feedback_id}"
     msg.set_content(text, subtype="plain", charset="utf-8")
@@ -191,8 +192,8 @@ class SubscriberMail:
             text=text,
             html=html,
             extra_headers={
-                "List-Id": list_id(self.settings),
-                "List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
+                "List-Id": WireHeader("List-Id", list_id(self.settings)),
+                "List-Unsubscribe": WireHeader("List-Unsubscribe", f"<{unsubscribe}>, <{mailto}>"),
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 "Auto-Submitted": "auto-generated",
             },

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -179,6 +180,27 @@ class _Evidence:
             self.finding.quoted_ids.append(message_id)
 
 
+def failures(msg: Message) -> tuple[frozenset[bytes], frozenset[bytes]]:
+    """flufl.bounce's (temporary, permanent) failures; a detector that trips over a
+    malformed message makes it a `ReportError`, said in one line.
+
+    flufl.bounce logs the traceback before it re-raises; with no logging set up,
+    Python would print it on the terminal of `slice inbound`. The reason is
+    recorded with the message instead.
+    """
+    quiet = logging.getLogger("flufl.bounce")
+    quiet.propagate = False
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+    try:
+        return all_failures(msg)
+    except Exception as exc:
+        why = " ".join(str(exc).split())[:150]
+        raise ReportError(
+            f"the bounce detectors could not read it ({exc.__class__.__name__}: {why})"
+        ) from exc
+
+
 def classify(data: bytes | Message, tokens: Tokens, *, recipients: Sequence[str] = ()) -> Finding:
     """What the message is and what ties it to a reader. Raises ReportError for a MIME bomb."""
     msg = parse(data) if isinstance(data, bytes) else data
@@ -216,7 +238,7 @@ def classify(data: bytes | Message, tokens: Tokens, *, recipients: Sequence[str]
         finding.addresses = _addresses(named)
         return finding
 
-    temporary, permanent = all_failures(msg)
+    temporary, permanent = failures(msg)
     if permanent or temporary:
         finding.kind = "hard" if permanent else "soft"
         failed = permanent or temporary

@@ -164,23 +164,24 @@ class Claims:
         with self._writer.begin() as conn:
             conn.execute(delete(W).where(W.c.id == self.worker_id))
 
-    def heartbeat(self, now: datetime, *, sent: int, rate: float) -> None:
-        """Say this worker lives, and renew the leases on every row it holds."""
+    def heartbeat(self, now: datetime, *, sent: int, rate: float, renew: bool = True) -> None:
+        """Say this worker lives (its count and rate); with ``renew``, renew its leases too."""
         with self._writer.begin() as conn:
             conn.execute(
                 update(W)
                 .where(W.c.id == self.worker_id)
                 .values(heartbeat_at=now, sent=sent, rate=rate)
             )
-            conn.execute(
-                update(D)
-                .where(
-                    D.c.issue_id == self.issue_id,
-                    D.c.worker_id == self.worker_id,
-                    D.c.status == DeliveryStatus.SENDING,
+            if renew:
+                conn.execute(
+                    update(D)
+                    .where(
+                        D.c.issue_id == self.issue_id,
+                        D.c.worker_id == self.worker_id,
+                        D.c.status == DeliveryStatus.SENDING,
+                    )
+                    .values(lease_until=now + self.lease)
                 )
-                .values(lease_until=now + self.lease)
-            )
 
     # --- claims and outcomes ---------------------------------------------
 

@@ -20,13 +20,14 @@ from email.policy import SMTP, SMTPUTF8
 
 from newsletter.core.errors import HeaderInjectionError
 from newsletter.issue.outbox import GREETING, PLACEHOLDERS, UNSUBSCRIBE_URL
-from newsletter.readers.addresses import check_header_value, named_address
+from newsletter.readers.addresses import check_header_value, fold_header, named_address
 from newsletter.send.dkim import canonical_body
 
 FIRST_NAME_FALLBACK = "there"
 _SLOTS = {UNSUBSCRIBE_URL: "url", GREETING: "greeting"}  # any other placeholder: "name"
 _SLOT_RE = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
 _WS = re.compile(r"\s+")
+_HEADERS = SMTP.clone(max_line_length=76)  # RFC 2047: a line with encoded words, 76 at most
 _TITLES = frozenset({"dr", "dr.", "prof", "prof.", "mr", "mr.", "ms", "ms.", "mrs", "mrs."})
 
 
@@ -87,9 +88,10 @@ def const_piece(raw: bytes) -> Piece:
 
 
 def header_line(name: str, value: str) -> bytes:
-    """One header line, folded and encoded by the email package."""
+    """One header line, folded and encoded by the email package (lines of at most 76
+    characters, RFC 2047's limit for a line with encoded words)."""
     check_header_value(value, name)
-    folded: str = SMTP.header_factory(name, value).fold(policy=SMTP)
+    folded: str = SMTP.header_factory(name, value).fold(policy=_HEADERS)
     return folded.encode("ascii")
 
 
@@ -105,7 +107,7 @@ def to_header(email: str, display_name: str) -> bytes:
     check_header_value(email, "subscriber address")
     if email.isascii():
         value = named_address(name, email) if name.isprintable() else email
-        return b"To: " + value.encode("ascii") + b"\r\n"
+        return fold_header("To", value).encode("ascii")
     # An internationalized address (RFC 6531): UTF-8 header, sent with SMTPUTF8.
     address = Address(display_name=name, addr_spec=email)
     folded: str = SMTPUTF8.header_factory("To", address).fold(policy=SMTPUTF8)

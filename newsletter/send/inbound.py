@@ -48,11 +48,13 @@ class InboundHandler:
         source: str,
         accepts: Callable[[str], bool],
         on_result: Callable[[Result, Envelope], None] | None = None,
+        on_retry: Callable[[str, Envelope], None] | None = None,
     ) -> None:
         self.inbound = inbound
         self.source = source
         self.accepts = accepts
         self.on_result = on_result
+        self.on_retry = on_retry  # told why a message got 451 (the MTA keeps it)
         # one writer: SQLite takes one write at a time anyway, and the order is kept
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slice-inbound")
 
@@ -78,8 +80,10 @@ class InboundHandler:
                 self._executor,
                 lambda: self.inbound.process(data, source=self.source, recipients=recipients),
             )
-        except Exception:  # the database: the MTA keeps the message and retries
+        except Exception as exc:  # the database: the MTA keeps the message and retries
             reply = "451 4.3.0 Could not record the message; try again later"
+            if self.on_retry is not None:
+                self.on_retry(one_line(exc), envelope)
         else:
             reply = f"250 2.0.0 {result.outcome.value}"
             if self.on_result is not None:
@@ -90,6 +94,12 @@ class InboundHandler:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+def one_line(exc: BaseException) -> str:
+    """Why a write failed, in one short line (a driver's message runs on with the SQL)."""
+    first = str(exc).strip().split("\n", 1)[0]
+    return (first[:300] or exc.__class__.__name__).strip()
 
 
 class InboundServer(SmtpServerThread):
@@ -130,6 +140,7 @@ def inbound_server(
     store: Store,
     *,
     on_result: Callable[[Result, Envelope], None] | None = None,
+    on_retry: Callable[[str, Envelope], None] | None = None,
 ) -> InboundServer:
     """The server the settings describe (not started)."""
     conf = settings.inbound
@@ -139,6 +150,7 @@ def inbound_server(
         source=conf.protocol,
         accepts=address_matcher(list_addresses(settings)),
         on_result=on_result,
+        on_retry=on_retry,
     )
     return InboundServer(
         handler,

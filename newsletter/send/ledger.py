@@ -162,7 +162,11 @@ class Ledger:
                 ).where(S.c.status == SubscriberStatus.CONFIRMED, ~exists.exists())
                 if not lifecycle.claim_for_sending(conn, self.issue_id, now):
                     raise SendError(f"issue {self.issue_id} changed status meanwhile; run again.")
-                created = conn.execute(insert(D).from_select(columns, snapshot)).rowcount
+                mine = select(func.count()).select_from(D).where(D.c.issue_id == self.issue_id)
+                before = conn.execute(mine).scalar_one()
+                conn.execute(insert(D).from_select(columns, snapshot))
+                # counted: the rowcount of an INSERT ... SELECT is -1 here (SQLAlchemy, psycopg)
+                created = conn.execute(mine).scalar_one() - before
                 return StartInfo(created=created, resumed_in_flight=0)
             # Rows a stopped run left 'sending' are taken back by the worker that starts
             # next (`Claims.release_dead`): on PostgreSQL other workers may still hold theirs.

@@ -29,7 +29,12 @@ from newsletter.issue.outbox import (
     RenderedIssue,
     resolve_links,
 )
-from newsletter.readers.addresses import check_header_value, list_id_value, parse_address
+from newsletter.readers.addresses import (
+    check_header_value,
+    fold_header,
+    list_id_value,
+    parse_address,
+)
 from newsletter.readers.tokens import Tokens
 from newsletter.send.dkim import DkimSigner, canonical_body
 from newsletter.send.encoding import (
@@ -129,7 +134,7 @@ class IssueMessage:
             tail.append(
                 header_line("Reply-To", str(parse_address(reply_to, "newsletter.reply_to")))
             )
-        tail.append(b"List-Id: " + list_id_value(list_name, list_id).encode("ascii") + b"\r\n")
+        tail.append(fold_header("List-Id", list_id_value(list_name, list_id)).encode("ascii"))
         if feedback_id:
             label = re.sub(r"[^0-9A-Za-z-]", "-", issue_id)
             tail.append(header_line("Feedback-ID", f"{label}:issue:{feedback_id}"))

@@ -23,9 +23,10 @@ from newsletter.send.dkim import DkimSigner, canonical_whole_body
 from newsletter.send.setup import dkim_signer
 from newsletter.send.smtp import smtp_client
 
-# Headers are folded at RFC 5322's hard limit, not at 78: a List-Unsubscribe URL is
-# one long word, and folding it at 78 would turn it into an unreadable encoded-word.
-WIRE_POLICY = SMTP.clone(max_line_length=998)
+# Headers are folded at 76, RFC 2047's limit for a line with encoded words (a From or
+# Subject with the list's non-ASCII name). The long List-Unsubscribe URLs, which the
+# email package would turn into encoded words, come pre-folded (`WireHeader`).
+WIRE_POLICY = SMTP.clone(max_line_length=76)
 
 
 def wire_bytes(message: EmailMessage) -> bytes:

@@ -146,11 +146,14 @@ def issue_status(
     settings: Settings, store: Store, issue_id: str, *, clock: Clock | None = None
 ) -> IssueStatusReport:
     """The ledger counts of an issue, and its latest failures."""
-    IssueFolder.of(settings.outbox_dir, issue_id)  # checks the id's form
+    folder = IssueFolder.of(settings.outbox_dir, issue_id)  # checks the id's form
     ledger = Ledger(store, issue_id)
+    issue = ledger.issue()
+    if issue is None:  # neither composed here nor recorded: say so, not "not sent yet"
+        folder.require_rendered()
     now = (clock or SystemClock()).now()
     return IssueStatusReport(
-        issue=ledger.issue(),
+        issue=issue,
         counts=ledger.counts(),
         failures=ledger.failures(),
         confirmed=confirmed_count(store),

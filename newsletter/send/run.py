@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from newsletter.send.pacing import SharedLimiter, SharedPace
 from newsletter.send.ratelimit import DAY, HOUR, RateLimiter
 
 T = TypeVar("T")
+STATUS_SECONDS = 2.0  # how stale `slice send --status` may show a worker's count and rate
 __all__ = ["NoEvents", "RunTally", "SendEvents", "SendOptions", "Sender"]
 
 
@@ -187,16 +189,24 @@ class Sender:
                     self._writer.add(self._untried(row, "the send stopped before this message"))
 
     async def _heartbeat(self) -> None:
-        every = max(0.2, self.options.lease_seconds / 3)
+        # the worker's count and rate for `slice send --status` every few seconds; the
+        # leases (a write to every row held) a third of a lease apart
+        renew_every = max(0.2, self.options.lease_seconds / 3)
+        every = min(STATUS_SECONDS, renew_every)
+        ticks = max(1, round(renew_every / every))
         last_sent, last_at = 0, self.clock.monotonic()
-        while True:
+        for tick in itertools.count(1):
             await asyncio.sleep(every)  # real time: leases are real time for other workers
             now_mono = self.clock.monotonic()
             rate = (self.tally.sent - last_sent) / max(1e-6, now_mono - last_at)
             last_sent, last_at = self.tally.sent, now_mono
             try:
                 await self._db(
-                    self.claims.heartbeat, self.clock.now(), sent=self.tally.sent, rate=rate
+                    self.claims.heartbeat,
+                    self.clock.now(),
+                    sent=self.tally.sent,
+                    rate=rate,
+                    renew=tick % ticks == 0,
                 )
             except StoreError as exc:
                 self._halt(str(exc), exc)
@@ -294,10 +304,17 @@ class Sender:
         if answer.kind == "relay" or (answer.kind == "soft" and answer.code is None):
             self._relay_failures += 1
             if self._relay_failures >= self.options.relay_failure_limit:
+                what, fix = "refuses every message", "fix the relay"
+                if answer.stage == "connect" and answer.code is None:  # no answer at all
+                    what = "cannot be reached"
+                    fix = (
+                        "check smtp.host, smtp.port and that the relay runs "
+                        "(`slice dev-smtp` is one for a local test)"
+                    )
                 self._halt(
-                    f"the relay at {self.where} refuses every message "
-                    f"({answer.describe()}, {self._relay_failures} times in a row); stopped early "
-                    "and nothing was lost: fix the relay and run the same `slice send` again."
+                    f"the relay at {self.where} {what} ({answer.describe()}, "
+                    f"{self._relay_failures} times in a row); stopped early and nothing was "
+                    f"lost: {fix}, then run the same `slice send` again."
                 )
             elif answer.kind == "relay":
                 delay = self.options.reconnect_base_seconds * 2 ** min(self._relay_failures - 1, 6)

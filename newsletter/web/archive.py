@@ -36,7 +36,7 @@ from newsletter.papers.search import (
     parse_params,
     search_papers,
 )
-from newsletter.papers.text import plain_text, sanitize
+from newsletter.papers.text import clean_tex, plain_text, sanitize
 from newsletter.web.issuecopy import framed
 from newsletter.web.pagecache import PageCache
 
@@ -75,8 +75,10 @@ class PaperView:
 
 
 def inline_markup(text: str) -> Markup:
-    """Title or abstract text with only <i> <b> <sub> <sup> kept (as the paper record allows)."""
-    return Markup(sanitize(text))  # noqa: S704 - sanitized by nh3
+    """Title or abstract text with only <i> <b> <sub> <sup> kept (as the paper record allows),
+    and TeX made readable (a record stored before ingest cleaned it may hold some, as the
+    email's cards allow for too)."""
+    return Markup(clean_tex(sanitize(text)))  # noqa: S704 - sanitized by nh3
 
 
 def author_line(authors: list[str]) -> str:
@@ -209,7 +211,7 @@ def issue_page(request: Request, issue_id: str) -> HTMLResponse:
     # The web copy has no placeholders; should one slip in, it gets no reader's value.
     html = html.replace(UNSUBSCRIBE_URL, f"{settings.web.base_url}/").replace(FIRST_NAME, "there")
     html = resolve_links(html, settings.web.base_url)  # the outbox holds no absolute site URL
-    return _render(request, "web/issue.html", issue=issue, copy=framed(html))
+    return _render(request, "web/issue.html", issue=issue, copy=framed(html), signup_after=True)
 
 
 @dataclass(frozen=True)

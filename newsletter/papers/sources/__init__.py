@@ -8,10 +8,11 @@ source, with a one-line error naming the source and the bad key.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import ValidationError
 
 from newsletter.core.errors import ConfigError
-from newsletter.core.settings import SourceSettings
 from newsletter.papers.sources import arxiv, biorxiv, pubmed, rss
 from newsletter.papers.sources.base import (
     FetchContext,
@@ -21,6 +22,9 @@ from newsletter.papers.sources.base import (
     Source,
     SourceKind,
 )
+
+if TYPE_CHECKING:  # the settings (pydantic-settings) are not needed to read a file
+    from newsletter.core.settings import SourceSettings
 
 __all__ = [
     "REGISTRY",

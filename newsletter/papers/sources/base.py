@@ -6,11 +6,12 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from newsletter.papers.sources.http import PoliteClient
+if TYPE_CHECKING:  # httpx is imported by fetching, not by reading a file (ingest's reader)
+    from newsletter.papers.sources.http import PoliteClient
 
 
 @dataclass
@@ -39,6 +40,9 @@ class PaperRecord:
     # set by `newsletter.papers.records.validate` once it has normalized the record (in
     # the read-ahead process, for big files), so that ingest does not do it again
     checked: bool = field(default=False, repr=False, compare=False)
+    # (title, its `newsletter.papers.names.title_key`), worked out by validate on the
+    # read-ahead process's core, where a big file's records are validated
+    keyed_title: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     def ref(self) -> str:
         """A short way to name this record in a message."""

@@ -71,15 +71,16 @@ def _ymd(el: etree._Element | None) -> tuple[date | None, bool]:
     """A date from Year/Month/Day (or Season, or MedlineDate); and whether it was complete."""
     if el is None:
         return None, False
-    year_text = (el.findtext("Year") or "").strip()
+    texts = _texts(el)
+    year_text = (texts.get("Year") or "").strip()
     if not year_text:
-        medline = el.findtext("MedlineDate")
+        medline = texts.get("MedlineDate")
         return (medline_date(medline), False) if medline else (None, False)
     if not year_text.isdigit():
         return None, False
-    month_text = el.findtext("Month") or el.findtext("Season") or ""
+    month_text = texts.get("Month") or texts.get("Season") or ""
     month = _month(month_text) if month_text else None
-    day_text = (el.findtext("Day") or "").strip()
+    day_text = (texts.get("Day") or "").strip()
     day = int(day_text) if day_text.isdigit() else None
     try:
         return date(int(year_text), month or 1, day or 1), bool(month and day)
@@ -160,13 +161,26 @@ def _escape(text: str) -> str:
 # --- one article ------------------------------------------------------------
 
 
+def _texts(el: etree._Element) -> dict[Any, str]:
+    """What ``el.findtext(tag)`` gives for each child's tag (the first such child), in one pass."""
+    found: dict[Any, str] = {}
+    for child in el:
+        if child.tag not in found:
+            found[child.tag] = child.text or ""
+    return found
+
+
 def _author(el: etree._Element) -> str:
-    collective = el.find("CollectiveName")
-    if collective is not None:
-        return " ".join("".join(collective.itertext()).split())
-    last = " ".join((el.findtext("LastName") or "").split())
-    first = " ".join((el.findtext("ForeName") or el.findtext("Initials") or "").split())
-    suffix = (el.findtext("Suffix") or "").strip()
+    texts: dict[Any, str] = {}
+    for child in el:  # one pass over the children instead of five ElementPath lookups
+        tag = child.tag
+        if tag == "CollectiveName":
+            return " ".join("".join(child.itertext()).split())
+        if tag not in texts:
+            texts[tag] = child.text or ""
+    last = " ".join((texts.get("LastName") or "").split())
+    first = " ".join((texts.get("ForeName") or texts.get("Initials") or "").split())
+    suffix = (texts.get("Suffix") or "").strip()
     name = " ".join(p for p in (first, last, suffix) if p)
     return name
 

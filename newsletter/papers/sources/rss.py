@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
-import feedparser
 from pydantic import Field
 
 from newsletter.core.errors import ParseError, SourceHTTPError
@@ -113,6 +112,8 @@ def parse_feed(
         raise SourceHTTPError(
             f"{where}: an HTML page, not an RSS/Atom feed; check the feed's address."
         )
+    import feedparser  # here: an ingest of other formats need not load it
+
     parsed = feedparser.parse(body)
     if parsed.bozo and not parsed.entries:
         problem = parsed.get("bozo_exception")
