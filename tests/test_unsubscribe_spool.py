@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from newsletter.core.errors import StoreError
 from newsletter.core.models import SubscriberStatus
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.readers.leaving import Unsubscribing
 from newsletter.readers.spool import UnsubscribeSpool
 from newsletter.readers.subscribers import ConsentSource, Subscribers
 from newsletter.web import create_app
@@ -191,3 +193,35 @@ def test_one_click_posts_arriving_together_are_each_recorded_busy_or_not(
     assert [a.status_code for a in answers] == [200] * 40
     assert all(tokens[t] in a.text for t, a in zip(burst, answers, strict=True))
     assert {s.status for s in rows(quick_store)} == {SubscriberStatus.UNSUBSCRIBED}
+
+
+def test_unsubscribes_written_together_keep_each_ones_time_and_reason(
+    settings: Settings, any_store: Store
+) -> None:
+    subs = Subscribers(settings, any_store)
+    ann, bob = _reader(subs, "ann@example.org"), _reader(subs, "bob@example.org")
+    cat = _reader(subs, "cat@example.org")
+    subs.remove("cat@example.org")  # already unsubscribed
+    uid = subs.tokens.read_unsubscribe
+    early, late = datetime(2026, 3, 1, 9, 0, tzinfo=UTC), datetime(2026, 3, 1, 9, 5, tzinfo=UTC)
+    results = subs.unsubscribe_many(
+        [
+            Unsubscribing(uid(ann), "one-click", early),
+            Unsubscribing(uid(bob), "emailed request", late),
+            Unsubscribing(uid(ann), "one-click", late),  # the same link again
+            Unsubscribing(uid(cat), "one-click", late),
+            Unsubscribing("no-such-reader", "one-click", late),
+        ]
+    )
+    assert [(r.changed, r.email) for r in results] == [
+        (True, "ann@example.org"),
+        (True, "bob@example.org"),
+        (True, "ann@example.org"),
+        (False, "cat@example.org"),
+        (False, None),
+    ]
+    found = {s.email: s for s in rows(any_store)}
+    assert found["ann@example.org"].unsubscribed_at.replace(tzinfo=UTC) == early
+    assert found["bob@example.org"].unsubscribed_at.replace(tzinfo=UTC) == late
+    assert found["bob@example.org"].status_reason == "emailed request"
+    assert found["cat@example.org"].status_reason == "removed by the editor"

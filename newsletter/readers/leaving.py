@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import bindparam, case, delete, literal, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col
 
@@ -70,7 +70,10 @@ class Leaving(ListBase):
         wait = min(self.store.busy_seconds, UNSUBSCRIBE_WAIT_SECONDS)
         try:
             with self._write(busy_seconds=wait) as session:
-                return [_unsubscribe_uid(session, one.uid, one.reason, one.at) for one in asked]
+                if len(asked) == 1:
+                    [one] = asked
+                    return [_unsubscribe_uid(session, one.uid, one.reason, one.at)]
+                return _unsubscribe_uids(session, asked)
         except (StoreError, OperationalError) as exc:
             return [self._spool_unsubscribe(one, exc) for one in asked]
 
@@ -157,12 +160,13 @@ class Leaving(ListBase):
 
 
 _SUBSCRIBERS = table(Subscriber)
+_SUPPRESSED = sorted(s.value for s in SUPPRESSED)
 # built once: a one-click POST only binds its values
 _UNSUBSCRIBE = (
     update(_SUBSCRIBERS)
     .where(
         _SUBSCRIBERS.c.uid == bindparam("that_uid"),
-        _SUBSCRIBERS.c.status.not_in(sorted(s.value for s in SUPPRESSED)),
+        _SUBSCRIBERS.c.status.not_in(_SUPPRESSED),
     )
     .values(
         status=SubscriberStatus.UNSUBSCRIBED.value,
@@ -198,3 +202,50 @@ def _unsubscribe_uid(session: Session, uid: str, reason: str, now: datetime) -> 
     if found is None:
         return UnsubscribeResult(changed=False, email=None)
     return UnsubscribeResult(changed=False, email=found[0], status=found[1])
+
+
+def _unsubscribe_uids(session: Session, asked: Sequence[Unsubscribing]) -> list[UnsubscribeResult]:
+    """`_unsubscribe_uid` for several at once: two statements, however many they are.
+
+    Each row gets its own request's time and reason (a CASE on the uid). One
+    statement, not one per reader: on PostgreSQL each is a round trip, and the
+    thread writing them waits for the event loop's hold on the interpreter after
+    every one of them.
+    """
+    first: dict[str, Unsubscribing] = {}
+    for one in asked:
+        first.setdefault(one.uid, one)  # the same link twice: its first request counts
+    at_type, why_type = _SUBSCRIBERS.c.unsubscribed_at.type, _SUBSCRIBERS.c.status_reason.type
+    uid = _SUBSCRIBERS.c.uid
+    when = case({u: literal(one.at, at_type) for u, one in first.items()}, value=uid)
+    why = case({u: literal(one.reason, why_type) for u, one in first.items()}, value=uid)
+    conn = session.connection()
+    done: dict[str, UnsubscribeResult] = {}
+    changed = conn.execute(
+        update(_SUBSCRIBERS)
+        .where(uid.in_(list(first)), _SUBSCRIBERS.c.status.not_in(_SUPPRESSED))
+        .values(
+            status=SubscriberStatus.UNSUBSCRIBED.value,
+            unsubscribed_at=when,
+            confirm_nonce=None,
+            status_reason=why,
+            updated_at=when,
+        )
+        .returning(uid, _SUBSCRIBERS.c.email)
+    )
+    for found_uid, email in changed:
+        done[found_uid] = UnsubscribeResult(
+            changed=True, email=email, status=SubscriberStatus.UNSUBSCRIBED.value
+        )
+    rest = [u for u in first if u not in done]
+    if rest:  # already suppressed, or gone
+        kept = conn.execute(
+            update(_SUBSCRIBERS)
+            .where(uid.in_(rest))
+            .values(confirm_nonce=None)
+            .returning(uid, _SUBSCRIBERS.c.email, _SUBSCRIBERS.c.status)
+        )
+        for found_uid, email, status in kept:
+            done[found_uid] = UnsubscribeResult(changed=False, email=email, status=status)
+    gone = UnsubscribeResult(changed=False, email=None)
+    return [done.get(one.uid, gone) for one in asked]
