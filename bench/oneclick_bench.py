@@ -122,6 +122,7 @@ def measured(
     """
     pids = workershare.workers(server)
     before = {pid: workershare.cpu_seconds(pid) for pid in pids}
+    database = {pid: workershare.cpu_seconds(pid) for pid in workershare.named("postgres")}
     found: list[tuple[float, float, float, dict[int, int], float]] = []
     kind, arg = ("oneclick", "") if tokens else ("get", "/")  # no tokens: the trivial baseline
     load = threading.Thread(
@@ -143,6 +144,10 @@ def measured(
         f"{(workershare.cpu_seconds(pid) - before[pid]) * 1000 / done:.2f} ms/req"
         for pid in pids
     ]
+    if database:  # every PostgreSQL process on the machine, other programs' backends too
+        after = {pid: workershare.cpu_seconds(pid) for pid in database}
+        spent = sum(after[pid] - began for pid, began in database.items() if after[pid])
+        parts.append(f"all postgres {spent * 1000 / done:.2f} ms/req")
     parts.append(f"client {client_cores / rate * 1000 if rate else 0:.2f} ms/req")
     return rate, p50, p95, codes, "; ".join(parts)
 

@@ -32,9 +32,24 @@ def workers(pid: int) -> list[int]:
     return sorted(children) or [pid]
 
 
+def named(name: str) -> list[int]:
+    """Every process whose command name is ``name`` (``postgres``: the server and its backends)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it ended (a backend whose connection closed): not counted
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
