@@ -22,9 +22,11 @@ import pytest
 from typer.testing import Result
 
 from newsletter.core.errors import SendError
+from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.send.encoding import to_header
 from newsletter.send.service import send_issue
+from newsletter.send.setup import deliverability_warnings
 from tests.conftest import TEST_SECRET
 from tests.mail_samples import KINDS, capture_all, compose_golden, sample_settings
 from tests.send_support import add_reader, dkim_verify, make_dkim_key
@@ -81,6 +83,8 @@ def test_list_id_is_written_the_same_way_in_every_list_email(signed: Samples) ->
         kind: str(headers(signed[0][kind])["List-Id"]) for kind in ("issue", "proof", "welcome")
     }
     assert set(values.values()) == {'"Radiology AI Weekly" <newsletter.example.org>'}, values
+    # the confirmation is not list mail: it goes to an address that has not joined
+    assert "List-Id" not in headers(signed[0]["confirmation"])
 
 
 def test_feedback_id_names_the_campaign_and_the_sender(signed: Samples) -> None:
@@ -263,3 +267,31 @@ def test_a_long_non_ascii_reader_name_is_folded_within_76_characters() -> None:
     line = to_header("zoe@example.com", name)
     assert max(len(part) for part in line.split(b"\r\n")) <= 76, line
     assert decoded(line + b"\r\n", "To") == f"{name} <zoe@example.com>"
+
+
+def test_no_feedback_id_unless_one_is_set(non_ascii: dict[str, bytes]) -> None:
+    for kind in KINDS:
+        assert "Feedback-ID" not in headers(non_ascii[kind]), kind
+
+
+@pytest.mark.parametrize(
+    ("dkim_domain", "from_address", "aligned"),
+    [
+        ("example.org", "news@example.org", True),
+        ("example.org", "news@weekly.example.org", True),  # signed by the parent
+        ("mail.example.org", "news@example.org", True),  # signed by a child
+        ("mail.example.org", "news@weekly.example.org", True),  # siblings: one organization
+        ("mail.example.co.uk", "news@example.co.uk", True),
+        ("mailer.example.net", "news@example.org", False),
+        ("other.co.uk", "news@example.co.uk", False),  # neighbours under a public suffix
+    ],
+)
+def test_the_alignment_warning_follows_dmarcs_relaxed_rule(
+    settings: Settings, dkim_domain: str, from_address: str, aligned: bool
+) -> None:
+    settings.secrets = settings.secrets.model_copy(update={"dkim_key_path": "dkim.pem"})
+    settings.dkim.domain = dkim_domain
+    settings.newsletter.from_address = f"Weekly <{from_address}>"
+    settings.web.base_url = "https://weekly.example.org"
+    warned = [w for w in deliverability_warnings(settings) if w.startswith("DKIM signs as")]
+    assert (warned == []) == aligned, warned

@@ -203,12 +203,19 @@ def test_the_command_prints_each_outcome_and_stops_on_a_signal(
             client.sendmail(
                 "", [verp(sent[readers[1]][0])], report("dsn-permanent.eml", store, readers, sent)
             )
-        line = proc.stdout.readline().decode()
-        assert line.startswith(f"bounced {readers[1]}: bounce report (to bounces+"), line
+            forged = report("forged-dsn.eml", store, readers, sent)
+            client.sendmail("", ["bounces+7-aaaaaaaaaaaaa@example.org"], forged)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=20)
-    assert proc.returncode == 0 and "Stopped." in stderr.decode()
+        stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    first, second = stdout.decode().splitlines()
+    assert first.startswith(f"bounced {readers[1]}: bounce report (to bounces+"), first
+    assert second.startswith(f"unattributed: a bounce naming {readers[0]} without a valid token")
+    # the forged report is counted with the rest when the command stops
+    assert stderr.decode().splitlines()[-1] == (
+        "Stopped after 2 messages: 1 bounced, 1 unattributed."
+    )
 
 
 def test_an_unsubscribe_email_marked_auto_submitted_still_unsubscribes(

@@ -127,8 +127,8 @@ def test_an_unsubscribe_email_without_a_valid_token_changes_nobody(
     ((outcome, detail),) = recorded(store)
     assert outcome == "unsigned"
     assert detail == (
-        f"an unsubscribe request from {readers[2]} with {why}: ignored "
-        f"(if they asked, `slice subscribers remove {readers[2]}` unsubscribes them)"
+        f"an unsubscribe request from {readers[2]} with {why}: ignored; "
+        f"if they asked, `slice subscribers remove {readers[2]}` unsubscribes them"
     )
     unchanged(store, readers)
 

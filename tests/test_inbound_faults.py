@@ -128,7 +128,7 @@ def test_the_command_says_why_it_answered_451(
         "Not recorded, answered 451 so the mail server keeps it and tries again "
         f"(to {rcpt}): the database is busy"
     ), lines
-    assert lines[1:] == ["Stopped."]
+    assert lines[1:] == ["Stopped after 1 message: 1 answered 451 (the mail server tries again)."]
     assert stdout == b""  # no outcome line: nothing happened
     assert status(store, readers[1]) == "confirmed"
 

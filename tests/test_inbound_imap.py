@@ -7,6 +7,7 @@ drain that cannot write the database leaves the mailbox as it was.
 from __future__ import annotations
 
 import imaplib
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,12 +16,13 @@ from sqlalchemy import text
 from sqlmodel import select
 from typer.testing import Result
 
-from newsletter.core.errors import ConfigError
+from newsletter.core.errors import ConfigError, StoreBusyError
 from newsletter.core.models import Subscriber
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.readers.bounces import Result as Outcome
 from newsletter.send.imapdrain import drain
-from tests.inbound_support import REPORTS, fill, nested_bomb, sent_issue
+from tests.inbound_support import REPORTS, fill, nested_bomb, outcomes, sent_issue
 from tests.send_support import add_readers
 from tests.support.dovecot import Dovecot, available
 
@@ -157,3 +159,26 @@ def test_a_password_in_clear_to_another_machine_is_refused(
     imap_settings.inbound.imap_host = "imap.example.net"
     with pytest.raises(ConfigError, match="password would cross the network in clear"):
         drain(imap_settings, store)
+
+
+def test_a_drain_stopped_by_a_busy_database_keeps_only_what_it_did_not_record(
+    imap_settings: Settings, dovecot: Dovecot, store: Store, readers: list[str], sent: Sent
+) -> None:
+    """The first report is committed, then another program locks the database: the first
+    leaves the mailbox, the rest stay, and the next drain records each of them once."""
+    deliver(dovecot, reports(store, readers, sent))
+    other = sqlite3.connect(store.engine.url.database or "", isolation_level=None)
+
+    def lock_after_the_first(result: Outcome) -> None:
+        other.execute("BEGIN IMMEDIATE")
+
+    with Store.open(imap_settings.database_url, busy_timeout_ms=50, busy_seconds=0.3) as quick:
+        with pytest.raises(StoreBusyError):
+            drain(imap_settings, quick, on_result=lock_after_the_first)
+        other.execute("COMMIT")
+        other.close()
+        assert left_in_mailbox(dovecot) == len(NAMES) - 1
+        again = drain(imap_settings, quick)
+    assert [r.outcome.value for r in again.results] == ["complained", "auto_reply", "unattributed"]
+    assert outcomes(store) == ["bounced", "complained", "auto_reply", "unattributed"]
+    assert left_in_mailbox(dovecot) == 0

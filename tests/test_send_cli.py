@@ -86,6 +86,8 @@ def test_send_prints_a_summary_and_a_line_per_failure(
     assert re.search(r"│ sent +│ +4 │", status.stdout)
     assert re.search(r"│ failed +│ +1 │", status.stdout)
     assert re.search(r"│ total +│ +5 │", status.stdout)
+    # with no issue named, --status shows the last one sent: the same page
+    assert run_cli("send", "--status", env=smtp_environ).stdout == status.stdout
 
 
 def test_relay_refusing_everything_is_one_error_line_and_exit_1(
@@ -220,6 +222,11 @@ def test_proof_goes_to_one_address_and_touches_no_ledger(
         (["send", "2025-W99"], "issue 2025-W99 is not composed"),
         (["send", "2025-W99", "--status"], "issue 2025-W99 is not composed"),
         (["send", "../etc"], "is not an issue id"),
+        (
+            ["send", "--status"],
+            "No issue has been sent yet: `slice issues` lists the composed ones.",
+        ),
+        (["send"], "name the issue to send, e.g. `slice send 2025-W24`."),
         (["send", ISSUE, "--to", "not an address"], "is not one address"),
         (
             ["send", ISSUE, "--status"],

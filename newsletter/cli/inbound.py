@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -37,7 +38,8 @@ def inbound(
 ) -> None:
     """Receive bounces, complaints and unsubscribe emails from the MTA over LMTP (or SMTP).
 
-    Each message's outcome is committed before the server answers 250; see docs/inbound.md
+    Each message's outcome is committed before the server answers 250; when the database
+    cannot take it, the answer is 451 and the MTA tries again later. See docs/inbound.md
     for the Postfix lines that hand the list's addresses to it. With --imap, drain a hosted
     mailbox once instead (each message deleted once its outcome is committed).
     """
@@ -51,10 +53,14 @@ def inbound(
         _drain(settings, app_state.store())
         return
 
+    seen: Counter[str] = Counter()
+
     def show(result: Result, envelope: Envelope) -> None:
+        seen[result.outcome.value] += 1
         console.print(f"{_line(result)} (to {', '.join(envelope.rcpt_tos)})", highlight=False)
 
     def retry(reason: str, envelope: Envelope) -> None:
+        seen["answered 451 (the mail server tries again)"] += 1
         err().print(
             f"Not recorded, answered 451 so the mail server keeps it and tries again "
             f"(to {', '.join(envelope.rcpt_tos)}): {reason}",
@@ -79,7 +85,10 @@ def inbound(
         with term_as_interrupt():
             threading.Event().wait()
     except KeyboardInterrupt:
-        err().print("Stopped.")
+        counts = ", ".join(f"{n} {what}" for what, n in sorted(seen.items()))
+        err().print(
+            f"Stopped after {plural(seen.total(), 'message')}: {counts}." if seen else "Stopped."
+        )
     finally:
         server.stop()
 

@@ -36,8 +36,6 @@ if TYPE_CHECKING:  # the sender and its database load when a command runs, not f
     from newsletter.send.ledger import Outcome, Row
     from newsletter.send.review import IssueStatusReport
 
-IssueArg = Annotated[str, typer.Argument(help="The issue id, e.g. 2025-W24 (a folder in outbox/).")]
-
 
 class _Rate(ProgressColumn):
     def render(self, task: Task) -> Text:
@@ -132,7 +130,14 @@ class ProgressEvents:
 
 def send(
     ctx: typer.Context,
-    issue: IssueArg,
+    issue: Annotated[
+        str | None,
+        typer.Argument(
+            help="The issue id, e.g. 2025-W24 (a folder in outbox/); "
+            "with --status alone, the last issue sending or sent.",
+            show_default=False,
+        ),
+    ] = None,
     dry_run_: Annotated[
         bool, typer.Option("--dry-run", help="Write each message to outbox/ISSUE/dry-run/ instead.")
     ] = False,
@@ -188,8 +193,13 @@ def send(
         {"send": {"rate": rate, "concurrency": concurrency, "workers": workers}}
     )
     console = out()
-    from newsletter.send.review import dry_run, issue_status, send_proof
+    from newsletter.send.review import dry_run, issue_status, latest_issue_id, send_proof
     from newsletter.send.setup import deliverability_warnings
+
+    if issue is None:
+        if not status:
+            raise ConfigError("name the issue to send, e.g. `slice send 2025-W24`.")
+        issue = latest_issue_id(app_state.store())
 
     if not status:
         for warning in deliverability_warnings(settings):

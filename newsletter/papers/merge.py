@@ -29,6 +29,10 @@ from newsletter.papers.sources.base import PaperRecord
 
 # --- merging ----------------------------------------------------------------
 
+# the kinds as plain strings: an enum member's .value is a property, looked up per record
+_PREPRINT = PaperKind.PREPRINT.value
+_PAPER = PaperKind.PAPER.value
+
 
 def _title_key(record: PaperRecord) -> str:
     """The record's title key, as validate worked it out when the title is still the same."""
@@ -189,15 +193,15 @@ class Merger:
     def _plan_links(self, paper: StoredPaper, counterpart: StoredPaper | None) -> None:
         """Note the preprint/journal pairs this paper completes (set once ids exist)."""
         if counterpart is not None:
-            if paper.kind == PaperKind.PREPRINT.value:
+            if paper.kind == _PREPRINT:
                 self.links.append((paper, counterpart))
             else:
                 self.links.append((counterpart, paper))
-        if paper.kind == PaperKind.PREPRINT.value and paper.published_doi:
+        if paper.kind == _PREPRINT and paper.published_doi:
             target = self.by_id["doi"].get(paper.published_doi)
             if target is not None and target is not paper:
                 self.links.append((paper, target))
-        if paper.kind == PaperKind.PAPER.value and paper.doi:
+        if paper.kind == _PAPER and paper.doi:
             for preprint in self.naming.get(paper.doi, []):
                 if preprint is not paper:
                     self.links.append((preprint, paper))
@@ -208,7 +212,7 @@ class Merger:
         for preprint, journal in self.links:
             if preprint.published_version_id is not None or journal.id is None:
                 continue
-            if preprint.kind != PaperKind.PREPRINT.value or journal is preprint:
+            if preprint.kind != _PREPRINT or journal is preprint:
                 continue
             preprint.published_version_id = journal.id
             preprint.updated_at = self.now

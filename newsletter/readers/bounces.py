@@ -207,7 +207,7 @@ class Inbound:
         ).first()
         if subscribed is None:
             return ""
-        return f" (if they asked, `slice subscribers remove {sender}` unsubscribes them)"
+        return f"; if they asked, `slice subscribers remove {sender}` unsubscribes them"
 
     def _mark_delivery(self, conn: Connection, target: _Target, bounce: str) -> None:
         if target.delivery_id is not None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from newsletter.core.errors import ConfigError, SendError
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
-from newsletter.readers.bounces import Result
+from newsletter.readers.bounces import Inbound, Result
 from newsletter.send.inbound import inbound_processor
 from newsletter.send.setup import is_local_host
 
@@ -92,22 +92,15 @@ def drain(
         if status != "OK":
             raise SendError(f"the IMAP folder {conf.imap_folder!r} cannot be opened.")
         status, found = client.uid("SEARCH", "ALL")
-        uids = found[0].split() if status == "OK" and found and found[0] else []
-        for uid in uids:
-            status, sized = client.uid("FETCH", uid, "(RFC822.SIZE)")
-            size = _SIZE.search(b" ".join(p for p in _flat(sized)))
-            if size is not None and int(size.group(1)) > conf.max_message_bytes:
-                report.too_large += 1
-                continue
-            status, fetched = client.uid("FETCH", uid, "(BODY.PEEK[])")
-            data = next((p[1] for p in fetched if isinstance(p, tuple)), None)
-            if status != "OK" or not isinstance(data, bytes):
-                continue
-            result = inbound.process(data, source="imap")  # committed, or it raises
-            client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
-            report.results.append(result)
-            if on_result is not None:
-                on_result(result)
+        uids = found[0].decode().split() if status == "OK" and found and found[0] else []
+        try:
+            for uid in uids:
+                _take(client, uid, inbound, report, conf.max_message_bytes, on_result)
+        except BaseException:
+            # the messages whose outcome is committed go, or the next drain reads them again
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                client.expunge()
+            raise
         client.expunge()
     except imaplib.IMAP4.error as exc:
         raise SendError(f"the IMAP server stopped the drain: {_text(exc)}") from None
@@ -115,6 +108,31 @@ def drain(
         with contextlib.suppress(imaplib.IMAP4.error, OSError):
             client.logout()
     return report
+
+
+def _take(
+    client: imaplib.IMAP4,
+    uid: str,
+    inbound: Inbound,
+    report: DrainReport,
+    max_bytes: int,
+    on_result: Callable[[Result], None] | None,
+) -> None:
+    """Process one message and mark it deleted once its outcome is committed."""
+    status, sized = client.uid("FETCH", uid, "(RFC822.SIZE)")
+    size = _SIZE.search(b" ".join(p for p in _flat(sized)))
+    if size is not None and int(size.group(1)) > max_bytes:
+        report.too_large += 1
+        return
+    status, fetched = client.uid("FETCH", uid, "(BODY.PEEK[])")
+    data = next((p[1] for p in fetched if isinstance(p, tuple)), None)
+    if status != "OK" or not isinstance(data, bytes):
+        return
+    result = inbound.process(data, source="imap")  # committed, or it raises
+    client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
+    report.results.append(result)
+    if on_result is not None:
+        on_result(result)
 
 
 def _flat(parts: list[object]) -> list[bytes]:

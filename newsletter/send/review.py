@@ -142,6 +142,21 @@ async def send_proof(
     return answer.describe()
 
 
+def latest_issue_id(store: Store) -> str:
+    """The issue `slice send --status` shows when none is named: the last one sending or sent."""
+    issues = table(Issue)
+    with store.read() as session:
+        latest: str | None = session.scalars(
+            select(issues.c.id)
+            .where(issues.c.send_started_at.is_not(None))
+            .order_by(issues.c.send_started_at.desc())
+            .limit(1)
+        ).first()
+    if latest is None:
+        raise SendError("No issue has been sent yet: `slice issues` lists the composed ones.")
+    return latest
+
+
 def issue_status(
     settings: Settings, store: Store, issue_id: str, *, clock: Clock | None = None
 ) -> IssueStatusReport:

@@ -75,10 +75,26 @@ def is_local_host(host: str) -> bool:
         return False
 
 
+# second levels under a country code where names are registered (example.co.uk)
+_PUBLIC_SECOND_LEVEL = frozenset(
+    {"ac", "co", "com", "edu", "go", "gob", "gov", "gv", "ltd", "ne", "net", "nhs", "or", "org"}
+)
+
+
+def organizational_domain(domain: str) -> str:
+    """The registered domain, near enough without the public suffix list:
+    ``news.example.org`` -> ``example.org``, ``mail.example.co.uk`` -> ``example.co.uk``."""
+    labels = domain.lower().rstrip(".").split(".")
+    keep = 2
+    if len(labels) > 2 and len(labels[-1]) == 2 and labels[-2] in _PUBLIC_SECOND_LEVEL:
+        keep = 3
+    return ".".join(labels[-keep:])
+
+
 def _aligned(domain: str, other: str) -> bool:
-    """DMARC's relaxed alignment, near enough: the same domain, or one under the other."""
-    a, b = domain.lower().rstrip("."), other.lower().rstrip(".")
-    return a == b or a.endswith("." + b) or b.endswith("." + a)
+    """DMARC's relaxed alignment: the same organizational domain (mail.example.org
+    signs for news.example.org)."""
+    return organizational_domain(domain) == organizational_domain(other)
 
 
 def deliverability_warnings(settings: Settings) -> list[str]:
