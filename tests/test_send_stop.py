@@ -28,6 +28,7 @@ from newsletter.core.config import load_settings
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.store import Store
 from tests.send_support import ISSUE, add_readers, parse, write_issue
+from tests.support import workershare
 from tests.support.smtpd import RecordingSMTPServer
 
 CONCURRENCY = 3
@@ -183,11 +184,14 @@ def test_sigterm_stops_serve_with_sigint_ignored(
     proc = slice_proc(project, environ, "serve", *where, "--workers", str(workers))
     started.append(proc)
     wait_listening(port, proc)
+    serving = workershare.workers(proc.pid)  # the process itself, or its two workers
+    assert len(serving) == workers
     proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=15)
+    _out, err = proc.communicate(timeout=40)
     # uvicorn shuts down, then ends the process with the signal it was given
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err
+    assert not [pid for pid in serving if Path(f"/proc/{pid}").exists()]  # no worker left
     with pytest.raises(OSError):  # no worker process is left listening
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ from newsletter.core.errors import StoreError
 from newsletter.core.models import SubscriberStatus
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
+from newsletter.readers.leaving import Unsubscribing
 from newsletter.readers.spool import UnsubscribeSpool
 from newsletter.readers.subscribers import ConsentSource, Subscribers
 from newsletter.web import create_app
@@ -154,3 +157,72 @@ def test_serve_answers_503_with_retry_after_only_when_nothing_can_take_it(
 def test_the_spool_lives_in_the_subscribers_folder(settings: Settings) -> None:
     spool = UnsubscribeSpool.of(settings)
     assert spool.path == settings.resolve(settings.paths.subscribers) / "unsubscribe-spool.jsonl"
+
+
+def test_one_click_posts_arriving_together_are_each_recorded_busy_or_not(
+    settings: Settings, quick_store: Store
+) -> None:
+    """A burst of one-click POSTs is written together (newsletter.web.oneclick): every one is
+    answered 200 with the reader's address and recorded, in the database or in the spool."""
+    app = create_app(settings, store=quick_store)
+    subs: Subscribers = app.state.subscribers
+    tokens = {_reader(subs, f"r{i}@example.org"): f"r{i}@example.org" for i in range(40)}
+    burst = list(tokens)
+    server = LiveServer(app).start()
+
+    async def post_all(mine: list[str]) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(f"/unsubscribe/{t}", data={"List-Unsubscribe": "One-Click"})
+                    for t in mine
+                )
+            )
+
+    try:
+        answers = asyncio.run(post_all(burst[:20]))
+        with locked(quick_store):
+            answers += asyncio.run(post_all(burst[20:]))
+            assert subs.spool.pending()
+        for _ in range(100):  # serve applies the spool by itself within a few seconds
+            if not subs.spool.pending():
+                break
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    assert [a.status_code for a in answers] == [200] * 40
+    assert all(tokens[t] in a.text for t, a in zip(burst, answers, strict=True))
+    assert {s.status for s in rows(quick_store)} == {SubscriberStatus.UNSUBSCRIBED}
+
+
+def test_unsubscribes_written_together_keep_each_ones_time_and_reason(
+    settings: Settings, any_store: Store
+) -> None:
+    subs = Subscribers(settings, any_store)
+    ann, bob = _reader(subs, "ann@example.org"), _reader(subs, "bob@example.org")
+    cat = _reader(subs, "cat@example.org")
+    subs.remove("cat@example.org")  # already unsubscribed
+    uid = subs.tokens.read_unsubscribe
+    early, late = datetime(2026, 3, 1, 9, 0, tzinfo=UTC), datetime(2026, 3, 1, 9, 5, tzinfo=UTC)
+    results = subs.unsubscribe_many(
+        [
+            Unsubscribing(uid(ann), "one-click", early),
+            Unsubscribing(uid(bob), "emailed request", late),
+            Unsubscribing(uid(ann), "one-click", late),  # the same link again
+            Unsubscribing(uid(cat), "one-click", late),
+            Unsubscribing("no-such-reader", "one-click", late),
+        ]
+    )
+    assert [(r.changed, r.email) for r in results] == [
+        (True, "ann@example.org"),
+        (True, "bob@example.org"),
+        (True, "ann@example.org"),
+        (False, "cat@example.org"),
+        (False, None),
+    ]
+    found = {s.email: s for s in rows(any_store)}
+    times = {email: s.unsubscribed_at for email, s in found.items()}
+    assert times["ann@example.org"] and times["ann@example.org"].replace(tzinfo=UTC) == early
+    assert times["bob@example.org"] and times["bob@example.org"].replace(tzinfo=UTC) == late
+    assert found["bob@example.org"].status_reason == "emailed request"
+    assert found["cat@example.org"].status_reason == "removed by the editor"

@@ -1,11 +1,13 @@
 """`slice serve`: the web app on uvicorn, in one process or several.
 
-With ``--workers N`` uvicorn starts N processes on one socket. Each builds the
-app from the same settings (passed to it in ``SLICE_SERVE_WORKER``) and they
-share everything through the database: the signup limits, the mail queue, the
-archive's cached lists. uvicorn runs with its fast parts (uvloop, httptools)
-when they are installed, and never rewrites the client's address from
-forwarded headers itself: the app believes them only from ``web.trusted_proxies``.
+With ``--workers N`` it starts N uvicorn processes, each listening on a socket
+of its own so that the kernel spreads the connections over them
+(`newsletter.cli.serveworkers`). Each builds the app from the same settings
+(passed to it in ``SLICE_SERVE_WORKER``) and they share everything through the
+database: the signup limits, the mail queue, the archive's cached lists.
+uvicorn runs with its fast parts (uvloop, httptools) when they are installed,
+and never rewrites the client's address from forwarded headers itself: the app
+believes them only from ``web.trusted_proxies``.
 """
 
 from __future__ import annotations
@@ -72,18 +74,20 @@ def serve(
         options["loop"] = "uvloop"
     if _installed("httptools"):
         options["http"] = "httptools"
-    uvicorn.run(
-        "newsletter.cli.serve:worker_app",
+    options.update(
+        app="newsletter.cli.serve:worker_app",
         factory=True,
-        host=settings.web.host,
-        port=settings.web.port,
-        workers=settings.web.workers,
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         log_level="warning",
-        **options,
     )
+    if settings.web.workers > 1:
+        from newsletter.cli.serveworkers import run_workers
+
+        run_workers(settings.web.workers, settings.web.host, settings.web.port, options)
+        return
+    uvicorn.run(host=settings.web.host, port=settings.web.port, **options)
 
 
 def _installed(module: str) -> bool:

@@ -8,9 +8,11 @@ it was asked for. Part of `newsletter.readers.subscribers.Subscribers`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import bindparam, case, delete, literal, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col
 
@@ -26,6 +28,15 @@ log = logging.getLogger(__name__)
 
 # How long a one-click unsubscribe waits for a busy database before it is spooled
 UNSUBSCRIBE_WAIT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Unsubscribing:
+    """One unsubscribe asked for: whose (a token's uid), why, and when it was asked."""
+
+    uid: str
+    reason: str
+    at: datetime
 
 
 class Leaving(ListBase):
@@ -46,16 +57,29 @@ class Leaving(ListBase):
         Raises StoreError only when neither the database nor the spool can take it.
         """
         uid = self.tokens.read_unsubscribe(token)
+        [result] = self.unsubscribe_many([Unsubscribing(uid, reason, self.clock())])
+        return result
+
+    def unsubscribe_many(self, asked: Sequence[Unsubscribing]) -> list[UnsubscribeResult]:
+        """`unsubscribe` for several subscribers at once (their tokens already read), in order.
+
+        One write transaction for all of them: a server takes the write lock and
+        commits once for the one-click POSTs that arrived together, instead of once
+        each. Spooled all together when the database does not take them.
+        """
         wait = min(self.store.busy_seconds, UNSUBSCRIBE_WAIT_SECONDS)
         try:
             with self._write(busy_seconds=wait) as session:
-                return _unsubscribe_uid(session, uid, reason, self.clock())
+                if len(asked) == 1:
+                    [one] = asked
+                    return [_unsubscribe_uid(session, one.uid, one.reason, one.at)]
+                return _unsubscribe_uids(session, asked)
         except (StoreError, OperationalError) as exc:
-            return self._spool_unsubscribe(uid, reason, exc)
+            return [self._spool_unsubscribe(one, exc) for one in asked]
 
-    def _spool_unsubscribe(self, uid: str, reason: str, cause: Exception) -> UnsubscribeResult:
+    def _spool_unsubscribe(self, one: Unsubscribing, cause: Exception) -> UnsubscribeResult:
         try:
-            self.spool.add(uid, reason=reason, at=self.clock())
+            self.spool.add(one.uid, reason=one.reason, at=one.at)
         except OSError as exc:
             raise StoreError(
                 f"an unsubscribe could not be recorded: the database did not take it ({cause}) "
@@ -64,7 +88,7 @@ class Leaving(ListBase):
         log.warning("database busy or down (%s): unsubscribe spooled to %s", cause, self.spool.path)
         email: str | None = None
         try:  # reads go on while another program writes (WAL); if not, the page says less
-            found = self.by_uid(uid)
+            found = self.by_uid(one.uid)
             email = found.email if found is not None else None
         except SQLAlchemyError:
             pass
@@ -136,12 +160,13 @@ class Leaving(ListBase):
 
 
 _SUBSCRIBERS = table(Subscriber)
+_SUPPRESSED = sorted(s.value for s in SUPPRESSED)
 # built once: a one-click POST only binds its values
 _UNSUBSCRIBE = (
     update(_SUBSCRIBERS)
     .where(
         _SUBSCRIBERS.c.uid == bindparam("that_uid"),
-        _SUBSCRIBERS.c.status.not_in(sorted(s.value for s in SUPPRESSED)),
+        _SUBSCRIBERS.c.status.not_in(_SUPPRESSED),
     )
     .values(
         status=SubscriberStatus.UNSUBSCRIBED.value,
@@ -177,3 +202,50 @@ def _unsubscribe_uid(session: Session, uid: str, reason: str, now: datetime) -> 
     if found is None:
         return UnsubscribeResult(changed=False, email=None)
     return UnsubscribeResult(changed=False, email=found[0], status=found[1])
+
+
+def _unsubscribe_uids(session: Session, asked: Sequence[Unsubscribing]) -> list[UnsubscribeResult]:
+    """`_unsubscribe_uid` for several at once: two statements, however many they are.
+
+    Each row gets its own request's time and reason (a CASE on the uid). One
+    statement, not one per reader: on PostgreSQL each is a round trip, and the
+    thread writing them waits for the event loop's hold on the interpreter after
+    every one of them.
+    """
+    first: dict[str, Unsubscribing] = {}
+    for one in asked:
+        first.setdefault(one.uid, one)  # the same link twice: its first request counts
+    at_type, why_type = _SUBSCRIBERS.c.unsubscribed_at.type, _SUBSCRIBERS.c.status_reason.type
+    uid = _SUBSCRIBERS.c.uid
+    when = case({u: literal(one.at, at_type) for u, one in first.items()}, value=uid)
+    why = case({u: literal(one.reason, why_type) for u, one in first.items()}, value=uid)
+    conn = session.connection()
+    done: dict[str, UnsubscribeResult] = {}
+    changed = conn.execute(
+        update(_SUBSCRIBERS)
+        .where(uid.in_(list(first)), _SUBSCRIBERS.c.status.not_in(_SUPPRESSED))
+        .values(
+            status=SubscriberStatus.UNSUBSCRIBED.value,
+            unsubscribed_at=when,
+            confirm_nonce=None,
+            status_reason=why,
+            updated_at=when,
+        )
+        .returning(uid, _SUBSCRIBERS.c.email)
+    )
+    for found_uid, email in changed:
+        done[found_uid] = UnsubscribeResult(
+            changed=True, email=email, status=SubscriberStatus.UNSUBSCRIBED.value
+        )
+    rest = [u for u in first if u not in done]
+    if rest:  # already suppressed, or gone
+        kept = conn.execute(
+            update(_SUBSCRIBERS)
+            .where(uid.in_(rest))
+            .values(confirm_nonce=None)
+            .returning(uid, _SUBSCRIBERS.c.email, _SUBSCRIBERS.c.status)
+        )
+        for found_uid, email, status in kept:
+            done[found_uid] = UnsubscribeResult(changed=False, email=email, status=status)
+    gone = UnsubscribeResult(changed=False, email=None)
+    return [done.get(one.uid, gone) for one in asked]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -29,7 +29,7 @@ from newsletter.core.models import (
     utcnow,
 )
 from newsletter.core.settings import Settings
-from newsletter.core.store import Store, busy_message, retry_busy
+from newsletter.core.store import Store, busy_message, retry_busy, writer_turns
 from newsletter.readers.addresses import normalize_email
 from newsletter.readers.listrows import by_key, check_status, not_found, queue_mail
 from newsletter.readers.outcomes import Confirmation
@@ -56,8 +56,10 @@ class ListBase:
         self.clock = clock
         self._tokens = tokens
         # SQLite has one writer at a time: threads of this process take turns here
-        # instead of polling in SQLite's busy handler (which gives up after busy_timeout).
+        # instead of polling in SQLite's busy handler (which gives up after busy_timeout),
+        # and then processes (core.turns)
         self._write_lock = threading.Lock() if store.engine.dialect.name == "sqlite" else None
+        self._turns = writer_turns(store.engine)
         self.spool = UnsubscribeSpool.of(settings)
 
     @property
@@ -73,7 +75,8 @@ class ListBase:
         if self._write_lock is not None and not self._write_lock.acquire(timeout=wait):
             raise StoreBusyError(busy_message(wait))
         try:
-            with self.store.write(busy_seconds=wait) as session:
+            turn = self._turns.turn() if self._turns else nullcontext()
+            with turn, self.store.write(busy_seconds=wait) as session:
                 yield session
         finally:
             if self._write_lock is not None:

@@ -6,8 +6,9 @@ its routes as a router of its own module (`signup`, `confirm`, `archive`);
 runs, a task sends the queued confirmation and welcome emails
 (`newsletter.readers.mailqueue`), retrying while the relay is down. `pages`
 holds what the signup and link pages share, `limits` the signup limits kept in
-the database, `bodylimit` the cap on request bodies by bytes received, and
-`pagecache` the archive pages kept until the papers change.
+the database, `bodylimit` the cap on request bodies by bytes received,
+`pagecache` the archive pages kept until the papers change, and `oneclick` the
+one-click unsubscribes written together as they arrive.
 
 Every template rendered by the app can use these globals, so the signup form
 partial (``web/_signup.html``) works on any page that includes it:
@@ -43,6 +44,7 @@ from newsletter.readers.mailqueue import MailQueue, RetryPolicy
 from newsletter.readers.subscribers import Clock, Subscribers
 from newsletter.web.bodylimit import BodyLimit
 from newsletter.web.limits import SignupLimits, parse_proxies
+from newsletter.web.oneclick import OneClick
 from newsletter.web.pagecache import PageCache
 
 Scope = MutableMapping[str, Any]
@@ -188,6 +190,7 @@ def create_app(
     app.state.templates = templates
     subscribers = Subscribers(settings, app.state.store, clock=clock)
     app.state.subscribers = subscribers
+    app.state.one_click = OneClick(subscribers)
     from newsletter.send.notices import SmtpMailer
 
     app.state.subscriber_mail = SubscriberMail(

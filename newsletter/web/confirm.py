@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from newsletter.core.errors import TokenError
 from newsletter.core.models import SUPPRESSED
 from newsletter.readers.subscribers import ConfirmStatus
+from newsletter.web.oneclick import OneClick
 from newsletter.web.pages import page, send_queued, subscribers_of, valid_for
 from newsletter.web.signup import client_ip
 
@@ -81,11 +82,13 @@ def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe(request: Request, token: str) -> HTMLResponse:
+async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     # RFC 8058: the body ("List-Unsubscribe=One-Click", urlencoded or multipart) is not
     # needed to act, so it is not parsed; a post to a genuine link is the request.
+    # Written with the others arriving at the same time (newsletter.web.oneclick).
+    one_click: OneClick = request.app.state.one_click
     try:
-        result = subscribers_of(request).unsubscribe(token)
+        result = await one_click.unsubscribe(token)
     except TokenError:
         return _bad_unsubscribe_link(request)
     return page(
