@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,7 @@ from newsletter.core.models import SubscriberStatus
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.readers.leaving import Unsubscribing
+from newsletter.readers.outcomes import UnsubscribeResult
 from newsletter.readers.spool import UnsubscribeSpool
 from newsletter.readers.subscribers import ConsentSource, Subscribers
 from newsletter.web import create_app
@@ -226,3 +230,30 @@ def test_unsubscribes_written_together_keep_each_ones_time_and_reason(
     assert times["bob@example.org"] and times["bob@example.org"].replace(tzinfo=UTC) == late
     assert found["bob@example.org"].status_reason == "emailed request"
     assert found["cat@example.org"].status_reason == "removed by the editor"
+
+
+def test_a_writer_stuck_in_its_turn_gets_the_unsubscribe_spooled_not_hung(
+    settings: Settings, quick_store: Store
+) -> None:
+    # another server worker stopped (SIGSTOP, a debugger) while holding the subscriber
+    # list's turn: the one-click must not wait for it forever; it is spooled
+    subs = Subscribers(settings, quick_store)
+    token = _reader(subs, "ann@example.org")
+    database = Path(quick_store.engine.url.database or "")
+    holder = os.open(database.with_name(database.name + "-turn"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        answers: list[UnsubscribeResult] = []
+        asking = threading.Thread(
+            target=lambda: answers.append(subs.unsubscribe(token)), daemon=True
+        )
+        asking.start()
+        asking.join(timeout=10)  # the store gives up after 0.3 s
+        assert not asking.is_alive(), "the unsubscribe waited for the stuck writer"
+        [result] = answers
+        assert result.spooled and result.changed and result.email == "ann@example.org"
+    finally:
+        os.close(holder)
+    assert subs.apply_spooled() == 1
+    [ann] = rows(quick_store)
+    assert ann.status == SubscriberStatus.UNSUBSCRIBED

@@ -38,6 +38,13 @@ class StoreError(NewsletterError):
 class StoreBusyError(StoreError):
     """The database stayed locked by other writers for longer than the retries wait."""
 
+    @classmethod
+    def after(cls, seconds: float) -> StoreBusyError:
+        return cls(
+            f"the database is busy: other programs kept it locked for {seconds:g} s "
+            "(an ingest or a send, say); try again in a moment."
+        )
+
 
 class MigrationError(StoreError):
     """A schema migration failed; the database is left at the last good version."""

@@ -62,10 +62,7 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def busy_message(seconds: float) -> str:
-    return (
-        f"the database is busy: other programs kept it locked for {seconds:g} s "
-        "(an ingest or a send, say); try again in a moment."
-    )
+    return str(StoreBusyError.after(seconds))
 
 
 def retry_busy(

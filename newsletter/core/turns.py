@@ -15,9 +15,10 @@ anyone holds that mark it pauses long enough for every sleeper to look again
 Writers that come often and briefly (the subscriber list's: a server worker's
 one-click batches, signups, its mail queue) also queue for a turn
 (`WriterTurns.turn`): an exclusive ``flock`` on ``<database>-turn``, taken before
-``BEGIN IMMEDIATE`` and let go after the commit. A writer blocked there is woken
-the moment the holder lets go, where SQLite's busy handler would sleep 1, 2, 5 ...
-up to 100 ms between looks: two `slice serve` workers writing one-click batches
+``BEGIN IMMEDIATE`` and let go after the commit. A writer waiting there looks
+again within 2 ms of the holder letting go (and gives up after its busy wait, as
+SQLite would), where SQLite's busy handler sleeps 1, 2, 5 ... up to 100 ms between
+looks: two `slice serve` workers writing one-click batches
 side by side spent most of their time in those sleeps, and served fewer requests
 than one worker.
 
@@ -35,7 +36,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from newsletter.core.errors import StoreBusyError
+
 GAP_SECONDS = 0.15  # SQLite's busy handler sleeps at most 100 ms between looks
+TURN_LOOK_SECONDS = 0.002  # the longest pause between two looks at a taken turn
 
 
 class WriterTurns:
@@ -51,11 +55,13 @@ class WriterTurns:
         return os.open(path or self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        """Hold the brief writers' turn while the block runs, waiting for it blocked (not polling).
+    def turn(self, seconds: float) -> Iterator[None]:
+        """Hold the brief writers' turn while the block runs.
 
-        The wait is as long as the writers ahead take, and each of them gives up on
-        a busy database after its own bounded wait.
+        Waits at most ``seconds`` for the writers ahead, looking every few
+        milliseconds, then raises `StoreBusyError`: a writer stopped while it holds
+        the turn (SIGSTOP, a debugger) must not hold everyone else forever, and the
+        caller's answer to a busy database (the unsubscribe spool) takes over.
         """
         try:
             fd = self._open(self.turn_path)
@@ -63,7 +69,17 @@ class WriterTurns:
             yield
             return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + seconds
+            pause = 0.0005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreBusyError.after(seconds) from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, TURN_LOOK_SECONDS)
             yield
         finally:
             os.close(fd)  # closing lets the next one in

@@ -75,7 +75,7 @@ class ListBase:
         if self._write_lock is not None and not self._write_lock.acquire(timeout=wait):
             raise StoreBusyError(busy_message(wait))
         try:
-            turn = self._turns.turn() if self._turns else nullcontext()
+            turn = self._turns.turn(wait) if self._turns else nullcontext()
             with turn, self.store.write(busy_seconds=wait) as session:
                 yield session
         finally:
