@@ -161,6 +161,14 @@ class Leaving(ListBase):
 
 _SUBSCRIBERS = table(Subscriber)
 _SUPPRESSED = sorted(s.value for s in SUPPRESSED)
+# what an unsubscribe writes into a row; a statement binds "at" and "why"
+_LEAVES: dict[str, object] = {
+    "status": SubscriberStatus.UNSUBSCRIBED.value,
+    "unsubscribed_at": bindparam("at"),
+    "confirm_nonce": None,
+    "status_reason": bindparam("why"),
+    "updated_at": bindparam("at"),
+}
 # built once: a one-click POST only binds its values
 _UNSUBSCRIBE = (
     update(_SUBSCRIBERS)
@@ -168,13 +176,7 @@ _UNSUBSCRIBE = (
         _SUBSCRIBERS.c.uid == bindparam("that_uid"),
         _SUBSCRIBERS.c.status.not_in(_SUPPRESSED),
     )
-    .values(
-        status=SubscriberStatus.UNSUBSCRIBED.value,
-        unsubscribed_at=bindparam("at"),
-        confirm_nonce=None,
-        status_reason=bindparam("why"),
-        updated_at=bindparam("at"),
-    )
+    .values(_LEAVES)
     .returning(_SUBSCRIBERS.c.email)
 )
 # already suppressed: a pending re-confirmation link dies with the request all the same
@@ -210,16 +212,9 @@ def _unsubscribe_uid(session: Session, uid: str, reason: str, now: datetime) -> 
 _FIND_MANY = select(_SUBSCRIBERS.c.uid, _SUBSCRIBERS.c.email, _SUBSCRIBERS.c.status).where(
     _SUBSCRIBERS.c.uid.in_(bindparam("uids", expanding=True))
 )
-_UNSUBSCRIBE_EACH = (  # run once per row (executemany): no IN list, which executemany refuses
-    update(_SUBSCRIBERS)
-    .where(_SUBSCRIBERS.c.uid == bindparam("that_uid"))
-    .values(
-        status=SubscriberStatus.UNSUBSCRIBED.value,
-        unsubscribed_at=bindparam("at"),
-        confirm_nonce=None,
-        status_reason=bindparam("why"),
-        updated_at=bindparam("at"),
-    )
+# run once per row (executemany): no IN list, which executemany refuses
+_UNSUBSCRIBE_EACH = (
+    update(_SUBSCRIBERS).where(_SUBSCRIBERS.c.uid == bindparam("that_uid")).values(_LEAVES)
 )
 _FORGET_NONCES = (
     update(_SUBSCRIBERS)
