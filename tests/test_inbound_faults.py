@@ -13,11 +13,9 @@ import os
 import re
 import signal
 import smtplib
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,23 +28,12 @@ from newsletter.core.store import Store
 from newsletter.send.inbound import inbound_server
 from tests.inbound_support import nested_bomb, outcomes, report, sent_issue, status, verp
 from tests.send_support import add_readers
+from tests.support.sqlitelock import locked
 
 Sent = dict[str, tuple[int, str]]
 HEAD = (
     b"From: someone@example.net\r\nTo: bounces@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
 )
-
-
-@contextmanager
-def locked(store: Store) -> Iterator[None]:
-    """Another program (an ingest, a send) holding SQLite's write lock until the block ends."""
-    other = sqlite3.connect(store.engine.url.database or "", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        other.execute("COMMIT")
-        other.close()
 
 
 @pytest.fixture

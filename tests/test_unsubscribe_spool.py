@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,18 +25,7 @@ from newsletter.readers.subscribers import ConsentSource, Subscribers
 from newsletter.web import create_app
 from tests.signup_support import FakeClock, rows
 from tests.support.liveserver import LiveServer
-
-
-@contextmanager
-def locked(store: Store) -> Iterator[None]:
-    """Another program (an ingest, say) holding SQLite's write lock until the block ends."""
-    other = sqlite3.connect(store.engine.url.database or "", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        other.execute("COMMIT")
-        other.close()
+from tests.support.sqlitelock import locked
 
 
 @pytest.fixture
