@@ -244,3 +244,65 @@ def test_a_writer_stuck_in_its_turn_gets_the_unsubscribe_spooled_not_hung(
     assert subs.apply_spooled() == 1
     [ann] = rows(quick_store)
     assert ann.status == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_a_write_that_must_not_wait_gives_way_at_once_and_writes_nothing(
+    settings: Settings,
+) -> None:
+    # the event loop's attempt (newsletter.web.oneclick): another writer holds the lock, so
+    # it returns at once, where SQLite's own busy handler would sleep up to 10 s
+    with Store.open(settings.database_url, busy_timeout_ms=10_000) as store:
+        subs = Subscribers(settings, store)
+        token = _reader(subs, "ann@example.org")
+        asked = [Unsubscribing(subs.tokens.read_unsubscribe(token), "one-click", subs.clock())]
+        with locked(store):
+            began = time.monotonic()
+            assert subs.unsubscribe_many_now(asked) is None
+            assert time.monotonic() - began < 0.5
+        [ann] = rows(store)
+        assert ann.status == SubscriberStatus.CONFIRMED and not subs.spool.pending()
+        [result] = subs.unsubscribe_many_now(asked) or []
+        assert result.changed and result.email == "ann@example.org"
+        [ann] = rows(store)
+        assert ann.status == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_one_clicks_waiting_for_a_writer_leave_the_server_answering(settings: Settings) -> None:
+    """While an ingest holds the write lock for a second, one-click POSTs wait for it off the
+    event loop: the archive answers meanwhile, and every unsubscribe lands in the database."""
+    with Store.open(settings.database_url) as store:
+        app = create_app(settings, store=store)
+        subs: Subscribers = app.state.subscribers
+        tokens = [_reader(subs, f"r{i}@example.org") for i in range(20)]
+        server = LiveServer(app).start()
+
+        async def during_the_lock() -> tuple[list[int], list[float]]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                posts = [
+                    asyncio.create_task(
+                        client.post(f"/unsubscribe/{t}", data={"List-Unsubscribe": "One-Click"})
+                    )
+                    for t in tokens
+                ]
+                waits = []
+                for _ in range(5):
+                    await asyncio.sleep(0.1)
+                    began = time.monotonic()
+                    assert (await client.get("/")).status_code == 200
+                    waits.append(time.monotonic() - began)
+                return [(await p).status_code for p in posts], waits
+
+        try:
+            found: list[tuple[list[int], list[float]]] = []
+            task = threading.Thread(target=lambda: found.append(asyncio.run(during_the_lock())))
+            with locked(store):
+                task.start()
+                time.sleep(1.0)  # an ingest's chunk, a long one
+            task.join(timeout=30)
+        finally:
+            server.stop()
+    [(codes, waits)] = found
+    assert codes == [200] * 20
+    assert max(waits) < 0.5, f"the archive waited {max(waits):.2f} s behind the one-clicks"
+    assert not subs.spool.pending()
+    assert {s.status for s in rows(store)} == {SubscriberStatus.UNSUBSCRIBED}

@@ -177,7 +177,7 @@ def _setup_sqlite(
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                     return
                 except DBAPIError as exc:
-                    if not is_busy(exc):
+                    if not is_busy(exc) or seconds <= 0:  # asked not to wait at all
                         raise
             left_ms = max(1, int((deadline - time.monotonic()) * 1000))
             conn.exec_driver_sql(f"PRAGMA busy_timeout={min(busy_timeout_ms, left_ms)}")

@@ -77,6 +77,21 @@ class Leaving(ListBase):
         except (StoreError, OperationalError) as exc:
             return [self._spool_unsubscribe(one, exc) for one in asked]
 
+    def unsubscribe_many_now(
+        self, asked: Sequence[Unsubscribing]
+    ) -> list[UnsubscribeResult] | None:
+        """`unsubscribe_many` if the write lock is free at this moment, without waiting.
+
+        None, with nothing written, when another writer holds it or the database
+        fails: the caller (an event loop, which must not sleep) writes them with
+        `unsubscribe_many` instead, which waits and spools.
+        """
+        try:
+            with self._write(busy_seconds=0) as session:
+                return _unsubscribe_uids(session, asked)
+        except (StoreError, OperationalError):
+            return None
+
     def _spool_unsubscribe(self, one: Unsubscribing, cause: Exception) -> UnsubscribeResult:
         try:
             self.spool.add(one.uid, reason=one.reason, at=one.at)
