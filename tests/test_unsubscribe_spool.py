@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -306,3 +307,71 @@ def test_one_clicks_waiting_for_a_writer_leave_the_server_answering(settings: Se
     assert max(waits) < 0.5, f"the archive waited {max(waits):.2f} s behind the one-clicks"
     assert not subs.spool.pending()
     assert {s.status for s in rows(store)} == {SubscriberStatus.UNSUBSCRIBED}
+
+
+def test_the_event_loops_batch_writes_what_the_thread_would(settings: Settings) -> None:
+    """The one-click batch a server writes on its event loop (SQLite, straight through the
+    driver) leaves each row exactly as the batch written through the session does: the
+    same status, reason and stored times, the same answers, in the same order."""
+    with Store.open(settings.database_url) as store:
+        subs = Subscribers(settings, store)
+        early, late = datetime(2026, 3, 1, 9, 0, tzinfo=UTC), datetime(2026, 3, 1, 9, 5, tzinfo=UTC)
+        answers = {}
+        for way in ("session", "loop"):
+            ann, bob, cat = (_reader(subs, f"{n}-{way}@example.org") for n in ("ann", "bob", "cat"))
+            subs.remove(f"cat-{way}@example.org")
+            uid = subs.tokens.read_unsubscribe
+            asked = [
+                Unsubscribing(uid(ann), "one-click", early),
+                Unsubscribing(uid(bob), "emailed request", late),
+                Unsubscribing(uid(ann), "one-click", late),  # the same link again
+                Unsubscribing(uid(cat), "one-click", late),  # already unsubscribed
+                Unsubscribing("no-such-reader", "one-click", late),
+            ]
+            if way == "session":
+                answers[way] = subs.unsubscribe_many(asked)
+            else:
+                answers[way] = subs.unsubscribe_many_now(asked)
+        database = store.engine.url.database or ""
+    kept = "status, unsubscribed_at, confirm_nonce, status_reason"
+    with sqlite3.connect(database) as raw:  # the stored text itself, not what reading makes of it
+        stored = {
+            email: row
+            for email, *row in raw.execute(f"SELECT email, {kept}, updated_at FROM subscribers")
+        }
+    for name in ("ann", "bob"):
+        session_row = stored[f"{name}-session@example.org"]
+        loop_row = stored[f"{name}-loop@example.org"]
+        assert session_row == loop_row
+        assert session_row[0] == "unsubscribed"
+    assert stored["cat-loop@example.org"][3] == "removed by the editor"
+    assert [
+        (a.changed, a.status, (a.email or "").replace("session", "")) for a in answers["session"]
+    ] == [(a.changed, a.status, (a.email or "").replace("loop", "")) for a in answers["loop"] or []]
+
+
+def test_a_batch_that_fails_on_the_event_loop_leaves_nothing_written_and_the_lock_free(
+    settings: Settings,
+) -> None:
+    with Store.open(settings.database_url, busy_timeout_ms=7_000) as store:
+        subs = Subscribers(settings, store)
+        tokens = [_reader(subs, f"r{i}@example.org") for i in range(3)]
+        uid = subs.tokens.read_unsubscribe
+        database = store.engine.url.database or ""
+        with sqlite3.connect(database) as raw:  # a statement that fails halfway through the batch
+            raw.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON subscribers WHEN new.status_reason = 'x' "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        at = subs.clock()
+        asked = [
+            Unsubscribing(uid(tokens[0]), "one-click", at),
+            Unsubscribing(uid(tokens[1]), "x", at),
+        ]
+        assert subs.unsubscribe_many_now(asked) is None
+        assert {s.status for s in rows(store)} == {SubscriberStatus.CONFIRMED}
+        # the transaction is gone, the lock free, and the connection waits as configured again
+        [result] = subs.unsubscribe_many_now([asked[0]]) or []
+        assert result.changed
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 7_000

@@ -7,13 +7,20 @@ it was asked for. Part of `newsletter.readers.subscribers.Subscribers`.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Select, bindparam, delete, func, literal_column, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.sql.compiler import Compiled
 from sqlmodel import Session, col
 
 from newsletter.core.errors import StoreError
@@ -84,13 +91,46 @@ class Leaving(ListBase):
 
         None, with nothing written, when another writer holds it or the database
         fails: the caller (an event loop, which must not sleep) writes them with
-        `unsubscribe_many` instead, which waits and spools.
+        `unsubscribe_many` instead, which waits and spools. On SQLite the batch goes
+        to the driver directly (`_SqliteBatch`).
         """
-        try:
-            with self._write(busy_seconds=0) as session:
-                return _unsubscribe_uids(session, asked)
-        except (StoreError, OperationalError):
+        if self._write_lock is None:  # PostgreSQL: round trips, for a thread anyway
+            try:
+                with self._write(busy_seconds=0) as session:
+                    return _unsubscribe_uids(session, asked)
+            except (StoreError, OperationalError):
+                return None
+        if not self._write_lock.acquire(blocking=False):
             return None
+        try:
+            with self._turns.turn(0) if self._turns else nullcontext():
+                return self._sqlite_batch_now(asked)
+        except (StoreError, SQLAlchemyError, sqlite3.Error):
+            return None
+        finally:
+            self._write_lock.release()
+
+    def _sqlite_batch_now(self, asked: Sequence[Unsubscribing]) -> list[UnsubscribeResult]:
+        statements = _SqliteBatch.of(self.store.engine.dialect)
+        raw = self.store.engine.raw_connection()  # set up by the store (WAL, foreign keys)
+        try:
+            driver = raw.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            [(waits,)] = driver.execute("PRAGMA busy_timeout").fetchall()
+            driver.execute("PRAGMA busy_timeout=0")  # taken: give way at once, not in 10 s
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+                try:
+                    results = statements.write(driver, asked)
+                    driver.execute("COMMIT")
+                finally:
+                    if driver.in_transaction:  # a statement or the commit failed
+                        driver.execute("ROLLBACK")
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={int(waits)}")
+            return results
+        finally:
+            raw.close()  # back to the pool
 
     def _spool_unsubscribe(self, one: Unsubscribing, cause: Exception) -> UnsubscribeResult:
         try:
@@ -262,6 +302,16 @@ def _unsubscribe_uids(session: Session, asked: Sequence[Unsubscribing]) -> list[
     staying = [uid for uid, (_, status) in found.items() if status in _SUPPRESSED]
     if staying:  # already suppressed: their pending re-confirmation links die all the same
         conn.execute(_FORGET_NONCES, {"uids": staying})
+    return _results(asked, found, leaving, staying)
+
+
+def _results(
+    asked: Sequence[Unsubscribing],
+    found: dict[str, tuple[str, str]],
+    leaving: list[str],
+    staying: list[str],
+) -> list[UnsubscribeResult]:
+    """Each request's answer, in order, from the rows found and what was done to them."""
     done = {
         uid: UnsubscribeResult(
             changed=True, email=found[uid][0], status=SubscriberStatus.UNSUBSCRIBED.value
@@ -272,3 +322,70 @@ def _unsubscribe_uids(session: Session, asked: Sequence[Unsubscribing]) -> list[
         done[uid] = UnsubscribeResult(changed=False, email=found[uid][0], status=found[uid][1])
     gone = UnsubscribeResult(changed=False, email=None)
     return [done.get(one.uid, gone) for one in asked]
+
+
+# The event loop's batch on SQLite (`Leaving.unsubscribe_many_now`): the statements of
+# `_unsubscribe_uids`, compiled once by SQLAlchemy and run by the sqlite3 driver. Through
+# the session a batch cost about 0.5 ms of CPU before its first row (six statements, each
+# through SQLAlchemy's execution machinery, on the loop that also serves the requests)
+# and 0.035 ms a row; a one-click batch is a few rows. The uids go in as one JSON array
+# (json_each), so each statement's text is the same whatever the batch's size.
+_UIDS: Select[Any] = select(literal_column("value")).select_from(func.json_each(bindparam("uids")))
+_FIND_JSON = select(_SUBSCRIBERS.c.uid, _SUBSCRIBERS.c.email, _SUBSCRIBERS.c.status).where(
+    _SUBSCRIBERS.c.uid.in_(_UIDS)
+)
+_FORGET_JSON = update(_SUBSCRIBERS).where(_SUBSCRIBERS.c.uid.in_(_UIDS)).values(confirm_nonce=None)
+
+
+class _SqliteBatch:
+    """`_unsubscribe_uids` for the sqlite3 driver: its statements' texts and their binding."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._find = _FIND_JSON.compile(dialect=dialect)
+        self._forget = _FORGET_JSON.compile(dialect=dialect)
+        self._leave = _UNSUBSCRIBE_EACH.compile(dialect=dialect)
+        # a time is stored as SQLAlchemy stores it for this column on SQLite (the same text)
+        when = _SUBSCRIBERS.c.unsubscribed_at.type.dialect_impl(dialect)
+        self._when: Callable[[Any], Any] = when.bind_processor(dialect) or (lambda value: value)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)  # one per engine's dialect, compiled on first use
+    def of(dialect: Dialect) -> _SqliteBatch:
+        return _SqliteBatch(dialect)
+
+    def write(
+        self, driver: sqlite3.Connection, asked: Sequence[Unsubscribing]
+    ) -> list[UnsubscribeResult]:
+        first: dict[str, Unsubscribing] = {}
+        for one in asked:
+            first.setdefault(one.uid, one)  # the same link twice: its first request counts
+        found = {
+            uid: (email, status)
+            for uid, email, status in driver.execute(
+                self._find.string, _bound(self._find, uids=json.dumps(list(first)))
+            )
+        }
+        leaving = [uid for uid, (_, status) in found.items() if status not in _SUPPRESSED]
+        if leaving:
+            driver.executemany(
+                self._leave.string,
+                [
+                    _bound(
+                        self._leave,
+                        at=self._when(first[uid].at),
+                        why=first[uid].reason,
+                        that_uid=uid,
+                    )
+                    for uid in leaving
+                ],
+            )
+        staying = [uid for uid, (_, status) in found.items() if status in _SUPPRESSED]
+        if staying:
+            driver.execute(self._forget.string, _bound(self._forget, uids=json.dumps(staying)))
+        return _results(asked, found, leaving, staying)
+
+
+def _bound(compiled: Compiled, **values: object) -> list[object]:
+    """A compiled statement's parameters in its order: ``values`` over those it fixed."""
+    every = compiled.params | values
+    return [every[name] for name in compiled.positiontup or []]  # type: ignore[attr-defined]
