@@ -155,3 +155,9 @@ class HeaderInjectionError(SendError, ValueError):
 
 class BounceFileError(NewsletterError, ValueError):
     """A bounce-report file or mailbox cannot be read at all."""
+
+
+def error_line(exc: BaseException) -> str:
+    """Why something failed, in one short line (a driver's message runs on with the SQL)."""
+    first = str(exc).strip().split("\n", 1)[0]
+    return (first[:300] or exc.__class__.__name__).strip()

@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.sql.compiler import Compiled
 from sqlmodel import Session, col
 
-from newsletter.core.errors import StoreError
+from newsletter.core.errors import StoreError, error_line
 from newsletter.core.models import SUPPRESSED, Subscriber, SubscriberStatus, table
 from newsletter.readers.addresses import normalize_email
 from newsletter.readers.listbase import ListBase
@@ -140,7 +140,11 @@ class Leaving(ListBase):
                 f"an unsubscribe could not be recorded: the database did not take it ({cause}) "
                 f"and {self.spool.path} cannot be written ({exc.strerror or exc})."
             ) from cause
-        log.warning("database busy or down (%s): unsubscribe spooled to %s", cause, self.spool.path)
+        log.warning(
+            "database busy or down (%s): unsubscribe spooled to %s",
+            error_line(cause),
+            self.spool.path,
+        )
         email: str | None = None
         try:  # reads go on while another program writes (WAL); if not, the page says less
             found = self.by_uid(one.uid)
@@ -171,7 +175,9 @@ class Leaving(ListBase):
             try:
                 self._retrying(apply)
             except (StoreError, OperationalError) as exc:
-                log.warning("spooled unsubscribes not applied yet (%s); trying again later", exc)
+                log.warning(
+                    "spooled unsubscribes not applied yet (%s); trying again later", error_line(exc)
+                )
                 break
             self.spool.done(path)
             applied += len(entries)

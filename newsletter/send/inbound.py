@@ -19,6 +19,7 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from newsletter.core.errors import error_line
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store
 from newsletter.readers.addresses import sender_domain, unsubscribe_mailto
@@ -83,7 +84,7 @@ class InboundHandler:
         except Exception as exc:  # the database: the MTA keeps the message and retries
             reply = "451 4.3.0 Could not record the message; try again later"
             if self.on_retry is not None:
-                self.on_retry(one_line(exc), envelope)
+                self.on_retry(error_line(exc), envelope)
         else:
             reply = f"250 2.0.0 {result.outcome.value}"
             if self.on_result is not None:
@@ -94,12 +95,6 @@ class InboundHandler:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-
-
-def one_line(exc: BaseException) -> str:
-    """Why a write failed, in one short line (a driver's message runs on with the SQL)."""
-    first = str(exc).strip().split("\n", 1)[0]
-    return (first[:300] or exc.__class__.__name__).strip()
 
 
 class InboundServer(SmtpServerThread):

@@ -30,10 +30,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from newsletter.core.errors import StoreError
+from newsletter.core.errors import StoreError, error_line
 from newsletter.core.models import utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.store import Store, open_store
@@ -103,6 +104,10 @@ async def _send_queue_forever(queue: MailQueue, wake: asyncio.Event, poll: float
         try:
             if await asyncio.to_thread(queue.due):
                 await queue.drain()
+        except (StoreError, SQLAlchemyError, OSError) as exc:  # the database is down or busy
+            log.warning(
+                "mail queue: not sent this time (%s); trying again in %g s", error_line(exc), poll
+            )
         except Exception:  # keep going: a queued email must not wait for a restart
             log.exception("mail queue: not sent this time; trying again in %g s", poll)
         with contextlib.suppress(TimeoutError):
@@ -155,6 +160,8 @@ async def _apply_spool_forever(subscribers: Subscribers) -> None:
                 applied = await run_in_threadpool(subscribers.apply_spooled)
                 if applied:
                     log.info("applied %d spooled unsubscribe(s)", applied)
+        except (StoreError, SQLAlchemyError, OSError) as exc:  # the database is down
+            log.warning("spooled unsubscribes not applied (%s); trying again", error_line(exc))
         except Exception:  # keep trying: a spooled unsubscribe must not be dropped
             log.exception("spooled unsubscribes not applied; trying again")
         await asyncio.sleep(SPOOL_APPLY_SECONDS)
