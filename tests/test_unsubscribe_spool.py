@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -315,7 +315,10 @@ def test_the_event_loops_batch_writes_what_the_thread_would(settings: Settings) 
     same status, reason and stored times, the same answers, in the same order."""
     with Store.open(settings.database_url) as store:
         subs = Subscribers(settings, store)
-        early, late = datetime(2026, 3, 1, 9, 0, tzinfo=UTC), datetime(2026, 3, 1, 9, 5, tzinfo=UTC)
+        early = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+        late = datetime(
+            2026, 3, 1, 11, 5, tzinfo=timezone(timedelta(hours=2))
+        )  # a clock not in UTC
         answers: dict[str, list[UnsubscribeResult]] = {}
         for way in ("session", "loop"):
             ann, bob, cat = (_reader(subs, f"{n}-{way}@example.org") for n in ("ann", "bob", "cat"))

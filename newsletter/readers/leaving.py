@@ -350,7 +350,8 @@ class _SqliteBatch:
         self._find = _FIND_JSON.compile(dialect=dialect)
         self._forget = _FORGET_JSON.compile(dialect=dialect)
         self._leave = _UNSUBSCRIBE_EACH.compile(dialect=dialect)
-        # a time is stored as SQLAlchemy stores it for this column on SQLite (the same text)
+        # a time is stored as SQLAlchemy stores it for this column on SQLite, the same text
+        # (the column type's conversion to UTC included)
         when = _SUBSCRIBERS.c.unsubscribed_at.type.dialect_impl(dialect)
         self._when: Callable[[Any], Any] = when.bind_processor(dialect) or (lambda value: value)
 
