@@ -7,6 +7,8 @@ it was asked for. Part of `newsletter.readers.subscribers.Subscribers`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, literal_column, select, update
+import psycopg
+from sqlalchemy import Select, String, any_, bindparam, delete, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.sql.compiler import Compiled
@@ -25,6 +29,7 @@ from sqlmodel import Session, col
 
 from newsletter.core.errors import StoreError, error_line
 from newsletter.core.models import SUPPRESSED, Subscriber, SubscriberStatus, table
+from newsletter.core.store import Store
 from newsletter.readers.addresses import normalize_email
 from newsletter.readers.listbase import ListBase
 from newsletter.readers.listrows import as_utc, by_key, by_uid, not_found
@@ -396,3 +401,104 @@ def _bound(compiled: Compiled, **values: object) -> list[object]:
     """A compiled statement's parameters in its order: ``values`` over those it fixed."""
     every = compiled.params | values
     return [every[name] for name in compiled.positiontup or []]  # type: ignore[attr-defined]
+
+
+# The event loop's batch on PostgreSQL (`PostgresBatches`): the same statements, the
+# uids bound as one array.
+_FIND_ANY = (
+    select(_SUBSCRIBERS.c.uid, _SUBSCRIBERS.c.email, _SUBSCRIBERS.c.status)
+    .where(_SUBSCRIBERS.c.uid == any_(bindparam("uids", type_=ARRAY(String))))
+    .with_for_update()
+)
+_FORGET_ANY = (
+    update(_SUBSCRIBERS)
+    .where(_SUBSCRIBERS.c.uid == any_(bindparam("uids", type_=ARRAY(String))))
+    .values(confirm_nonce=None)
+)
+# Rows another transaction holds (an editor's remove) send the batch to the thread instead
+_LOCK_WAIT = "SET LOCAL lock_timeout = '50ms'"
+# After a failure (no server, no connection) the loop leaves batches to the thread this long
+_PG_REST_SECONDS = 1.0
+_PG_CONNECT_SECONDS = 2
+
+
+class PostgresBatches:
+    """One-click batches written from a `slice serve` worker's event loop on PostgreSQL.
+
+    Written in a thread, each statement of a batch is a round trip during which
+    the thread and the event loop hand the interpreter to each other; a sampled
+    two-worker run measured 1.13x one worker. Here the batch is awaited on the
+    loop over one connection of psycopg's own (asynchronous) that the worker
+    keeps; the statements are `_unsubscribe_uids`'s, compiled once by SQLAlchemy.
+    Anything that goes wrong (no server, rows locked past `_LOCK_WAIT`, a failed
+    statement) rolls back and answers None, and the caller hands the batch to
+    `Leaving.unsubscribe_many`, which waits, retries and spools.
+    """
+
+    def __init__(self, store: Store) -> None:
+        url = store.engine.url
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        dialect = store.engine.dialect
+        self._find = _FIND_ANY.compile(dialect=dialect)
+        self._forget = _FORGET_ANY.compile(dialect=dialect)
+        self._leave = _UNSUBSCRIBE_EACH.compile(dialect=dialect)
+        when = _SUBSCRIBERS.c.unsubscribed_at.type.dialect_impl(dialect)
+        self._when: Callable[[Any], Any] = when.bind_processor(dialect) or (lambda value: value)
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._resting_until = 0.0
+
+    async def write(self, asked: Sequence[Unsubscribing]) -> list[UnsubscribeResult] | None:
+        """The batch's answers once committed, or None with nothing written."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._resting_until:
+            return None
+        try:
+            conn = await self._connection(loop)
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.execute(_LOCK_WAIT)
+                return await self._statements(cur, asked)
+        except (psycopg.Error, OSError) as exc:
+            log.info("one-click batch left to a thread: %s", error_line(exc))
+            self._resting_until = loop.time() + _PG_REST_SECONDS
+            await self.close()
+            return None
+
+    async def _statements(
+        self, cur: psycopg.AsyncCursor[Any], asked: Sequence[Unsubscribing]
+    ) -> list[UnsubscribeResult]:
+        first: dict[str, Unsubscribing] = {}
+        for one in asked:
+            first.setdefault(one.uid, one)  # the same link twice: its first request counts
+        await cur.execute(self._find.string, {"uids": list(first)})
+        found = {uid: (email, status) for uid, email, status in await cur.fetchall()}
+        leaving = [uid for uid, (_, status) in found.items() if status not in _SUPPRESSED]
+        if leaving:
+            await cur.executemany(
+                self._leave.string,
+                [
+                    self._leave.params
+                    | {"at": self._when(first[uid].at), "why": first[uid].reason, "that_uid": uid}
+                    for uid in leaving
+                ],
+            )
+        staying = [uid for uid, (_, status) in found.items() if status in _SUPPRESSED]
+        if staying:
+            await cur.execute(self._forget.string, self._forget.params | {"uids": staying})
+        return _results(asked, found, leaving, staying)
+
+    async def _connection(self, loop: asyncio.AbstractEventLoop) -> psycopg.AsyncConnection[Any]:
+        if self._conn is not None and (self._loop is not loop or self._conn.closed):
+            self._conn = None  # made on another loop (a test's), or gone: not ours to use
+        if self._conn is None:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._conninfo, connect_timeout=_PG_CONNECT_SECONDS
+            )
+            self._loop = loop
+        return self._conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._loop is asyncio.get_running_loop():
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()

@@ -133,6 +133,7 @@ def _lifespan(poll: float) -> Callable[[FastAPI], contextlib.AbstractAsyncContex
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await app.state.one_click.aclose()
 
     return lifespan
 

@@ -20,14 +20,15 @@ bench/README.md). When another writer holds the lock, the loop goes on serving f
 a moment (the newcomers join the batch) and looks again; past `LOOP_WAIT_SECONDS`
 (a long ingest chunk, a send) the batch goes to a thread that waits in line with
 the other writers, and spools when the database stays busy. On PostgreSQL a write
-is round trips to a server, so it always goes to a thread.
+is round trips to a server: the batch is awaited on the loop over a connection of
+the worker's own (`PostgresBatches`), and goes to the thread when that fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from newsletter.readers.leaving import Unsubscribing
+from newsletter.readers.leaving import PostgresBatches, Unsubscribing
 from newsletter.readers.outcomes import UnsubscribeResult
 from newsletter.readers.subscribers import Subscribers
 
@@ -43,7 +44,9 @@ class OneClick:
 
     def __init__(self, subscribers: Subscribers) -> None:
         self.subscribers = subscribers
-        self._on_loop = subscribers.store.engine.dialect.name == "sqlite"
+        dialect = subscribers.store.engine.dialect.name
+        self._on_loop = dialect == "sqlite"
+        self._postgres = PostgresBatches(subscribers.store) if dialect == "postgresql" else None
         self._waiting: list[tuple[Unsubscribing, asyncio.Future[UnsubscribeResult]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -68,7 +71,11 @@ class OneClick:
         while self._waiting:
             batch = self._waiting[:MOST_AT_ONCE]
             asked = [one for one, _ in batch]
-            results = self.subscribers.unsubscribe_many_now(asked) if self._on_loop else None
+            results = None
+            if self._on_loop:
+                results = self.subscribers.unsubscribe_many_now(asked)
+            elif self._postgres is not None:  # newcomers meanwhile wait for the next batch
+                results = await self._postgres.write(asked)
             if results is None and self._on_loop:
                 give_up = give_up if give_up is not None else loop.time() + LOOP_WAIT_SECONDS
                 if loop.time() < give_up:  # another writer has the lock: serve, then look again
@@ -88,3 +95,8 @@ class OneClick:
                 if not recorded.done():  # a caller that went away is simply not told
                     recorded.set_result(result)
             await asyncio.sleep(0)  # the answers go out before the next batch is written
+
+    async def aclose(self) -> None:
+        """Close what the writer keeps open (PostgreSQL's connection), when the server stops."""
+        if self._postgres is not None:
+            await self._postgres.close()
