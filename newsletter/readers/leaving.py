@@ -296,24 +296,35 @@ def _unsubscribe_uids(session: Session, asked: Sequence[Unsubscribing]) -> list[
     building one per batch (a CASE on the uid for each value) cost half the batch's
     CPU, and the thread writing it competes with the event loop for the interpreter.
     """
-    first: dict[str, Unsubscribing] = {}
-    for one in asked:
-        first.setdefault(one.uid, one)  # the same link twice: its first request counts
+    first = _first_asks(asked)
     conn = session.connection()
     find = _FIND_MANY.with_for_update() if conn.dialect.name == "postgresql" else _FIND_MANY
     found = {
         uid: (email, status) for uid, email, status in conn.execute(find, {"uids": list(first)})
     }
-    leaving = [uid for uid, (_, status) in found.items() if status not in _SUPPRESSED]
+    leaving, staying = _split(found)
     if leaving:
         conn.execute(
             _UNSUBSCRIBE_EACH,
             [{"that_uid": uid, "at": first[uid].at, "why": first[uid].reason} for uid in leaving],
         )
-    staying = [uid for uid, (_, status) in found.items() if status in _SUPPRESSED]
     if staying:  # already suppressed: their pending re-confirmation links die all the same
         conn.execute(_FORGET_NONCES, {"uids": staying})
     return _results(asked, found, leaving, staying)
+
+
+def _first_asks(asked: Sequence[Unsubscribing]) -> dict[str, Unsubscribing]:
+    """Each uid's first request: the same link twice counts once, with its first time."""
+    first: dict[str, Unsubscribing] = {}
+    for one in asked:
+        first.setdefault(one.uid, one)
+    return first
+
+
+def _split(found: dict[str, tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """The uids found that leave now, and those already suppressed (their links die all the same)."""
+    leaving = [uid for uid, (_, status) in found.items() if status not in _SUPPRESSED]
+    return leaving, [uid for uid, (_, status) in found.items() if status in _SUPPRESSED]
 
 
 def _results(
@@ -368,16 +379,14 @@ class _SqliteBatch:
     def write(
         self, driver: sqlite3.Connection, asked: Sequence[Unsubscribing]
     ) -> list[UnsubscribeResult]:
-        first: dict[str, Unsubscribing] = {}
-        for one in asked:
-            first.setdefault(one.uid, one)  # the same link twice: its first request counts
+        first = _first_asks(asked)
         found = {
             uid: (email, status)
             for uid, email, status in driver.execute(
                 self._find.string, _bound(self._find, uids=json.dumps(list(first)))
             )
         }
-        leaving = [uid for uid, (_, status) in found.items() if status not in _SUPPRESSED]
+        leaving, staying = _split(found)
         if leaving:
             driver.executemany(
                 self._leave.string,
@@ -391,7 +400,6 @@ class _SqliteBatch:
                     for uid in leaving
                 ],
             )
-        staying = [uid for uid, (_, status) in found.items() if status in _SUPPRESSED]
         if staying:
             driver.execute(self._forget.string, _bound(self._forget, uids=json.dumps(staying)))
         return _results(asked, found, leaving, staying)
@@ -467,12 +475,10 @@ class PostgresBatches:
     async def _statements(
         self, cur: psycopg.AsyncCursor[Any], asked: Sequence[Unsubscribing]
     ) -> list[UnsubscribeResult]:
-        first: dict[str, Unsubscribing] = {}
-        for one in asked:
-            first.setdefault(one.uid, one)  # the same link twice: its first request counts
+        first = _first_asks(asked)
         await cur.execute(self._find.string, {"uids": list(first)})
         found = {uid: (email, status) for uid, email, status in await cur.fetchall()}
-        leaving = [uid for uid, (_, status) in found.items() if status not in _SUPPRESSED]
+        leaving, staying = _split(found)
         if leaving:
             await cur.executemany(
                 self._leave.string,
@@ -482,7 +488,6 @@ class PostgresBatches:
                     for uid in leaving
                 ],
             )
-        staying = [uid for uid, (_, status) in found.items() if status in _SUPPRESSED]
         if staying:
             await cur.execute(self._forget.string, self._forget.params | {"uids": staying})
         return _results(asked, found, leaving, staying)
