@@ -61,10 +61,6 @@ def is_busy(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in _PG_BUSY
 
 
-def busy_message(seconds: float) -> str:
-    return str(StoreBusyError.after(seconds))
-
-
 def retry_busy(
     fn: Callable[[], T],
     *,
@@ -90,7 +86,7 @@ def retry_busy(
             if left <= 0:
                 if isinstance(exc, StoreBusyError):
                     raise
-                raise StoreBusyError(busy_message(seconds)) from exc
+                raise StoreBusyError.after(seconds) from exc
             log.debug("database busy (attempt %d), trying again", attempt)
             # jitter, so that writers that woke together do not collide again
             sleep(min(left, delay * (0.5 + random.random())))
@@ -177,7 +173,7 @@ def _setup_sqlite(
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                     return
                 except DBAPIError as exc:
-                    if not is_busy(exc) or seconds <= 0:  # asked not to wait at all
+                    if not is_busy(exc):
                         raise
             left_ms = max(1, int((deadline - time.monotonic()) * 1000))
             conn.exec_driver_sql(f"PRAGMA busy_timeout={min(busy_timeout_ms, left_ms)}")
@@ -225,7 +221,7 @@ class Store:
             return retry_busy(lambda: migrate(self.engine), seconds=self.busy_seconds)
         except OperationalError as exc:
             if is_busy(exc):
-                raise StoreBusyError(busy_message(self.busy_seconds)) from exc
+                raise StoreBusyError.after(self.busy_seconds) from exc
             raise StoreError(
                 f"cannot open the database {_safe(str(self.engine.url))}: "
                 f"{str(exc.orig).strip().splitlines()[0]}; check SLICE_DATABASE_URL."

@@ -94,18 +94,13 @@ class Leaving(ListBase):
     ) -> list[UnsubscribeResult] | None:
         """`unsubscribe_many` if the write lock is free at this moment, without waiting.
 
-        None, with nothing written, when another writer holds it or the database
-        fails: the caller (an event loop, which must not sleep) writes them with
-        `unsubscribe_many` instead, which waits and spools. On SQLite the batch goes
-        to the driver directly (`_SqliteBatch`).
+        SQLite only (PostgreSQL's loop has `PostgresBatches`): the batch goes to the
+        driver directly (`_SqliteBatch`). None, with nothing written, when another
+        writer holds the lock or the database fails (or on PostgreSQL): the caller, an
+        event loop that must not sleep, writes them with `unsubscribe_many` instead,
+        which waits and spools.
         """
-        if self._write_lock is None:  # PostgreSQL: round trips, for a thread anyway
-            try:
-                with self._write(busy_seconds=0) as session:
-                    return _unsubscribe_uids(session, asked)
-            except (StoreError, OperationalError):
-                return None
-        if not self._write_lock.acquire(blocking=False):
+        if self._write_lock is None or not self._write_lock.acquire(blocking=False):
             return None
         try:
             with self._turns.turn(0) if self._turns else nullcontext():
@@ -366,10 +361,7 @@ class _SqliteBatch:
         self._find = _FIND_JSON.compile(dialect=dialect)
         self._forget = _FORGET_JSON.compile(dialect=dialect)
         self._leave = _UNSUBSCRIBE_EACH.compile(dialect=dialect)
-        # a time is stored as SQLAlchemy stores it for this column on SQLite, the same text
-        # (the column type's conversion to UTC included)
-        when = _SUBSCRIBERS.c.unsubscribed_at.type.dialect_impl(dialect)
-        self._when: Callable[[Any], Any] = when.bind_processor(dialect) or (lambda value: value)
+        self._when = _time_binder(dialect)
 
     @staticmethod
     @functools.lru_cache(maxsize=8)  # one per engine's dialect, compiled on first use
@@ -403,6 +395,13 @@ class _SqliteBatch:
         if staying:
             driver.execute(self._forget.string, _bound(self._forget, uids=json.dumps(staying)))
         return _results(asked, found, leaving, staying)
+
+
+def _time_binder(dialect: Dialect) -> Callable[[Any], Any]:
+    """A time as SQLAlchemy binds it for the unsubscribe columns on this dialect (the same
+    stored value, the column type's conversion to UTC included)."""
+    when = _SUBSCRIBERS.c.unsubscribed_at.type.dialect_impl(dialect)
+    return when.bind_processor(dialect) or (lambda value: value)
 
 
 def _bound(compiled: Compiled, **values: object) -> list[object]:
@@ -450,8 +449,7 @@ class PostgresBatches:
         self._find = _FIND_ANY.compile(dialect=dialect)
         self._forget = _FORGET_ANY.compile(dialect=dialect)
         self._leave = _UNSUBSCRIBE_EACH.compile(dialect=dialect)
-        when = _SUBSCRIBERS.c.unsubscribed_at.type.dialect_impl(dialect)
-        self._when: Callable[[Any], Any] = when.bind_processor(dialect) or (lambda value: value)
+        self._when = _time_binder(dialect)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resting_until = 0.0

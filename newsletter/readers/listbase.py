@@ -29,7 +29,7 @@ from newsletter.core.models import (
     utcnow,
 )
 from newsletter.core.settings import Settings
-from newsletter.core.store import Store, busy_message, retry_busy, writer_turns
+from newsletter.core.store import Store, retry_busy, writer_turns
 from newsletter.readers.addresses import normalize_email
 from newsletter.readers.listrows import by_key, check_status, not_found, queue_mail
 from newsletter.readers.outcomes import Confirmation
@@ -73,7 +73,7 @@ class ListBase:
     def _write(self, *, busy_seconds: float | None = None) -> Iterator[Session]:
         wait = self.store.busy_seconds if busy_seconds is None else busy_seconds
         if self._write_lock is not None and not self._write_lock.acquire(timeout=wait):
-            raise StoreBusyError(busy_message(wait))
+            raise StoreBusyError.after(wait)
         try:
             turn = self._turns.turn(wait) if self._turns else nullcontext()
             with turn, self.store.write(busy_seconds=wait) as session:
